@@ -1,0 +1,105 @@
+"""The root `provision` command: global options, sub-commands, and the one error renderer."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from provisioner.cli.output import Output, StderrProgress
+from provisioner.errors import Interrupted, ProvisionError
+
+
+@dataclass
+class CliState:
+    """What the root callback parsed; sub-commands add their own `--json`."""
+
+    json_mode: bool = False
+    verbose: bool = False
+    output: Output = field(default_factory=Output)
+
+
+class _RendersProvisionErrors(TyperGroup):
+    """Turns a ProvisionError into `error:`/`hint:` on stderr and its exit code, once."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProvisionError as error:
+            _state(ctx).output.error(error)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            error = Interrupted("interrupted", hint="run the same command again: it resumes")
+            _state(ctx).output.error(error)
+            raise typer.Exit(error.exit_code) from None
+
+
+def _state(ctx: typer.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
+
+
+def output_for(ctx: typer.Context, json_output: bool = False) -> Output:
+    """The run's Output, switched to JSON when the command's own `--json` was given."""
+    state = _state(ctx)
+    if json_output:
+        state.json_mode = True
+        state.output.json_mode = True
+    return state.output
+
+
+def settings_for(**overrides: Any):  # -> Settings (imported lazily: keeps --help fast)
+    """Settings from the environment plus this command's flags (None = flag not given)."""
+    from provisioner.config import Settings
+
+    return Settings.load(os.environ, **overrides)
+
+
+app = typer.Typer(
+    cls=_RendersProvisionErrors,
+    name="provision",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    help="Metabase-as-code: a one-command analytics demo, and dashboards kept as YAML.",
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    json_output: JsonOption = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More progress detail.")] = False,
+) -> None:
+    """Metabase-as-code: a one-command analytics demo, and dashboards kept as YAML."""
+    state = _state(ctx)
+    state.verbose = verbose
+    state.output.verbose = verbose
+    state.output.progress = StderrProgress(verbose=verbose)
+    output_for(ctx, json_output)
+
+
+def _register() -> None:
+    from provisioner.cli import dashboards, db, metabase, stack
+
+    app.add_typer(db.db_app, name="db")
+    app.add_typer(metabase.metabase_app, name="metabase")
+    app.add_typer(dashboards.dashboards_app, name="dashboards")
+    db.register_top_level(app)
+    stack.register_top_level(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,98 @@
+"""Settings: every knob the tool reads from flags or the environment, validated once.
+
+Built explicitly per run (`Settings.load`), never a module global: tests pass their own
+environment mapping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from provisioner.errors import ConfigError
+
+DEFAULT_METABASE_URL = "http://localhost:3000"
+
+# Environment variable → Settings field.
+ENV_VARS: dict[str, str] = {
+    "METABASE_URL": "metabase_url",
+    "DATABASE_URL": "database_url",
+    "DATABASE_READER_URL": "reader_database_url",
+    "METABASE_DATABASE_URL": "metabase_database_url",
+    "METABASE_API_KEY": "metabase_api_key",
+    "METABASE_ADMIN_EMAIL": "admin_email",
+    "METABASE_ADMIN_PASSWORD": "admin_password",
+    "METABASE_JAR": "metabase_jar",
+    "PROVISION_HOME": "home",
+}
+
+
+class Settings(BaseModel):
+    """What one run of the tool is pointed at; secrets stay `SecretStr` end to end."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(description="local state: embedded database, credentials, logs")
+    metabase_url: str = DEFAULT_METABASE_URL
+    database_url: SecretStr | None = None
+    reader_database_url: SecretStr | None = None
+    metabase_database_url: SecretStr | None = None
+    metabase_api_key: SecretStr | None = None
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+    metabase_jar: Path | None = None
+    http_timeout_s: float = 30.0
+    health_timeout_s: float = 600.0
+    sync_timeout_s: float = 300.0
+
+    @field_validator("metabase_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://localhost:3000")
+        return value
+
+    @field_validator("database_url", "reader_database_url", "metabase_database_url")
+    @classmethod
+    def _dsn_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:pass@host:5432/db")
+        return value
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from the environment, then flags (`overrides`, None = not given).
+
+        Raises ConfigError naming the variable or flag that is invalid.
+        """
+        environ = os.environ if environ is None else environ
+        cwd = Path.cwd() if cwd is None else cwd
+        values: dict[str, Any] = {}
+        for var, field in ENV_VARS.items():
+            if environ.get(var):
+                values[field] = environ[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.setdefault("home", cwd / ".provision")
+        values["home"] = Path(values["home"]).expanduser().absolute()
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "settings"
+            env = next((v for v, f in ENV_VARS.items() if f == field), None)
+            flag = "--" + field.replace("_", "-")
+            where = f"{flag} (or {env})" if env else flag
+            raise ConfigError(
+                f"{where}: {first['msg']}",
+                hint=f"check the value given by {where}",
+            ) from exc

@@ -1,0 +1,78 @@
+"""psycopg connections: retried while PostgreSQL starts, errors translated to DatabaseError."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from provisioner.errors import DatabaseError
+from provisioner.redact import redact_dsn
+
+if TYPE_CHECKING:
+    import psycopg
+
+MIN_SERVER_VERSION = 130000  # PostgreSQL 13
+
+
+def connect(
+    dsn: str,
+    *,
+    wait_s: float = 0.0,
+    autocommit: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> psycopg.Connection:
+    """A connection to `dsn`, retrying for up to `wait_s` while the server starts.
+
+    Raises DatabaseError with a hint for the usual causes (host down, wrong password, no such
+    database, PostgreSQL older than 13).
+    """
+    import psycopg
+
+    deadline = clock() + wait_s
+    while True:
+        try:
+            conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10)
+            break
+        except psycopg.OperationalError as exc:
+            if clock() < deadline and _is_transient(exc):
+                sleep(0.5)
+                continue
+            raise explain_connect_error(dsn, exc) from exc
+    if conn.info.server_version < MIN_SERVER_VERSION:
+        version = conn.info.parameter_status("server_version") or str(conn.info.server_version)
+        conn.close()
+        raise DatabaseError(
+            f"PostgreSQL {version} is too old: 13 or newer is required",
+            hint="point --database-url at PostgreSQL 13+, or omit it to use the embedded server",
+        )
+    return conn
+
+
+def _is_transient(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(
+        s in text for s in ("connection refused", "the database system is starting up", "could not connect")
+    )
+
+
+def explain_connect_error(dsn: str, exc: Exception) -> DatabaseError:
+    """A DatabaseError with a hint, from a psycopg connection failure."""
+    text = str(exc).strip()
+    lower = text.lower()
+    where = redact_dsn(dsn)
+    if "password authentication failed" in lower or "no password supplied" in lower:
+        hint = "check the user and password in the database URL"
+    elif "does not exist" in lower and "database" in lower:
+        hint = "create the database first, or name an existing one in the URL"
+    elif "connection refused" in lower or "could not connect" in lower or "timeout" in lower:
+        hint = "is PostgreSQL running and reachable? For the embedded one: `provision db start`"
+    elif "could not translate host name" in lower or "name or service not known" in lower:
+        hint = "check the host name in the database URL"
+    elif "ssl" in lower:
+        hint = "hosted databases often need ?sslmode=require at the end of the URL"
+    else:
+        hint = "check the database URL and that the server accepts connections"
+    first_line = text.splitlines()[0] if text else type(exc).__name__
+    return DatabaseError(f"cannot connect to {where}: {first_line}", hint=hint)

@@ -1,0 +1,170 @@
+"""The one error hierarchy: every failure a user can act on, with a hint and an exit code.
+
+Adapters translate foreign errors where they occur (`raise ... from exc`); only the root CLI
+group renders them, once. This module imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+
+class ProvisionError(Exception):
+    """A failure we can explain; the CLI renders it once."""
+
+    exit_code: ClassVar[int] = 1
+    kind: ClassVar[str] = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, object]:
+        """The error as JSON for `--json` output."""
+        out: dict[str, object] = {"error": self.kind, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+class NotBuiltError(ProvisionError):
+    """A step the tool does not implement yet; never reported as success."""
+
+    kind = "not_built"
+
+
+class ConfigError(ProvisionError):
+    """A setting or flag is invalid; fix the value named."""
+
+    exit_code = 3
+    kind = "config"
+
+
+class SpecError(ProvisionError):
+    """A dashboard file is invalid; fix the file and line named."""
+
+    exit_code = 3
+    kind = "spec"
+
+    def __init__(
+        self,
+        path: Path | str,
+        line: int,
+        field: str,
+        problem: str,
+        *,
+        column: int = 0,
+        hint: str | None = None,
+    ) -> None:
+        where = f"{path}:{line}" + (f":{column}" if column else "")
+        super().__init__(f"{where}: {field}: {problem}", hint=hint)
+        self.path, self.line, self.column, self.field, self.problem = (
+            Path(path),
+            line,
+            column,
+            field,
+            problem,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out.update(
+            path=str(self.path),
+            line=self.line,
+            column=self.column,
+            field=self.field,
+            problem=self.problem,
+        )
+        return out
+
+
+class SpecErrors(ProvisionError):
+    """Several spec problems found in one run; all of them are reported."""
+
+    exit_code = 3
+    kind = "spec"
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        lines = "\n".join(e.message for e in errors)
+        noun = "problem" if len(errors) == 1 else "problems"
+        super().__init__(
+            f"{len(errors)} {noun} in dashboard files:\n{lines}",
+            hint="fix each file:line above, then run `provision dashboards validate` again",
+        )
+        self.errors = errors
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out["errors"] = [e.to_dict() for e in self.errors]
+        return out
+
+
+class MetabaseError(ProvisionError):
+    """Metabase rejected a call or answered something we cannot use."""
+
+    exit_code = 4
+    kind = "metabase"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        status: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        errors: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status, self.method, self.path = status, method, path
+        self.errors = errors or {}
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out.update(status=self.status, method=self.method, path=self.path)
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+class MetabaseUnreachable(MetabaseError):
+    """Nothing answered at the Metabase URL, or it is not a Metabase."""
+
+
+class MetabaseAuthError(MetabaseError):
+    """Metabase refused our credentials (wrong password, revoked key, throttled)."""
+
+
+class MetabaseNotFound(MetabaseError):
+    """Metabase answered 404 for an object or endpoint."""
+
+
+class MetabaseVersionError(MetabaseError):
+    """The Metabase version is outside the supported range."""
+
+
+class DatabaseError(ProvisionError):
+    """PostgreSQL refused a connection or a statement."""
+
+    exit_code = 5
+    kind = "database"
+
+
+class OwnershipError(DatabaseError):
+    """Objects with our names exist but the tool did not create them."""
+
+
+class EnvironmentProblem(ProvisionError):
+    """The machine lacks something: Docker, Java, a free port, disk space."""
+
+    exit_code = 6
+    kind = "environment"
+
+
+class Interrupted(ProvisionError):
+    """The user pressed Ctrl-C; the next run resumes."""
+
+    exit_code = 130
+    kind = "interrupted"

@@ -1,0 +1,1 @@
+"""Metabase: the HTTP client, its JSON models, and first-run setup."""

@@ -1,0 +1,1 @@
+"""Where PostgreSQL and Metabase run: docker compose, local processes, or external services."""

@@ -1,0 +1,83 @@
+"""The local state directory (`.provision/` or PROVISION_HOME): its layout and the credentials file.
+
+Credentials are one JSON file, mode 0600, written atomically (temp file + rename) so a crash never
+leaves it half-written; each part of the tool owns one section (`admin`, `api_key`, `reader`,
+`postgres`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """Paths of everything the tool keeps locally."""
+
+    root: Path
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.root / "credentials.json"
+
+    @property
+    def env_file(self) -> Path:
+        return self.root / ".env"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    def ensure(self) -> Path:
+        """Create the state directory (mode 0700) and return it."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.root
+
+    def read_credentials(self) -> dict[str, Any]:
+        """All stored credentials; empty when none were stored yet."""
+        try:
+            return json.loads(self.credentials_file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def credential(self, section: str) -> dict[str, Any] | None:
+        """One section of the credentials file, or None."""
+        value = self.read_credentials().get(section)
+        return value if isinstance(value, dict) else None
+
+    def save_credential(self, section: str, value: dict[str, Any] | None) -> Path:
+        """Replace one section (None removes it); the file stays mode 0600."""
+        data = self.read_credentials()
+        if value is None:
+            data.pop(section, None)
+        else:
+            data[section] = value
+        write_private(self.credentials_file, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return self.credentials_file
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically with mode 0600 (never world-readable, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Fixtures for the seeded demo database (filled in by the database work)."""

@@ -1,0 +1,1 @@
+"""A fake Metabase for tests: an HTTP server faithful to the real API."""

@@ -1,0 +1,38 @@
+"""The embedded server listens on TCP 127.0.0.1 with password auth, as Metabase needs."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from provisioner.errors import EnvironmentProblem
+from provisioner.runtime.postgres import EmbeddedPostgres
+
+
+def test_server_accepts_tcp_connections_with_the_password(pg_server) -> None:
+    with psycopg.connect(pg_server.dsn()) as conn:
+        assert conn.info.host == "127.0.0.1"
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_wrong_password_is_refused(pg_server) -> None:
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(pg_server.info.dsn("wrong-password"))
+
+
+def test_start_reuses_the_running_server(pg_server) -> None:
+    again = EmbeddedPostgres(pg_server.info.data_dir.parent).start(pg_server.password)
+    assert again.pid == pg_server.info.pid
+    assert again.port == pg_server.info.port
+
+
+def test_start_on_another_port_while_running_is_refused(pg_server) -> None:
+    with pytest.raises(EnvironmentProblem, match="already runs on port"):
+        EmbeddedPostgres(pg_server.info.data_dir.parent).start(
+            pg_server.password, port=pg_server.info.port + 1
+        )
+
+
+def test_requested_port_in_use_is_refused(tmp_path, pg_server) -> None:
+    with pytest.raises(EnvironmentProblem, match="in use"):
+        EmbeddedPostgres(tmp_path / "other").start("pw", port=pg_server.info.port)
