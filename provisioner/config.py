@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -28,6 +28,9 @@ ENV_VARS: dict[str, str] = {
     "METABASE_ADMIN_PASSWORD": "admin_password",
     "METABASE_JAR": "metabase_jar",
     "PROVISION_HOME": "home",
+    "METABASE_COMMAND": "metabase_command",
+    "PROVISION_RUNTIME": "runtime",
+    "PROVISION_NAME": "stack_name",
 }
 
 
@@ -48,6 +51,13 @@ class Settings(BaseModel):
     http_timeout_s: float = 30.0
     health_timeout_s: float = 600.0
     sync_timeout_s: float = 300.0
+    # Runtimes: how the demo's Metabase and warehouse are run (see provisioner.runtime).
+    runtime: Literal["auto", "docker", "local", "external"] = "auto"
+    stack_name: str = Field(default="metabase-demo", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    metabase_command: str | None = Field(
+        default=None, description="starts Metabase instead of `java -jar`; placeholders {port}, {state_dir}"
+    )
+    stop_timeout_s: float = 30.0
 
     @field_validator("metabase_url")
     @classmethod

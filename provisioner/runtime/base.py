@@ -1,0 +1,164 @@
+"""What every runtime provides (start, stop, destroy, status) and how one is chosen.
+
+A runtime runs the demo's Metabase and warehouse: `docker` (compose), `local` (embedded
+PostgreSQL plus the Metabase jar as a supervised process) or `external` (the user's own; nothing
+started). Commands go through a `CommandRunner`, so tests assert the exact argument lists.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from pydantic import BaseModel, SecretStr
+
+from provisioner.errors import EnvironmentProblem
+from provisioner.progress import Progress
+
+if TYPE_CHECKING:
+    from provisioner.config import Settings
+
+RuntimeChoice = Literal["auto", "docker", "local", "external"]
+DEFAULT_NAME = "metabase-demo"
+
+
+class Endpoints(BaseModel):
+    """Where a started runtime's Metabase and warehouse answer."""
+
+    metabase_url: str
+    # The owner DSN as seen from this machine; None = provisioner.warehouse resolves the embedded one.
+    warehouse_dsn: SecretStr | None = None
+    # How Metabase reaches the warehouse when that differs from this machine's view (compose network).
+    metabase_warehouse_host: str | None = None
+    metabase_warehouse_port: int | None = None
+
+
+class ServiceStatus(BaseModel):
+    """One service of a runtime: its state (running, exited, stopped) and health."""
+
+    name: str
+    state: str
+    health: str | None = None
+    detail: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running" and self.health in (None, "", "healthy")
+
+
+class RuntimeStatus(BaseModel):
+    """What a runtime runs right now, without starting anything."""
+
+    runtime: str
+    services: list[ServiceStatus] = []
+    detail: str | None = None
+    metabase_url: str | None = None
+    log_file: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return bool(self.services) and all(s.state == "running" for s in self.services)
+
+
+class Runtime(Protocol):
+    """Starts and stops the demo's Metabase and warehouse."""
+
+    name: str
+
+    def start(self, progress: Progress) -> Endpoints:
+        """Endpoints of the healthy services (reuses what runs); raises ProvisionError naming the log."""
+
+    def stop(self, progress: Progress) -> None:
+        """Stop the services, keeping their data."""
+
+    def destroy(self, progress: Progress) -> None:
+        """Stop the services and delete their data (for --fresh)."""
+
+    def status(self) -> RuntimeStatus:
+        """What runs now; starts nothing."""
+
+
+class CommandRunner(Protocol):
+    """Runs an external command (docker, java) and returns its completed process."""
+
+    def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        """The finished command with text stdout/stderr; raises EnvironmentProblem if it cannot run."""
+
+
+class SubprocessRunner:
+    """Runs commands with `subprocess.run`, output captured as text."""
+
+    def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        """The finished command; raises EnvironmentProblem when it is missing or times out."""
+        try:
+            return subprocess.run(
+                args, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, check=False
+            )
+        except FileNotFoundError as exc:
+            raise EnvironmentProblem(
+                f"`{args[0]}` is not installed or not on PATH",
+                hint=f"install {args[0]}, or choose another runtime with --runtime",
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise EnvironmentProblem(
+                f"`{' '.join(args[:3])}` did not finish within {timeout_s:.0f} s",
+                hint="check that the service it talks to is responsive, then run the command again",
+            ) from exc
+
+
+def docker_engine_version(runner: CommandRunner) -> str | None:
+    """The Docker engine's server version, or None when no engine answers."""
+    try:
+        done = runner.run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout_s=20)
+    except EnvironmentProblem:
+        return None
+    version = done.stdout.strip()
+    return version if done.returncode == 0 and version else None
+
+
+def select_runtime(
+    settings: Settings,
+    choice: RuntimeChoice | None = None,
+    *,
+    name: str | None = None,
+    runner: CommandRunner | None = None,
+) -> Runtime:
+    """The runtime for `choice` (default: settings.runtime); raises EnvironmentProblem when auto finds none.
+
+    auto: docker if an engine answers, else local if a Metabase jar or command is known.
+    """
+    choice = choice or settings.runtime
+    name = name or settings.stack_name
+    runner = runner or SubprocessRunner()
+    if choice == "auto":
+        choice = auto_choice(settings, runner)
+    if choice == "docker":
+        from provisioner.runtime.compose import ComposeRuntime
+
+        return ComposeRuntime(settings, name=name, runner=runner)
+    if choice == "local":
+        from provisioner.runtime.local import LocalRuntime
+
+        return LocalRuntime(settings, runner=runner)
+    if choice == "external":
+        from provisioner.runtime.external import ExternalRuntime
+
+        return ExternalRuntime(settings)
+    raise EnvironmentProblem(f"unknown runtime {choice!r}", hint="use --runtime auto|docker|local|external")
+
+
+def auto_choice(settings: Settings, runner: CommandRunner) -> Literal["docker", "local"]:
+    """Which runtime `auto` means on this machine; raises EnvironmentProblem listing the ways forward."""
+    if docker_engine_version(runner) is not None:
+        return "docker"
+    if settings.metabase_jar is not None or settings.metabase_command:
+        return "local"
+    raise EnvironmentProblem(
+        "no way to run Metabase here: no Docker engine answers and no Metabase jar is known",
+        hint=(
+            "pick one: (1) start Docker (`docker info` must work) for --runtime docker; "
+            "(2) download metabase.jar and pass --metabase-jar PATH (or METABASE_JAR), Java 21+ needed, "
+            "for --runtime local; (3) point at your own with --runtime external "
+            "--metabase-url URL --database-url postgresql://..."
+        ),
+    )
