@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from provisioner.errors import EnvironmentProblem
 from provisioner.progress import Progress
@@ -54,10 +54,12 @@ class RuntimeStatus(BaseModel):
     detail: str | None = None
     metabase_url: str | None = None
     log_file: str | None = None
+    # The warehouse owner DSN when the runtime knows it (docker); never part of printed output.
+    warehouse_dsn: SecretStr | None = Field(default=None, exclude=True)
 
     @property
     def running(self) -> bool:
-        return bool(self.services) and all(s.state == "running" for s in self.services)
+        return bool(self.services) and all(s.state in ("running", "external") for s in self.services)
 
 
 class Runtime(Protocol):
@@ -162,3 +164,24 @@ def auto_choice(settings: Settings, runner: CommandRunner) -> Literal["docker", 
             "--metabase-url URL --database-url postgresql://..."
         ),
     )
+
+
+def bring_up(settings: Settings, *, progress: Progress, runner: CommandRunner | None = None) -> Endpoints:
+    """Start the demo's services with the configured runtime; raises the runtime's ProvisionError."""
+    runtime = select_runtime(settings, runner=runner)
+    progress.step(f"Starting the {runtime.name} runtime")
+    return runtime.start(progress)
+
+
+def bring_down(
+    settings: Settings, *, volumes: bool, progress: Progress, runner: CommandRunner | None = None
+) -> str:
+    """Stop the demo's services (and delete their data with `volumes`); returns the runtime's name."""
+    runtime = select_runtime(settings, runner=runner)
+    if volumes:
+        progress.step(f"Removing the {runtime.name} demo and its data")
+        runtime.destroy(progress)
+    else:
+        progress.step(f"Stopping the {runtime.name} demo (data kept)")
+        runtime.stop(progress)
+    return runtime.name

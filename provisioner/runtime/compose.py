@@ -226,6 +226,7 @@ class ComposeRuntime:
                 runtime=self.name,
                 detail=f"docker compose ps failed: {self._last_line(done)}",
                 metabase_url=metabase_url,
+                warehouse_dsn=env.owner_dsn(),
             )
         services = [
             ServiceStatus(
@@ -238,6 +239,7 @@ class ComposeRuntime:
             services=services,
             detail=f"docker compose project {self.project!r}",
             metabase_url=metabase_url,
+            warehouse_dsn=env.owner_dsn(),
         )
 
     # -- the env file -----------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""Runtime flags shared by `up`, `down`, `status`, `doctor`, `demo` and `reset`: defined once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+class RuntimeName(StrEnum):
+    """The values of --runtime."""
+
+    auto = "auto"
+    docker = "docker"
+    local = "local"
+    external = "external"
+
+
+RuntimeOption = Annotated[
+    RuntimeName | None,
+    typer.Option(
+        "--runtime",
+        help="Where Metabase and the warehouse run: auto (docker if an engine answers, else local), "
+        "docker, local (embedded PostgreSQL + the Metabase jar) or external (yours). Env PROVISION_RUNTIME.",
+    ),
+]
+NameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        help="Name of the docker compose project, so several demos live side by side "
+        "(default metabase-demo; env PROVISION_NAME).",
+    ),
+]
+MetabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--metabase-url", help="An existing Metabase, for --runtime external (env METABASE_URL)."),
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="An existing PostgreSQL for the demo data: postgresql://user:pass@host:5432/db "
+        "(env DATABASE_URL).",
+    ),
+]
+MetabaseJarOption = Annotated[
+    Path | None,
+    typer.Option("--metabase-jar", help="metabase.jar for --runtime local (env METABASE_JAR); Java 21+."),
+]
+MetabaseCommandOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metabase-command",
+        help="Command that starts Metabase instead of `java -jar`, for --runtime local; placeholders "
+        "{port} and {state_dir} (env METABASE_COMMAND).",
+    ),
+]
+
+
+def runtime_settings(
+    runtime: RuntimeName | None = None,
+    name: str | None = None,
+    metabase_url: str | None = None,
+    database_url: str | None = None,
+    metabase_jar: Path | None = None,
+    metabase_command: str | None = None,
+    **more: Any,
+) -> Any:  # -> Settings (imported lazily: keeps --help fast)
+    """Settings from the environment plus the runtime flags (None = not given) and any `more` overrides."""
+    from provisioner.cli.app import settings_for
+
+    return settings_for(
+        runtime=runtime.value if runtime is not None else None,
+        stack_name=name,
+        metabase_url=metabase_url,
+        database_url=database_url,
+        metabase_jar=metabase_jar,
+        metabase_command=metabase_command,
+        **more,
+    )

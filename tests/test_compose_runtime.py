@@ -1,0 +1,253 @@
+"""The docker runtime through its seams: argument lists issued, `ps` output parsed, the env file."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from provisioner.config import Settings
+from provisioner.errors import EnvironmentProblem
+from provisioner.progress import RecordingProgress
+from provisioner.runtime.base import select_runtime
+from provisioner.runtime.compose import ComposeEnv, ComposeRuntime, compose_file, parse_ps_output
+from provisioner.state import StateDir
+
+PS_ROWS = [
+    {"Name": "demo-warehouse-1", "Service": "warehouse", "State": "running", "Health": "healthy",
+     "Status": "Up 2 minutes (healthy)", "Publishers": [{"URL": "127.0.0.1", "PublishedPort": 5432}]},
+    {"Name": "demo-metabase-db-1", "Service": "metabase-db", "State": "running", "Health": "healthy",
+     "Status": "Up 2 minutes (healthy)"},
+    {"Name": "demo-metabase-1", "Service": "metabase", "State": "running", "Health": "starting",
+     "Status": "Up 30 seconds (health: starting)", "ExitCode": 0},
+]  # fmt: skip
+
+
+class FakeRunner:
+    """Records each command; answers from canned (returncode, stdout, stderr) by compose sub-command."""
+
+    def __init__(self, answers: dict[str, tuple[int, str, str]] | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.answers = answers or {}
+
+    def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args)
+        key = args[1] if args[:2] == ["docker", "info"] else args[8]
+        code, out, err = self.answers.get(key, (0, "", ""))
+        return subprocess.CompletedProcess(args, code, out, err)
+
+
+@pytest.fixture
+def settings(clean_environ: Path) -> Settings:
+    return Settings.load({}, home=clean_environ)
+
+
+def _runtime(settings: Settings, runner: FakeRunner, name: str = "metabase-demo") -> ComposeRuntime:
+    return ComposeRuntime(settings, name=name, runner=runner)
+
+
+def _prefix(settings: Settings, env_name: str = ".env", project: str = "metabase-demo") -> list[str]:
+    return [
+        "docker",
+        "compose",
+        "--project-name",
+        project,
+        "--file",
+        str(compose_file()),
+        "--env-file",
+        str(settings.home / env_name),
+    ]
+
+
+def test_up_issues_compose_up_wait_and_returns_host_and_network_endpoints(settings: Settings) -> None:
+    runner = FakeRunner()
+    endpoints = _runtime(settings, runner).start(RecordingProgress())
+
+    assert runner.calls == [[*_prefix(settings), "up", "--detach", "--wait"]]
+    env = ComposeEnv.parse(settings.home / ".env")
+    assert endpoints.metabase_url == f"http://127.0.0.1:{env.metabase_port}"
+    dsn = endpoints.warehouse_dsn.get_secret_value()
+    assert dsn == (
+        f"postgresql://provisioner:{env.warehouse_owner_password.get_secret_value()}"
+        f"@127.0.0.1:{env.warehouse_port}/asset_finance"
+    )
+    assert (endpoints.metabase_warehouse_host, endpoints.metabase_warehouse_port) == ("warehouse", 5432)
+
+
+def test_env_file_is_private_random_and_complete(settings: Settings) -> None:
+    _runtime(settings, FakeRunner()).start(RecordingProgress())
+    path = settings.home / ".env"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    keys = {line.split("=", 1)[0] for line in path.read_text().splitlines() if "=" in line}
+    assert keys == {
+        "METABASE_PORT",
+        "WAREHOUSE_PORT",
+        "WAREHOUSE_DB",
+        "WAREHOUSE_OWNER_USER",
+        "WAREHOUSE_OWNER_PASSWORD",
+        "WAREHOUSE_READER_USER",
+        "WAREHOUSE_READER_PASSWORD",
+        "MB_APP_DB_PASSWORD",
+        "MB_ENCRYPTION_SECRET_KEY",
+    }
+    env = ComposeEnv.parse(path)
+    secrets = {
+        env.warehouse_owner_password.get_secret_value(),
+        env.warehouse_reader_password.get_secret_value(),
+        env.mb_app_db_password.get_secret_value(),
+    }
+    assert len(secrets) == 3 and all(len(s) >= 24 for s in secrets)
+    assert len(env.mb_encryption_secret_key.get_secret_value()) >= 32
+
+
+def test_env_file_is_never_regenerated(settings: Settings) -> None:
+    runtime = _runtime(settings, FakeRunner())
+    runtime.start(RecordingProgress())
+    first = (settings.home / ".env").read_text()
+    runtime.start(RecordingProgress())
+    _runtime(settings, FakeRunner()).start(RecordingProgress())
+    assert (settings.home / ".env").read_text() == first
+
+
+def test_reader_password_is_stored_for_seeding(settings: Settings) -> None:
+    _runtime(settings, FakeRunner()).start(RecordingProgress())
+    env = ComposeEnv.parse(settings.home / ".env")
+    assert StateDir(settings.home).credential("reader") == {
+        "user": "metabase_reader",
+        "password": env.warehouse_reader_password.get_secret_value(),
+    }
+
+
+def test_existing_reader_password_is_reused_in_new_env(settings: Settings) -> None:
+    StateDir(settings.home).save_credential(
+        "reader", {"user": "metabase_reader", "password": "kept-pw-123456"}
+    )
+    _runtime(settings, FakeRunner()).start(RecordingProgress())
+    env = ComposeEnv.parse(settings.home / ".env")
+    assert env.warehouse_reader_password.get_secret_value() == "kept-pw-123456"
+
+
+def test_named_project_gets_its_own_env_file_and_project_name(settings: Settings) -> None:
+    runner = FakeRunner()
+    _runtime(settings, runner, name="second").start(RecordingProgress())
+    assert runner.calls == [[*_prefix(settings, ".env.second", "second"), "up", "--detach", "--wait"]]
+    assert (settings.home / ".env.second").exists()
+    assert not (settings.home / ".env").exists()
+
+
+def test_down_keeps_volumes_and_destroy_removes_them(settings: Settings) -> None:
+    runner = FakeRunner()
+    runtime = _runtime(settings, runner)
+    runtime.start(RecordingProgress())
+    runtime.stop(RecordingProgress())
+    runtime.destroy(RecordingProgress())
+    assert runner.calls[1:] == [
+        [*_prefix(settings), "down"],
+        [*_prefix(settings), "down", "--volumes", "--remove-orphans"],
+    ]
+    # The old passwords died with the volumes; the next start generates new ones.
+    assert not (settings.home / ".env").exists()
+
+
+def test_down_without_a_started_demo_issues_nothing(settings: Settings) -> None:
+    runner = FakeRunner()
+    _runtime(settings, runner).stop(RecordingProgress())
+    _runtime(settings, runner).destroy(RecordingProgress())
+    assert runner.calls == []
+
+
+def test_failed_up_saves_redacted_logs_and_names_them(settings: Settings) -> None:
+    runner = FakeRunner({"up": (1, "", "container demo-metabase-1 is unhealthy\n")})
+    runtime = _runtime(settings, runner)
+    env = runtime.ensure_env(RecordingProgress())
+    secret = env.mb_app_db_password.get_secret_value()
+    runner.answers["logs"] = (0, f"metabase-1 | connecting with password {secret}\n", "")
+
+    with pytest.raises(EnvironmentProblem) as caught:
+        runtime.start(RecordingProgress())
+
+    log = settings.home / "logs" / "docker-metabase-demo.log"
+    assert "unhealthy" in caught.value.message
+    assert str(log) in (caught.value.hint or "")
+    assert runner.calls[-1] == [*_prefix(settings), "logs", "--no-color", "--tail", "200"]
+    assert secret not in log.read_text() and "<redacted>" in log.read_text()
+
+
+def test_status_parses_ps_and_reports_health(settings: Settings) -> None:
+    runner = FakeRunner({"ps": (0, json.dumps(PS_ROWS), "")})
+    runtime = _runtime(settings, runner)
+    runtime.ensure_env(RecordingProgress())
+    status = runtime.status()
+    assert runner.calls == [[*_prefix(settings), "ps", "--all", "--format", "json"]]
+    assert [(s.name, s.state, s.health) for s in status.services] == [
+        ("warehouse", "running", "healthy"),
+        ("metabase-db", "running", "healthy"),
+        ("metabase", "running", "starting"),
+    ]
+    assert not status.services[2].healthy and status.services[0].healthy
+    assert status.running
+
+
+def test_status_of_a_never_started_project_runs_nothing(settings: Settings) -> None:
+    runner = FakeRunner()
+    status = _runtime(settings, runner).status()
+    assert runner.calls == [] and status.services == [] and not status.running
+
+
+def test_status_when_the_engine_is_down_is_a_detail_not_a_crash(settings: Settings) -> None:
+    runner = FakeRunner(
+        {"ps": (1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n")}
+    )
+    runtime = _runtime(settings, runner)
+    runtime.ensure_env(RecordingProgress())
+    status = runtime.status()
+    assert status.services == [] and "Cannot connect to the Docker daemon" in (status.detail or "")
+
+
+def test_ps_output_as_one_array_and_as_json_lines_parse_the_same() -> None:
+    as_array = parse_ps_output(json.dumps(PS_ROWS))
+    as_lines = parse_ps_output("\n".join(json.dumps(row) for row in PS_ROWS) + "\n")
+    assert as_array == as_lines
+    assert [s.service for s in as_array] == ["warehouse", "metabase-db", "metabase"]
+
+
+def test_ps_output_empty_means_no_containers() -> None:
+    assert parse_ps_output("") == []
+    assert parse_ps_output("[]") == []
+
+
+def test_ps_output_garbage_is_an_environment_problem() -> None:
+    with pytest.raises(EnvironmentProblem):
+        parse_ps_output("NAME   IMAGE   COMMAND\n")
+
+
+def test_damaged_env_file_is_reported_not_overwritten(settings: Settings) -> None:
+    settings.home.mkdir(parents=True)
+    (settings.home / ".env").write_text("METABASE_PORT=3000\n")
+    with pytest.raises(EnvironmentProblem, match="incomplete or damaged"):
+        _runtime(settings, FakeRunner()).start(RecordingProgress())
+    assert (settings.home / ".env").read_text() == "METABASE_PORT=3000\n"
+
+
+def test_auto_selects_docker_when_the_engine_answers(settings: Settings) -> None:
+    runner = FakeRunner({"info": (0, "28.2.2\n", "")})
+    runtime = select_runtime(settings, "auto", runner=runner)
+    assert runtime.name == "docker"
+    assert runner.calls == [["docker", "info", "--format", "{{.ServerVersion}}"]]
+
+
+def test_auto_without_engine_or_jar_lists_the_three_ways_forward(settings: Settings) -> None:
+    runner = FakeRunner({"info": (1, "", "Cannot connect to the Docker daemon\n")})
+    with pytest.raises(EnvironmentProblem) as caught:
+        select_runtime(settings, "auto", runner=runner)
+    hint = caught.value.hint or ""
+    assert "docker" in hint and "--metabase-jar" in hint and "--runtime external" in hint
+
+
+def test_auto_without_engine_but_with_a_jar_selects_local(settings: Settings, tmp_path: Path) -> None:
+    runner = FakeRunner({"info": (1, "", "Cannot connect\n")})
+    with_jar = settings.model_copy(update={"metabase_jar": tmp_path / "metabase.jar"})
+    assert select_runtime(with_jar, "auto", runner=runner).name == "local"
