@@ -733,13 +733,19 @@ def check_dashboard(loaded: LoadedDashboard) -> list[SpecError]:
         for tag in resolve_tags(spec, card, sql):
             where = (*base, "tags", tag.name) if tag.name in card.tags else (*base, "sql")
             wired = spec.filter(tag.filter_key) if tag.filter_key else None
-            if tag.kind != "dimension" and tag.required and wired is None and tag.default is None:
+            no_default = tag.default is None and (wired is None or wired.default is None)
+            if tag.kind != "dimension" and tag.required and no_default:
+                problem = (
+                    f"required template tag `{{{{{tag.name}}}}}` is not wired to a filter and has no default"
+                    if wired is None
+                    else f"required template tag `{{{{{tag.name}}}}}` has no default "
+                    f"(nor has filter `{wired.key}`)"
+                )
                 errors.append(
                     loc.error(
                         where,
-                        f"required template tag `{{{{{tag.name}}}}}` is not wired to a filter "
-                        "and has no default",
-                        hint=f"wire it (`filters: {{{tag.name}: <filter key>}}`), give it a default, "
+                        problem,
+                        hint=f"give `tags: {{{tag.name}: {{default: ...}}}}`, a filter default, "
                         "or wrap its clause in [[ ]]",
                     )
                 )

@@ -1,7 +1,116 @@
-"""`provision dashboards validate|plan|apply|export|schema`."""
+"""`provision dashboards validate|plan|apply|export|schema`: parse, call one core function, print."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from provisioner.cli.app import JsonOption, output_for, settings_for
+
 dashboards_app = typer.Typer(no_args_is_help=True, help="Dashboards as YAML: validate, plan, apply, export.")
+
+PathsArgument = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Dashboard files or directories (default: dashboards/).", show_default=False),
+]
+MetabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metabase-url", help="Metabase address (env METABASE_URL; default http://localhost:3000)."
+    ),
+]
+PruneOption = Annotated[
+    bool,
+    typer.Option("--prune", help="Archive (never delete) managed cards and dashboards gone from the YAML."),
+]
+
+
+def _paths(paths: list[Path] | None) -> list[Path]:
+    return list(paths) if paths else [Path("dashboards")]
+
+
+@dashboards_app.command("validate")
+def validate_command(
+    ctx: typer.Context,
+    paths: PathsArgument = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Also prepare every card's SQL on this PostgreSQL (read only)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check dashboard files offline; every problem with file:line:column, in one run."""
+    from provisioner import dashboards
+
+    output = output_for(ctx, json_output)
+    result = dashboards.validate(_paths(paths), database_url=database_url, progress=output.progress)
+    output.result(result.to_dict(), result.describe)
+
+
+@dashboards_app.command("plan")
+def plan_command(
+    ctx: typer.Context,
+    paths: PathsArgument = None,
+    prune: PruneOption = False,
+    metabase_url: MetabaseUrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show what `apply` would change; changes nothing. Exit 2 when changes are pending."""
+    from provisioner import dashboards
+
+    output = output_for(ctx, json_output)
+    settings = settings_for(metabase_url=metabase_url)
+    plan = dashboards.plan(settings, _paths(paths), prune=prune, progress=output.progress)
+    output.result(plan.to_dict(), plan.describe)
+    if plan.has_changes:
+        raise typer.Exit(2)  # scripts and CI read "changes pending" from the exit code
+
+
+@dashboards_app.command("apply")
+def apply_command(
+    ctx: typer.Context,
+    paths: PathsArgument = None,
+    prune: PruneOption = False,
+    metabase_url: MetabaseUrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create or update collections, cards and dashboards; unchanged objects are not touched."""
+    from provisioner import dashboards
+
+    output = output_for(ctx, json_output)
+    settings = settings_for(metabase_url=metabase_url)
+    result = dashboards.apply(settings, _paths(paths), prune=prune, progress=output.progress)
+    output.result(result.to_dict(), result.describe)
+    if not result.ok:
+        raise typer.Exit(1)  # written, but a query fails in Metabase or the read-back differs
+
+
+@dashboards_app.command("export")
+def export_command(
+    ctx: typer.Context,
+    dashboard: Annotated[list[str], typer.Argument(help="Dashboard name or id (several allowed).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the YAML files to.")] = Path(
+        "dashboards"
+    ),
+    metabase_url: MetabaseUrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write existing Metabase dashboards as dashboard YAML (field ids back to table.column)."""
+    from provisioner import export
+
+    output = output_for(ctx, json_output)
+    settings = settings_for(metabase_url=metabase_url)
+    result = export.export_dashboards(settings, dashboard, out_dir=out, progress=output.progress)
+    output.result(result.to_dict(), result.describe)
+
+
+@dashboards_app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of dashboard files (for editors; kept in dashboards/schema.json)."""
+    from provisioner import dashboards
+
+    sys.stdout.write(json.dumps(dashboards.schema(), indent=2) + "\n")

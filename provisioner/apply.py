@@ -1,0 +1,292 @@
+"""Executes a Plan through the Metabase client, records each outcome, then verifies and runs cards.
+
+Order matters for recovery: collections, then cards (found again by entity_id if a run dies), then
+each dashboard (created with its filters, which identify it, then filled by one PUT of the whole
+dashboard: tabs, dashcards and filters). Unchanged objects get no request at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.metabase.client import MetabaseClient
+from provisioner.metabase.models import (
+    CardCreate,
+    CardUpdate,
+    Collection,
+    CollectionCreate,
+    Dashboard,
+    DashboardCreate,
+    DashboardUpdate,
+    NativeDatasetQuery,
+    NativeQuery,
+)
+from provisioner.plan import (
+    Action,
+    DesiredCard,
+    DesiredDashboard,
+    Plan,
+    card_differences,
+    dashboard_differences,
+    dashcards_body,
+)
+from provisioner.progress import NullProgress, Progress
+
+_DONE = {"create": "created", "update": "updated", "unchanged": "unchanged", "archive": "archived"}
+
+
+@dataclass
+class Outcome:
+    """What happened to one object: created, updated, unchanged or archived."""
+
+    kind: str
+    action: str
+    key: str
+    name: str
+    id: int | None
+    changes: list[str] = field(default_factory=list)
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "action": self.action, "key": self.key, "name": self.name}
+        for name in ("id", "url"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.changes:
+            out["changes"] = self.changes
+        return out
+
+
+@dataclass
+class FailedQuery:
+    """A card whose SQL Metabase could not run after apply."""
+
+    key: str
+    name: str
+    card_id: int
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "name": self.name, "card_id": self.card_id, "error": self.error}
+
+
+@dataclass
+class ApplyResult:
+    """Every object's outcome, dashboard URLs, queries that failed, and read-back mismatches."""
+
+    outcomes: list[Outcome]
+    failed_queries: list[FailedQuery] = field(default_factory=list)
+    verify_problems: list[str] = field(default_factory=list)
+    requests: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_queries and not self.verify_problems
+
+    @property
+    def dashboard_urls(self) -> dict[str, str]:
+        return {
+            o.key: o.url for o in self.outcomes if o.kind == "dashboard" and o.url and o.action != "archived"
+        }
+
+    def summary(self) -> dict[str, int]:
+        counts = {"created": 0, "updated": 0, "archived": 0, "unchanged": 0}
+        for outcome in self.outcomes:
+            counts[outcome.action] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "summary": self.summary(),
+            "objects": [o.to_dict() for o in self.outcomes],
+            "dashboards": self.dashboard_urls,
+            "failed_queries": [f.to_dict() for f in self.failed_queries],
+            "verify_problems": self.verify_problems,
+        }
+
+    def describe(self) -> str:
+        """The result as lines for people."""
+        lines = []
+        for o in self.outcomes:
+            detail = f" ({', '.join(o.changes)})" if o.changes else ""
+            lines.append(f"{o.action:<9} {o.kind:<10} {o.name}{detail}" + (f"  {o.url}" if o.url else ""))
+        for f in self.failed_queries:
+            lines.append(f"query failed: {f.name} (card {f.card_id}): {f.error}")
+        lines += [f"verify: {p}" for p in self.verify_problems]
+        s = self.summary()
+        lines.append(
+            f"{s['created']} created, {s['updated']} updated, "
+            f"{s['archived']} archived, {s['unchanged']} unchanged"
+        )
+        return "\n".join(lines)
+
+
+def _card_body(card: DesiredCard, collection_id: int | None) -> dict[str, Any]:
+    return {
+        "name": card.name,
+        "display": card.display,
+        "description": card.description,
+        "dataset_query": NativeDatasetQuery(
+            database=card.database_id, native=NativeQuery(query=card.sql, template_tags=card.template_tags)
+        ),
+        "visualization_settings": card.visualization_settings,
+        "collection_id": collection_id,
+    }
+
+
+def execute(
+    plan: Plan,
+    client: MetabaseClient,
+    *,
+    metabase_url: str,
+    progress: Progress | None = None,
+    run_cards: bool = True,
+) -> ApplyResult:
+    """Carry out the plan; raises MetabaseError when Metabase refuses a write (re-running resumes)."""
+    progress = progress or NullProgress()
+    start = client.request_count
+    outcomes: list[Outcome] = []
+    collection_ids: dict[tuple[str, ...], int] = {}
+    card_ids: dict[str, int] = {}
+    changed_cards: list[tuple[DesiredCard, int]] = []
+    written_dashboards: list[tuple[DesiredDashboard, int]] = []
+
+    def record(action: Action, object_id: int | None, url: str | None = None) -> None:
+        outcomes.append(
+            Outcome(
+                action.kind, _DONE[action.action], action.key, action.name, object_id, action.changes, url
+            )
+        )
+
+    for action in plan.actions:
+        if action.kind != "collection":
+            continue
+        path: tuple[str, ...] = action.desired
+        if action.action == "create":
+            progress.info(f"creating collection {action.key}")
+            created: Collection = client.create_collection(
+                CollectionCreate(name=path[-1], parent_id=collection_ids.get(path[:-1]))
+            )
+            assert isinstance(created.id, int)
+            collection_ids[path] = created.id
+            record(action, created.id)
+        else:
+            assert action.id is not None
+            collection_ids[path] = action.id
+            record(action, action.id)
+
+    for action in plan.actions:
+        if action.kind != "card" or action.action == "archive":
+            continue
+        card: DesiredCard = action.desired
+        collection_id = collection_ids.get(card.collection_path)
+        if action.action == "create":
+            progress.info(f"creating card {action.name}")
+            made = client.create_card(CardCreate(**_card_body(card, collection_id), entity_id=card.entity_id))
+            card_ids[card.entity_id] = made.id
+            changed_cards.append((card, made.id))
+            record(action, made.id)
+        elif action.action == "update":
+            assert action.id is not None
+            progress.info(f"updating card {action.name}: {', '.join(action.changes)}")
+            extra = {"archived": False} if "archived" in action.changes else {}
+            client.update_card(action.id, CardUpdate(**_card_body(card, collection_id), **extra))
+            card_ids[card.entity_id] = action.id
+            changed_cards.append((card, action.id))
+            record(action, action.id)
+        else:
+            assert action.id is not None
+            card_ids[card.entity_id] = action.id
+            record(action, action.id)
+
+    for action in plan.actions:
+        if action.kind != "dashboard" or action.action == "archive":
+            continue
+        desired: DesiredDashboard = action.desired
+        collection_id = collection_ids.get(desired.collection_path)
+        url_of = f"{metabase_url.rstrip('/')}/dashboard/"
+        if action.action == "unchanged":
+            record(action, action.id, f"{url_of}{action.id}")
+            continue
+        actual: Dashboard | None = action.actual
+        if action.action == "create":
+            progress.info(f"creating dashboard {action.name}")
+            # Created with its filters: their deterministic ids identify it should the PUT below fail.
+            actual = client.create_dashboard(
+                DashboardCreate(
+                    name=desired.name,
+                    description=desired.description,
+                    collection_id=collection_id,
+                    parameters=desired.parameters,
+                )
+            )
+        else:
+            progress.info(f"updating dashboard {action.name}: {', '.join(action.changes)}")
+        assert actual is not None
+        tabs, dashcards = dashcards_body(desired, actual, card_ids)
+        client.update_dashboard(
+            actual.id,
+            DashboardUpdate(
+                name=desired.name,
+                description=desired.description,
+                collection_id=collection_id,
+                width=desired.width,  # type: ignore[arg-type]
+                parameters=desired.parameters,
+                tabs=tabs,
+                dashcards=dashcards,
+                **({"archived": False} if "archived" in action.changes else {}),
+            ),
+        )
+        written_dashboards.append((desired, actual.id))
+        record(action, actual.id, f"{url_of}{actual.id}")
+
+    for action in plan.actions:
+        if action.action != "archive":
+            continue
+        assert action.id is not None
+        progress.info(f"archiving {action.kind} {action.name}")
+        if action.kind == "card":
+            client.update_card(action.id, CardUpdate(archived=True))
+        else:
+            client.update_dashboard(action.id, DashboardUpdate(archived=True))
+        record(action, action.id)
+
+    result = ApplyResult(outcomes)
+    desired_cards = {c.entity_id: c for c, _ in changed_cards}
+    for desired, dashboard_id in written_dashboards:
+        result.verify_problems += _verify(client, desired, dashboard_id, collection_ids, desired_cards)
+    if run_cards:
+        for card, card_id in changed_cards:
+            answer = client.run_card(card_id)
+            if not answer.ok:
+                error = (answer.error or answer.status or "failed").strip().splitlines()[0][:300]
+                result.failed_queries.append(
+                    FailedQuery(f"{card.dashboard_key}/{card.key}", card.name, card_id, error)
+                )
+    result.requests = client.request_count - start
+    return result
+
+
+def _verify(
+    client: MetabaseClient,
+    desired: DesiredDashboard,
+    dashboard_id: int,
+    collection_ids: dict[tuple[str, ...], int],
+    desired_cards: dict[str, DesiredCard],
+) -> list[str]:
+    """Read the dashboard back: what Metabase stored must equal what was written."""
+    got = client.get_dashboard(dashboard_id)
+    problems = [
+        f"dashboard {desired.name!r} (id {dashboard_id}) differs after apply: {diff}"
+        for diff in dashboard_differences(desired, got, collection_ids.get(desired.collection_path))
+    ]
+    for dashcard in got.dashcards:
+        card = dashcard.card
+        if card is None or card.entity_id not in desired_cards:
+            continue
+        wanted = desired_cards[card.entity_id or ""]
+        for diff in card_differences(wanted, card, collection_ids.get(wanted.collection_path)):
+            problems.append(f"card {wanted.name!r} (id {card.id}) differs after apply: {diff}")
+    return problems

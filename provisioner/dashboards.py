@@ -1,0 +1,170 @@
+"""The dashboards core the CLI and `demo` call: validate, plan, apply, export, schema.
+
+Plan and apply share one path: apply computes the same plan, then executes its actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provisioner import sqlcheck
+from provisioner.apply import ApplyResult, execute
+from provisioner.errors import SpecError, SpecErrors
+from provisioner.observe import observe, resolve_databases
+from provisioner.plan import DesiredCard, DesiredDashboard, Plan, build_plan, desired_state
+from provisioner.progress import NullProgress, Progress
+from provisioner.spec import LoadedDashboard, json_schema, load_paths
+
+if TYPE_CHECKING:
+    from provisioner.config import Settings
+    from provisioner.metabase.client import MetabaseClient
+
+DEFAULT_DIR = Path("dashboards")
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of dashboard files (what `dashboards/schema.json` holds)."""
+    return json_schema()
+
+
+@dataclass
+class ValidateResult:
+    """Dashboards that passed, and whether their SQL was checked on PostgreSQL."""
+
+    dashboards: list[dict[str, Any]] = field(default_factory=list)
+    sql_checked: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, "sql_checked": self.sql_checked, "dashboards": self.dashboards}
+
+    def describe(self) -> str:
+        checked = " (SQL prepared on PostgreSQL)" if self.sql_checked else ""
+        lines = [f"ok {d['path']}: {d['name']} ({d['cards']} cards){checked}" for d in self.dashboards]
+        lines.append(f"{len(self.dashboards)} dashboard(s) valid")
+        return "\n".join(lines)
+
+
+def validate(
+    paths: Sequence[Path],
+    *,
+    database_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ValidateResult:
+    """Every dashboard file checked offline (and its SQL on PostgreSQL with `database_url`).
+
+    Raises SpecErrors listing every problem of every file at once; DatabaseError if the database
+    cannot be reached.
+    """
+    progress = progress or NullProgress()
+    progress.step(f"Validating {', '.join(str(p) for p in paths)}")
+    loaded = load_paths(paths, environ)
+    result = ValidateResult(
+        dashboards=[
+            {"path": str(d.path), "key": d.spec.key, "name": d.spec.name, "cards": len(d.spec.cards)}
+            for d in loaded
+        ]
+    )
+    if database_url:
+        progress.step("Preparing every card's SQL on PostgreSQL (read only, nothing executed)")
+        errors = sqlcheck.check_sql(loaded, database_url)
+        if errors:
+            raise SpecErrors(sorted(errors, key=lambda e: (str(e.path), e.line, e.column)))
+        result.sql_checked = True
+    return result
+
+
+@contextmanager
+def _metabase(
+    settings: Settings, client: MetabaseClient | None, progress: Progress
+) -> Iterator[MetabaseClient]:
+    if client is not None:
+        yield client
+        return
+    from provisioner.metabase.setup import open_client
+
+    opened = open_client(settings, progress=progress).client
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _compute_plan(
+    client: MetabaseClient, loaded: list[LoadedDashboard], *, prune: bool
+) -> tuple[Plan, list[DesiredDashboard], list[DesiredCard]]:
+    start = client.request_count
+    database_ids, metadata = resolve_databases(client, loaded)
+    dashboards: list[DesiredDashboard] = []
+    cards: list[DesiredCard] = []
+    errors: list[SpecError] = []
+    for item in loaded:
+        db_id = database_ids[item.spec.key]
+        dashboard, item_cards, item_errors = desired_state(item, db_id, metadata[db_id])
+        dashboards.append(dashboard)
+        cards += item_cards
+        errors += item_errors
+    if errors:
+        raise SpecErrors(errors)
+    actual = observe(client, dashboards)
+    plan = build_plan(dashboards, cards, actual, prune=prune)
+    plan.database_ids = database_ids
+    plan.requests = client.request_count - start
+    return plan, dashboards, cards
+
+
+def plan(
+    settings: Settings,
+    paths: Sequence[Path] = (DEFAULT_DIR,),
+    *,
+    prune: bool = False,
+    progress: Progress | None = None,
+    client: MetabaseClient | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Plan:
+    """What `apply` would change, per object; reads Metabase, writes nothing.
+
+    Raises SpecErrors (invalid files, unknown table.column in Metabase), MetabaseError.
+    """
+    progress = progress or NullProgress()
+    loaded = load_paths(paths, environ)
+    with _metabase(settings, client, progress) as mb:
+        progress.step(f"Reading Metabase for {len(loaded)} dashboard(s)")
+        computed, _, _ = _compute_plan(mb, loaded, prune=prune)
+    return computed
+
+
+def apply(
+    settings: Settings,
+    paths: Sequence[Path] = (DEFAULT_DIR,),
+    *,
+    prune: bool = False,
+    progress: Progress | None = None,
+    client: MetabaseClient | None = None,
+    environ: Mapping[str, str] | None = None,
+    run_cards: bool = True,
+) -> ApplyResult:
+    """Create or update collections, cards and dashboards (archive removed ones with `prune`).
+
+    Re-running after a failure converges. Raises SpecErrors, MetabaseError.
+    """
+    progress = progress or NullProgress()
+    loaded = load_paths(paths, environ)
+    with _metabase(settings, client, progress) as mb:
+        start = mb.request_count
+        progress.step(f"Planning {len(loaded)} dashboard(s)")
+        computed, _, _ = _compute_plan(mb, loaded, prune=prune)
+        progress.step("Applying" if computed.has_changes else "Nothing to change")
+        result = execute(
+            computed, mb, metabase_url=settings.metabase_url, progress=progress, run_cards=run_cards
+        )
+        result.requests = mb.request_count - start
+    for problem in result.verify_problems:
+        progress.warn(problem)
+    for failed in result.failed_queries:
+        progress.warn(f"card {failed.name!r} fails in Metabase: {failed.error}")
+    return result
