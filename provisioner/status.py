@@ -114,10 +114,10 @@ def probe_metabase(url: str | None) -> MetabaseState:
 
 def probe_database(dsn: SecretStr | None) -> DatabaseState:
     """Whether the warehouse answers and holds the seeded demo data; never raises."""
-    from provisioner.db.seed import seed_status
-
     if dsn is None:
         return DatabaseState(reachable=False, detail="no warehouse known yet", hint="run `provision up`")
+    from provisioner.db.seed import seed_status
+
     try:
         seeded = seed_status(dsn.get_secret_value())
     except ProvisionError as exc:
@@ -169,11 +169,11 @@ def probe_dashboards(settings: Settings, dashboards_dirs: list[Path] | None) -> 
         plan = dashboards.plan(settings, paths, progress=NullProgress())
     except ProvisionError as exc:
         return DashboardsState(in_sync=None, detail=exc.message, hint=exc.hint)
-    changes = len(getattr(plan, "actions", []) or [])
+    changes = sum(action.action != "unchanged" for action in plan.actions)
     if plan.has_changes:
         return DashboardsState(
             in_sync=False,
-            changes=changes or None,
+            changes=changes,
             detail="Metabase differs from the YAML",
             hint="run `provision dashboards plan` to see how, `provision dashboards apply` to fix",
         )
