@@ -1,0 +1,5 @@
+"""Cards (questions): not served yet; routes arrive in the next commit."""
+
+from __future__ import annotations
+
+ROUTES: list = []

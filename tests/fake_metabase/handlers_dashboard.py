@@ -1,0 +1,5 @@
+"""Dashboards: not served yet; routes arrive in the next commit."""
+
+from __future__ import annotations
+
+ROUTES: list = []
