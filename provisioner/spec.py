@@ -778,5 +778,13 @@ def check_dashboard(loaded: LoadedDashboard) -> list[SpecError]:
                     hint="wire it in a card's `filters:` or remove it",
                 )
             )
+    if not spec.query_cards() and not spec.filters:
+        errors.append(
+            loc.error(
+                ("cards",),
+                "a dashboard needs at least one SQL card or filter",
+                hint="the tool recognises its dashboards in Metabase by their managed cards and filter ids",
+            )
+        )
     errors += layout.check(loaded)
     return errors
