@@ -1,7 +1,85 @@
-"""`provision metabase setup|connect`."""
+"""`provision metabase setup|connect`: parse, call one core function, print."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from provisioner.cli.app import JsonOption, output_for, settings_for
+
 metabase_app = typer.Typer(no_args_is_help=True, help="Set up Metabase and register the database.")
+
+MetabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metabase-url", help="Metabase address (env METABASE_URL; default http://localhost:3000)."
+    ),
+]
+
+
+@metabase_app.command("setup")
+def setup_command(
+    ctx: typer.Context,
+    metabase_url: MetabaseUrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Wait for Metabase, create its admin on first run, and an API key for this tool."""
+    from provisioner.metabase.setup import setup_metabase
+
+    output = output_for(ctx, json_output)
+    settings = settings_for(metabase_url=metabase_url)
+    result = setup_metabase(settings, progress=output.progress)
+
+    def text() -> str:
+        lines = [
+            f"Metabase {result.version} at {result.metabase_url}",
+            f"Logged in as: {result.who}",
+            f"Credentials: {result.credentials_file}",
+        ]
+        if result.created_admin:
+            lines.append(f"Created the admin {result.user_email} (password in the credentials file)")
+        return "\n".join(lines)
+
+    output.result({"ok": True, **result.model_dump(mode="json")}, text)
+
+
+@metabase_app.command("connect")
+def connect_command(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Owner DSN of the demo database (env DATABASE_URL)."),
+    ] = None,
+    metabase_database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--metabase-database-url",
+            help="The DSN Metabase itself uses (inside Docker the host differs); env METABASE_DATABASE_URL; "
+            "default: the read-only role on the --database-url host.",
+        ),
+    ] = None,
+    metabase_url: MetabaseUrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Register the demo database in Metabase as the read-only role and wait for its tables."""
+    from provisioner.metabase.setup import connect_database
+
+    output = output_for(ctx, json_output)
+    settings = settings_for(
+        metabase_url=metabase_url,
+        database_url=database_url,
+        metabase_database_url=metabase_database_url,
+    )
+    result = connect_database(settings, progress=output.progress)
+
+    def text() -> str:
+        return "\n".join(
+            [
+                f"Database {result.database_name!r} (id {result.database_id}): {result.action}",
+                f"Metabase connects with: {result.connection}",
+                f"Tables and views visible in Metabase: {result.tables_found}/{result.tables_expected}",
+            ]
+        )
+
+    output.result({"ok": True, **result.model_dump(mode="json")}, text)

@@ -1,0 +1,600 @@
+"""First-run setup, the admin and the tool's API key, registering the demo database, waiting for sync.
+
+Every step reads first and writes only what differs, so a second run on a provisioned Metabase
+makes no POST or PUT, and a run interrupted at any request converges on the next one.
+Secrets live in `.provision/credentials.json` (mode 0600): section `admin` (email, password,
+metabase_url), `api_key` (key, id, name, metabase_url), `metabase_database` (a salted hash of the
+database password Metabase was given, to know whether it changed: Metabase masks it on read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, SecretStr
+
+from provisioner.errors import (
+    ConfigError,
+    MetabaseAuthError,
+    MetabaseError,
+    MetabaseUnreachable,
+)
+from provisioner.metabase.client import MetabaseClient
+from provisioner.metabase.models import (
+    Database,
+    DatabaseCreate,
+    DatabaseUpdate,
+    PostgresDetails,
+    SessionProperties,
+    SetupUser,
+)
+from provisioner.metabase.versions import check_version
+from provisioner.progress import Progress
+from provisioner.redact import redact_dsn
+from provisioner.state import StateDir
+
+if TYPE_CHECKING:
+    from provisioner.config import Settings
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+SITE_NAME = "Asset Finance Demo"
+DATABASE_NAME = "Asset Finance Demo"
+API_KEY_NAME = "metabase-provisioner"
+ADMINISTRATORS_GROUP = "Administrators"
+ADMINISTRATORS_GROUP_ID = 2  # on every fresh Metabase; looked up by name first
+DEFAULT_ADMIN_EMAIL = "admin@demo.local"
+HEALTH_POLL_S = 2.0
+SYNC_POLL_S = 2.0
+# Keys of `details` we set and compare; Metabase may add others (and flips `ssl` on by itself
+# when SSL happens to work), which must not count as a difference.
+_COMPARED_DETAILS = ("host", "port", "dbname", "user")
+
+
+@dataclass
+class AuthenticatedClient:
+    """A client ready to use, who it acts as, and the Metabase version it talks to."""
+
+    client: MetabaseClient
+    who: str
+    auth: Literal["api_key", "session"]
+    version: str
+    major: int | None
+    user_email: str | None = None
+    created_admin: bool = False
+    created_api_key: bool = False
+
+
+class SetupResult(BaseModel):
+    """What `provision metabase setup` did and where the credentials are (never the secrets)."""
+
+    metabase_url: str
+    version: str
+    user_email: str | None
+    who: str
+    auth: Literal["api_key", "session"]
+    credentials_file: Path
+    created_admin: bool
+    created_api_key: bool
+
+
+class ConnectResult(BaseModel):
+    """What `provision metabase connect` did: the database id and whether anything changed."""
+
+    metabase_url: str
+    database_id: int
+    database_name: str
+    action: Literal["created", "updated", "unchanged"]
+    connection: str  # the DSN Metabase uses, password redacted
+    is_reader: bool | None  # None: the DSN was given explicitly, its role is the caller's choice
+    tables_expected: int
+    tables_found: int
+    synced: bool  # every expected table and view is in Metabase's metadata
+    sync_triggered: bool  # we asked Metabase to re-read the schema
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+def wait_for_health(
+    client: MetabaseClient,
+    *,
+    timeout_s: float,
+    progress: Progress,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+    poll_s: float = HEALTH_POLL_S,
+) -> None:
+    """Return once /api/health says ok; raises MetabaseUnreachable at the deadline or if it is no Metabase."""
+    deadline = clock() + timeout_s
+    last: str | None = None
+    while True:
+        try:
+            status = client.health()
+            if status.ok:
+                if last is not None:
+                    progress.info("Metabase is ready")
+                return
+            seen = "starting" + (f" ({status.progress:.0%})" if status.progress is not None else "")
+        except MetabaseUnreachable as exc:
+            # Nothing listening yet, or a proxy's 502/503/504: keep waiting. Any other answer
+            # (an HTML page, a 404) means this URL is not a Metabase: waiting will not help.
+            if exc.status not in (None, 502, 503, 504):
+                raise
+            seen = "not answering yet"
+        if seen != last:
+            progress.info(f"Waiting for Metabase at {client.base_url}: {seen}")
+            last = seen
+        if clock() >= deadline:
+            raise MetabaseUnreachable(
+                f"Metabase at {client.base_url} did not become healthy within {timeout_s:.0f} s "
+                f"(last: {seen})",
+                hint="a first start takes 1-3 minutes (database migrations); check Metabase's log, "
+                "that it has 2 GB of memory, and --metabase-url / METABASE_URL",
+                method="GET",
+                path="/api/health",
+            )
+        sleep(poll_s)
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+def open_client(
+    settings: Settings,
+    *,
+    progress: Progress,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> AuthenticatedClient:
+    """An authenticated client: METABASE_API_KEY > stored key > admin login (then a new key).
+
+    Raises MetabaseUnreachable, MetabaseVersionError, MetabaseAuthError (no usable credentials),
+    MetabaseError if Metabase is not set up yet (run `provision metabase setup`).
+    """
+    return _open(settings, progress=progress, clock=clock, sleep=sleep, allow_setup=False)
+
+
+def setup_metabase(
+    settings: Settings,
+    *,
+    progress: Progress,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> SetupResult:
+    """Wait for Metabase, complete first-run setup if needed, log in, ensure the tool's API key.
+
+    Raises MetabaseUnreachable, MetabaseVersionError, MetabaseAuthError, MetabaseError.
+    """
+    authed = _open(settings, progress=progress, clock=clock, sleep=sleep, allow_setup=True)
+    authed.client.close()
+    return SetupResult(
+        metabase_url=settings.metabase_url,
+        version=authed.version,
+        user_email=authed.user_email,
+        who=authed.who,
+        auth=authed.auth,
+        credentials_file=StateDir(settings.home).credentials_file,
+        created_admin=authed.created_admin,
+        created_api_key=authed.created_api_key,
+    )
+
+
+def _open(
+    settings: Settings, *, progress: Progress, clock: Clock, sleep: Sleep, allow_setup: bool
+) -> AuthenticatedClient:
+    client = MetabaseClient(settings.metabase_url, timeout_s=settings.http_timeout_s, sleep=sleep)
+    try:
+        return _authenticate(client, settings, progress, clock, sleep, allow_setup)
+    except BaseException:
+        client.close()
+        raise
+
+
+def _authenticate(
+    client: MetabaseClient,
+    settings: Settings,
+    progress: Progress,
+    clock: Clock,
+    sleep: Sleep,
+    allow_setup: bool,
+) -> AuthenticatedClient:
+    state = StateDir(settings.home)
+    url = settings.metabase_url
+    wait_for_health(client, timeout_s=settings.health_timeout_s, progress=progress, clock=clock, sleep=sleep)
+    props = client.session_properties()
+    checked = check_version(props.version_tag)  # raises below the supported range, before any write
+    if checked.warning:
+        progress.warn(checked.warning)
+    authed = AuthenticatedClient(client, who="", auth="session", version=checked.tag, major=checked.major)
+
+    if not props.has_user_setup:
+        if not allow_setup:
+            raise MetabaseError(
+                f"Metabase at {url} is not set up yet (no admin user)",
+                hint="run `provision metabase setup` first (or `provision demo`)",
+            )
+        _first_run_setup(client, settings, state, props, progress, authed)
+        _ensure_api_key(client, state, url, progress, authed)
+        return _identify(client, authed, state)
+
+    if settings.metabase_api_key is not None:
+        client.use_api_key(settings.metabase_api_key.get_secret_value())
+        try:
+            client.current_user()
+        except MetabaseAuthError as exc:
+            raise MetabaseAuthError(
+                "Metabase rejected the API key from METABASE_API_KEY (expired, revoked or for another "
+                "Metabase)",
+                hint="create a new key in Metabase (Admin settings → Authentication → API keys) or unset "
+                "METABASE_API_KEY to log in with the admin credentials",
+                status=exc.status,
+                method=exc.method,
+                path=exc.path,
+            ) from exc
+        authed.auth = "api_key"
+        return _identify(client, authed, state)
+
+    stored_key = _for_url(state.credential("api_key"), url)
+    if stored_key and stored_key.get("key"):
+        client.use_api_key(str(stored_key["key"]))
+        try:
+            client.current_user()
+        except MetabaseAuthError:
+            progress.warn(
+                f"the stored API key for {url} was rejected (expired or revoked): "
+                "logging in as the admin to create a new one"
+            )
+        else:
+            authed.auth = "api_key"
+            return _identify(client, authed, state)
+
+    email, password = _admin_credentials(settings, state)
+    if email is None or password is None:
+        raise MetabaseAuthError(
+            f"Metabase at {url} is set up already and no credentials for it are known",
+            hint="set METABASE_API_KEY, or METABASE_ADMIN_EMAIL and METABASE_ADMIN_PASSWORD of its admin",
+        )
+    progress.info(f"Logging in to Metabase as {email}")
+    client.use_session(client.login(email, password))
+    authed.user_email = email
+    _ensure_api_key(client, state, url, progress, authed)
+    return _identify(client, authed, state)
+
+
+def _first_run_setup(
+    client: MetabaseClient,
+    settings: Settings,
+    state: StateDir,
+    props: SessionProperties,
+    progress: Progress,
+    authed: AuthenticatedClient,
+) -> None:
+    url = settings.metabase_url
+    email, password = _admin_credentials(settings, state)
+    generated = password is None
+    email = email or DEFAULT_ADMIN_EMAIL
+    password = password or generate_password()
+    if not props.setup_token:
+        raise MetabaseError(
+            f"Metabase at {url} is not set up but publishes no setup token",
+            hint="finish the setup in the browser, then give its admin credentials "
+            "(METABASE_ADMIN_EMAIL / METABASE_ADMIN_PASSWORD)",
+        )
+    # Stored BEFORE the setup call: if its answer is lost, the next run logs in with them.
+    state.save_credential("admin", {"metabase_url": url, "email": email, "password": password})
+    progress.step(f"Creating the Metabase admin {email}" + (" (generated password)" if generated else ""))
+    try:
+        session_id = client.setup(
+            props.setup_token,
+            SetupUser(first_name="Demo", last_name="Admin", email=email, password=password),
+            SITE_NAME,
+        )
+    except MetabaseError as exc:
+        if exc.status != 403:
+            raise
+        # Someone finished setup between our read and our call: log in instead.
+        progress.warn("Metabase was set up meanwhile; logging in instead")
+        session_id = client.login(email, password)
+    else:
+        authed.created_admin = True
+    client.use_session(session_id)
+    authed.user_email = email
+
+
+def _ensure_api_key(
+    client: MetabaseClient, state: StateDir, url: str, progress: Progress, authed: AuthenticatedClient
+) -> None:
+    """Create (or regenerate, if one with our name exists) the tool's API key and switch to it."""
+    existing = next((k for k in client.list_api_keys() if k.name == API_KEY_NAME), None)
+    if existing is not None:
+        # The stored key was lost or revoked; a duplicate name would be rejected: regenerate.
+        progress.info(f"Regenerating the Metabase API key {API_KEY_NAME!r}")
+        created = client.regenerate_api_key(existing.id)
+    else:
+        progress.info(f"Creating the Metabase API key {API_KEY_NAME!r}")
+        created = client.create_api_key(API_KEY_NAME, _administrators_group_id(client))
+    key = created.unmasked_key.get_secret_value()
+    state.save_credential(
+        "api_key", {"metabase_url": url, "key": key, "id": created.id, "name": API_KEY_NAME}
+    )
+    client.use_api_key(key)
+    authed.auth = "api_key"
+    authed.created_api_key = True
+
+
+def _administrators_group_id(client: MetabaseClient) -> int:
+    groups = client.list_permission_groups()
+    return next((g.id for g in groups if g.name == ADMINISTRATORS_GROUP), ADMINISTRATORS_GROUP_ID)
+
+
+def _identify(client: MetabaseClient, authed: AuthenticatedClient, state: StateDir) -> AuthenticatedClient:
+    if authed.user_email is None:
+        admin = _for_url(state.credential("admin"), client.base_url)
+        authed.user_email = str(admin["email"]) if admin and admin.get("email") else None
+    if authed.auth == "api_key":
+        owner = f" (admin {authed.user_email})" if authed.user_email else ""
+        authed.who = f"API key {API_KEY_NAME!r}{owner}"
+    else:
+        authed.who = authed.user_email or "session"
+    client.auth_kind = authed.auth
+    return authed
+
+
+def _for_url(section: dict[str, Any] | None, url: str) -> dict[str, Any] | None:
+    """A stored credentials section, only if it belongs to this Metabase URL."""
+    if not section or str(section.get("metabase_url", "")).rstrip("/") != url.rstrip("/"):
+        return None
+    return section
+
+
+def _admin_credentials(settings: Settings, state: StateDir) -> tuple[str | None, str | None]:
+    """(email, password): the environment's, else those stored for this URL."""
+    if settings.admin_password is not None:
+        email = settings.admin_email or DEFAULT_ADMIN_EMAIL
+        return email, settings.admin_password.get_secret_value()
+    stored = _for_url(state.credential("admin"), settings.metabase_url)
+    if stored and stored.get("password"):
+        return settings.admin_email or str(stored.get("email") or DEFAULT_ADMIN_EMAIL), str(
+            stored["password"]
+        )
+    return settings.admin_email, None
+
+
+def generate_password(length: int = 24) -> str:
+    """A strong random password with letters and digits (Metabase's "normal" complexity rule)."""
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(length))
+        if (
+            any(c.islower() for c in password)
+            and any(c.isupper() for c in password)
+            and any(c.isdigit() for c in password)
+        ):
+            return password
+
+
+# --- database registration ---------------------------------------------------------------------
+
+
+def connect_database(
+    settings: Settings,
+    *,
+    progress: Progress,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+    owner_dsn: str | None = None,
+    metabase_dsn: str | None = None,
+    expected_tables: Sequence[str] | None = None,
+) -> ConnectResult:
+    """Register (or update) the demo database as the read-only role and wait for its tables in Metabase.
+
+    `expected_tables` defaults to the demo's 24 tables and 8 views. Raises ConfigError for a bad DSN,
+    MetabaseError if Metabase cannot connect or the sync does not finish before the deadline.
+    """
+    if owner_dsn is not None:
+        settings = settings.model_copy(update={"database_url": SecretStr(owner_dsn)})
+    dsn, is_reader = _metabase_dsn(settings, metabase_dsn, progress)
+    details = postgres_details(dsn)
+    if expected_tables is None:
+        from provisioner.db.schema import TABLES, VIEWS
+
+        expected_tables = (*TABLES, *VIEWS)
+
+    authed = open_client(settings, progress=progress, clock=clock, sleep=sleep)
+    client = authed.client
+    try:
+        progress.step(f"Registering {DATABASE_NAME!r} in Metabase as {details.user}@{details.host}")
+        database, action = _register(client, settings, details, progress)
+        progress.info(f"Database {DATABASE_NAME!r} (id {database.id}): {action}")
+        found, triggered = _wait_for_tables(
+            client, database.id, expected_tables, settings.sync_timeout_s, progress, clock, sleep
+        )
+    finally:
+        client.close()
+    return ConnectResult(
+        metabase_url=settings.metabase_url,
+        database_id=database.id,
+        database_name=database.name,
+        action=action,
+        connection=redact_dsn(dsn),
+        is_reader=is_reader,
+        tables_expected=len(set(expected_tables)),
+        tables_found=found,
+        synced=True,
+        sync_triggered=triggered,
+    )
+
+
+def _metabase_dsn(settings: Settings, explicit: str | None, progress: Progress) -> tuple[str, bool | None]:
+    """The DSN Metabase should use and whether it is the read-only role (None: given explicitly)."""
+    if explicit is not None:
+        return explicit, None
+    if settings.metabase_database_url is not None:
+        return settings.metabase_database_url.get_secret_value(), None
+    from provisioner.db.roles import metabase_connection
+    from provisioner.warehouse import resolve_warehouse
+
+    connection = metabase_connection(settings, resolve_warehouse(settings, start=False, progress=progress))
+    if connection.warning:
+        progress.warn(connection.warning)
+    return connection.dsn.get_secret_value(), bool(connection.is_reader)
+
+
+def postgres_details(dsn: str) -> PostgresDetails:
+    """Metabase's connection details for a postgresql:// DSN; raises ConfigError if it is not one."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception as exc:  # psycopg raises ProgrammingError; any parse failure is a config error
+        raise ConfigError(
+            f"cannot read the database URL {redact_dsn(dsn)!r}",
+            hint="use postgresql://user:password@host:5432/dbname",
+        ) from exc
+    missing = [k for k in ("dbname", "user") if not parts.get(k)]
+    if missing:
+        raise ConfigError(
+            f"the database URL {redact_dsn(dsn)!r} lacks {', '.join(missing)}",
+            hint="use postgresql://user:password@host:5432/dbname",
+        )
+    password = parts.get("password")
+    return PostgresDetails(
+        host=str(parts.get("host") or "localhost"),
+        port=int(parts.get("port") or 5432),
+        dbname=str(parts["dbname"]),
+        user=str(parts["user"]),
+        password=SecretStr(str(password)) if password else None,
+        ssl=str(parts.get("sslmode", "")) in {"require", "verify-ca", "verify-full"},
+    )
+
+
+def _fingerprint(password: str, salt: str) -> str:
+    return hmac.new(salt.encode(), password.encode(), hashlib.sha256).hexdigest()
+
+
+def _register(
+    client: MetabaseClient, settings: Settings, details: PostgresDetails, progress: Progress
+) -> tuple[Database, Literal["created", "updated", "unchanged"]]:
+    state = StateDir(settings.home)
+    password = details.password.get_secret_value() if details.password else ""
+    same_name = sorted(
+        (d for d in client.list_databases() if d.name == DATABASE_NAME and not d.is_sample),
+        key=lambda d: d.id,
+    )
+    if len(same_name) > 1:
+        progress.warn(
+            f"{len(same_name)} Metabase databases are named {DATABASE_NAME!r}; using the oldest "
+            f"(id {same_name[0].id})"
+        )
+    if not same_name:
+        database = client.create_database(
+            DatabaseCreate(
+                name=DATABASE_NAME, engine="postgres", details=details.as_details(), is_full_sync=True
+            )
+        )
+        _remember_password(state, settings.metabase_url, database.id, password)
+        return database, "created"
+
+    database = same_name[0]
+    wanted = details.as_details()
+    differs = [k for k in _COMPARED_DETAILS if database.details.get(k) != wanted.get(k)]
+    if database.engine not in (None, "postgres"):
+        differs.append("engine")
+    stored = _for_url(state.credential("metabase_database"), settings.metabase_url)
+    password_known = bool(
+        stored
+        and stored.get("database_id") == database.id
+        and hmac.compare_digest(
+            str(stored.get("fingerprint", "")), _fingerprint(password, str(stored.get("salt")))
+        )
+    )
+    if not password_known:
+        differs.append("password")
+    if not differs:
+        return database, "unchanged"
+    progress.info(f"Updating the connection of {DATABASE_NAME!r}: {', '.join(differs)} changed")
+    database = client.update_database(database.id, DatabaseUpdate(engine="postgres", details=wanted))
+    _remember_password(state, settings.metabase_url, database.id, password)
+    return database, "updated"
+
+
+def _remember_password(state: StateDir, url: str, database_id: int, password: str) -> None:
+    salt = secrets.token_hex(16)
+    state.save_credential(
+        "metabase_database",
+        {
+            "metabase_url": url,
+            "database_id": database_id,
+            "salt": salt,
+            "fingerprint": _fingerprint(password, salt),
+        },
+    )
+
+
+def _wait_for_tables(
+    client: MetabaseClient,
+    database_id: int,
+    expected: Sequence[str],
+    timeout_s: float,
+    progress: Progress,
+    clock: Clock,
+    sleep: Sleep,
+) -> tuple[int, bool]:
+    """(tables found, whether a schema sync was triggered) once all expected tables are in the metadata.
+
+    Raises MetabaseError if the initial sync fails or the tables do not appear before the deadline.
+    """
+    deadline = clock() + timeout_s
+    wanted = set(expected)
+    reported: str | None = None
+    while True:
+        database = client.get_database(database_id)
+        if database.initial_sync_status == "complete":
+            break
+        if database.initial_sync_status == "aborted":
+            raise MetabaseError(
+                f"Metabase's first sync of {database.name!r} failed (initial_sync_status: aborted)",
+                hint="check that Metabase can reach the database and that the role may read its tables; "
+                "see Metabase's log",
+            )
+        if reported is None:
+            progress.info("Waiting for Metabase's first sync of the database")
+            reported = "sync"
+        _check_deadline(clock, deadline, timeout_s, f"the first sync of {database.name!r} to finish")
+        sleep(SYNC_POLL_S)
+
+    triggered = False
+    while True:
+        found = client.database_metadata(database_id).table_names
+        missing = sorted(wanted - found)
+        if not missing:
+            progress.info(f"All {len(wanted)} tables and views are visible in Metabase")
+            return len(wanted), triggered
+        if not triggered:
+            # The first sync may have run before the seed created everything: ask for another.
+            progress.info(
+                f"{len(missing)} tables or views not synced yet; asking Metabase to re-read the schema"
+            )
+            client.sync_schema(database_id)
+            triggered = True
+        _check_deadline(clock, deadline, timeout_s, "these tables to appear: " + ", ".join(missing))
+        sleep(SYNC_POLL_S)
+
+
+def _check_deadline(clock: Clock, deadline: float, timeout_s: float, what: str) -> None:
+    if clock() >= deadline:
+        raise MetabaseError(
+            f"gave up after {timeout_s:.0f} s waiting for {what}",
+            hint="check that the read-only role can SELECT every demo table and view (re-run "
+            "`provision db seed`), then run `provision metabase connect` again",
+        )
