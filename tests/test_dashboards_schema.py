@@ -1,0 +1,32 @@
+"""The JSON Schema for editors: generated from the models and kept in sync with the committed file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from provisioner.cli.app import app
+from provisioner.dashboards import schema
+
+COMMITTED = Path(__file__).resolve().parent.parent / "dashboards" / "schema.json"
+
+
+def test_committed_schema_matches_the_models() -> None:
+    assert json.loads(COMMITTED.read_text()) == schema(), (
+        "dashboards/schema.json is stale: run `provision dashboards schema > dashboards/schema.json`"
+    )
+
+
+def test_schema_command_prints_the_schema() -> None:
+    result = CliRunner().invoke(app, ["dashboards", "schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == schema()
+
+
+def test_schema_forbids_unknown_keys_and_requires_the_identity() -> None:
+    generated = schema()
+    assert generated["additionalProperties"] is False
+    assert {"key", "name", "collection", "cards"} <= set(generated["required"])
+    assert generated["$defs"]["QueryCard"]["additionalProperties"] is False
