@@ -1,0 +1,232 @@
+"""The read-only role Metabase connects as, and which DSN Metabase should use.
+
+The role can SELECT the demo tables and views and nothing else: no writes (its transactions are
+read-only by default and it holds no write privilege), no CREATE on the schema, nothing on other
+schemas. Where the seeding user may not create roles (hosted databases), the demo falls back to
+the seeding credentials and says so, with the SQL a DBA can run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, SecretStr
+
+from provisioner.errors import ConfigError
+from provisioner.progress import NullProgress, Progress
+from provisioner.state import StateDir
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+    from provisioner.config import Settings
+    from provisioner.warehouse import Warehouse
+
+READER_ROLE = "metabase_reader"
+READER_SECTION = "reader"
+# Marks roles this tool created, so it never resets the password of someone else's role.
+ROLE_MARKER = "metabase-provisioner read-only role for Metabase"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class ReaderOutcome(BaseModel):
+    """What seeding did about the read-only role."""
+
+    role: str
+    created: bool
+    # True when the role logs in with the password this run passed (stored for Metabase).
+    password_set: bool = False
+    fallback_warning: str | None = None
+    dba_sql: str | None = None
+
+
+@dataclass(frozen=True)
+class MetabaseConnection:
+    """The DSN Metabase should use, as seen from this machine."""
+
+    dsn: SecretStr
+    is_reader: bool
+    warning: str | None = None
+
+
+def ensure_reader(
+    conn: psycopg.Connection,
+    *,
+    role: str,
+    password: str | None,
+    objects: tuple[str, ...],
+    progress: Progress | None = None,
+) -> ReaderOutcome:
+    """Create or update the read-only role and grant it SELECT on `objects`, in the caller's transaction.
+
+    With `password` None the role is only granted SELECT (it belongs to someone else, e.g. the
+    user of --reader-database-url). Never raises for missing privileges: the outcome carries the
+    warning and the SQL a DBA can run instead.
+    """
+    import psycopg
+    from psycopg import sql
+
+    if not _IDENTIFIER.match(role):
+        raise ConfigError(
+            f"reader role name {role!r} is not a plain lower-case identifier",
+            hint="use letters, digits and underscores",
+        )
+    dbname, schema = conn.execute("SELECT current_database(), current_schema()").fetchone()  # type: ignore[misc]
+    exists, ours = _role_state(conn, role)
+    created = password_set = False
+    problem: str | None = None
+    if password is not None:
+        if exists and not ours:
+            problem = f"role {role} exists and was not created by this tool, so its password is left alone"
+        else:
+            try:
+                with conn.transaction():  # a savepoint: a refusal here must not abort the seed
+                    verb = "ALTER" if exists else "CREATE"
+                    conn.execute(
+                        sql.SQL(
+                            "{} ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+                        ).format(sql.SQL(verb), sql.Identifier(role), sql.Literal(password))
+                    )
+                    marker = sql.Literal(ROLE_MARKER)
+                    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), marker))
+                    conn.execute(
+                        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
+                            sql.Identifier(role)
+                        )
+                    )
+                created, password_set, exists = not exists, True, True
+            except psycopg.errors.InsufficientPrivilege:
+                problem = f"the connecting user may not {'alter' if exists else 'create'} role {role}"
+    if exists:
+        try:
+            with conn.transaction():
+                for statement in _grant_statements(role, dbname, schema, objects, conn=conn):
+                    conn.execute(statement)
+        except psycopg.errors.InsufficientPrivilege:
+            problem = problem or f"the connecting user may not grant {role} access to the demo objects"
+    if problem is None:
+        return ReaderOutcome(role=role, created=created, password_set=password_set)
+    warning = (
+        f"{problem}: Metabase will connect with the seeding credentials, which can write. "
+        "Ask a DBA to run the SQL in the seed result, then pass --reader-database-url"
+    )
+    (progress or NullProgress()).warn(warning)
+    return ReaderOutcome(
+        role=role,
+        created=created,
+        password_set=password_set,
+        fallback_warning=warning,
+        dba_sql=reader_dba_sql(role, dbname, schema, objects),
+    )
+
+
+def reader_dba_sql(role: str, dbname: str, schema: str, objects: tuple[str, ...]) -> str:
+    """The SQL a DBA runs to create the read-only role by hand (the password is theirs to choose)."""
+    from psycopg import sql
+
+    lines = [
+        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'choose-a-password';").format(sql.Identifier(role)),
+        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on;").format(sql.Identifier(role)),
+        *(sql.Composed([s, sql.SQL(";")]) for s in _grant_statements(role, dbname, schema, objects)),
+    ]
+    return "\n".join(line.as_string(None) for line in lines) + "\n"
+
+
+def _grant_statements(
+    role: str,
+    dbname: str,
+    schema: str,
+    objects: tuple[str, ...],
+    *,
+    conn: psycopg.Connection | None = None,
+) -> list[sql.Composed]:
+    """GRANTs giving `role` read access; with `conn`, those it already holds (e.g. via PUBLIC) are skipped.
+
+    Skipping matters on hosted databases, where the seeding user often does not own the database
+    or the schema and may not grant CONNECT or USAGE, while PUBLIC already has them.
+    """
+    from psycopg import sql
+
+    ident = sql.Identifier(role)
+    has_connect = has_usage = False
+    if conn is not None:
+        has_connect, has_usage = conn.execute(  # type: ignore[misc]
+            "SELECT has_database_privilege(%s, %s, 'CONNECT'), has_schema_privilege(%s, %s, 'USAGE')",
+            (role, dbname, role, schema),
+        ).fetchone()
+    statements = []
+    if not has_connect:
+        statements.append(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(dbname), ident))
+    if not has_usage:
+        statements.append(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), ident))
+    statements.append(
+        sql.SQL("GRANT SELECT ON {} TO {}").format(
+            sql.SQL(", ").join(sql.Identifier(schema, name) for name in objects), ident
+        )
+    )
+    return statements
+
+
+def _role_state(conn: psycopg.Connection, role: str) -> tuple[bool, bool]:
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
+    if row is None:
+        return False, False
+    return True, row[0] == ROLE_MARKER
+
+
+def drop_reader(conn: psycopg.Connection, role: str) -> None:
+    """Drop a role this tool created, after revoking what it holds in this database (tests, teardown)."""
+    from psycopg import sql
+
+    exists, ours = _role_state(conn, role)
+    if exists and ours:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def metabase_connection(settings: Settings, warehouse: Warehouse) -> MetabaseConnection:
+    """The DSN Metabase should use: the reader DSN flag, else the stored reader role, else the owner's.
+
+    The last comes with a warning, since that user can write.
+    """
+    if settings.reader_database_url is not None:
+        return MetabaseConnection(dsn=settings.reader_database_url, is_reader=True)
+    stored = StateDir(settings.home).credential(READER_SECTION)
+    if stored and stored.get("user") and stored.get("password") and _same_warehouse(stored, warehouse):
+        dsn = with_credentials(warehouse.dsn.get_secret_value(), stored["user"], stored["password"])
+        return MetabaseConnection(dsn=SecretStr(dsn), is_reader=True)
+    return MetabaseConnection(
+        dsn=warehouse.dsn,
+        is_reader=False,
+        warning=(
+            "no read-only role is available: Metabase connects with the warehouse owner's credentials, "
+            "which can write; run `provision seed` as a user that may create roles, or pass "
+            "--reader-database-url"
+        ),
+    )
+
+
+def with_credentials(dsn: str, user: str, password: str) -> str:
+    """`dsn` (a postgresql:// URL) with its user and password replaced; query (e.g. sslmode) kept."""
+    parts = urlsplit(dsn)
+    hostport = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def dsn_user(dsn: str) -> str | None:
+    """The user name in a postgresql:// URL, or None."""
+    userinfo = urlsplit(dsn).netloc.rpartition("@")[0]
+    return unquote(userinfo.partition(":")[0]) or None if userinfo else None
+
+
+def _same_warehouse(stored: dict[str, object], warehouse: Warehouse) -> bool:
+    # Credentials stored without a location (older state) are taken to belong to this warehouse.
+    keys = {"host": warehouse.host, "port": warehouse.port, "dbname": warehouse.dbname}
+    return all(stored.get(k) in (None, v) for k, v in keys.items())

@@ -1,0 +1,214 @@
+"""Where the demo warehouse is: the user's PostgreSQL (--database-url) or the embedded server.
+
+The embedded server keeps its data under `<home>/postgres/`, listens on 127.0.0.1 only, and its
+superuser password is generated once and kept in the credentials file (section "postgres").
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, SecretStr
+
+from provisioner.db.seed import SeedStatus
+from provisioner.errors import ConfigError, DatabaseError
+from provisioner.progress import NullProgress, Progress
+from provisioner.redact import redact_dsn
+from provisioner.runtime.postgres import HOST, SUPERUSER, EmbeddedPostgres, ServerInfo
+from provisioner.state import StateDir
+
+if TYPE_CHECKING:
+    from provisioner.config import Settings
+
+DEMO_DATABASE = "asset_finance"
+POSTGRES_SECTION = "postgres"
+# The first start runs initdb; later ones only wait for the server to accept connections.
+_CONNECT_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """The demo database: the owner DSN as seen from this machine, and its location."""
+
+    dsn: SecretStr
+    host: str
+    port: int
+    dbname: str
+    embedded: bool
+
+
+class DbStatus(BaseModel):
+    """The embedded server: running or not, where, and what is seeded in it."""
+
+    running: bool
+    pid: int | None = None
+    port: int | None = None
+    data_dir: str
+    dsn_redacted: str | None = None
+    seeded: SeedStatus | None = None
+
+
+def resolve_warehouse(
+    settings: Settings,
+    *,
+    start: bool = True,
+    port: int | None = None,
+    progress: Progress | None = None,
+) -> Warehouse:
+    """The warehouse to seed: settings.database_url (not connected to), else the embedded server.
+
+    The embedded server is started when `start` (EnvironmentProblem if `port` is taken) and its
+    demo database created if missing. Raises DatabaseError when it is not running and `start` is
+    False, or when it cannot be reached.
+    """
+    progress = progress or NullProgress()
+    if settings.database_url is not None:
+        return _external(settings.database_url)
+    server = _server(settings)
+    password = _superuser_password(settings)
+    if start:
+        was_running = server.running() is not None
+        if not was_running:
+            progress.step(f"Starting the embedded PostgreSQL ({server.root})")
+        info = server.start(password, port)
+        if not was_running:
+            progress.info(f"PostgreSQL listens on {HOST}:{info.port}")
+    else:
+        running = server.running()
+        if running is None:
+            raise DatabaseError(
+                "the embedded PostgreSQL is not running",
+                hint="start it with `provision db start` (or pass --database-url to use your own PostgreSQL)",
+            )
+        info = running
+    _ensure_demo_database(info, password, progress)
+    return Warehouse(
+        dsn=SecretStr(info.dsn(password, DEMO_DATABASE)),
+        host=HOST,
+        port=info.port,
+        dbname=DEMO_DATABASE,
+        embedded=True,
+    )
+
+
+def db_start(settings: Settings, port: int | None = None, progress: Progress | None = None) -> DbStatus:
+    """Start (or reuse) the embedded server and return its status; EnvironmentProblem if the port is taken."""
+    resolve_warehouse(_embedded_only(settings), start=True, port=port, progress=progress)
+    return db_status(settings)
+
+
+def db_stop(settings: Settings, progress: Progress | None = None) -> DbStatus:
+    """Stop the embedded server (a no-op when stopped) and return its status; raises DatabaseError."""
+    progress = progress or NullProgress()
+    if _server(settings).stop():
+        progress.info("stopped the embedded PostgreSQL")
+    else:
+        progress.info("the embedded PostgreSQL was not running")
+    return db_status(settings)
+
+
+def db_status(settings: Settings) -> DbStatus:
+    """The embedded server's status, with what is seeded when it runs; never starts it."""
+    from provisioner.db.seed import seed_status
+
+    server = _server(settings)
+    info = server.running()
+    if info is None:
+        return DbStatus(running=False, data_dir=str(server.data_dir))
+    password = _superuser_password(settings)
+    dsn = info.dsn(password, DEMO_DATABASE)
+    try:
+        seeded = seed_status(dsn)
+    except DatabaseError:
+        seeded = None  # the demo database does not exist yet
+    return DbStatus(
+        running=True,
+        pid=info.pid,
+        port=info.port,
+        data_dir=str(info.data_dir),
+        dsn_redacted=redact_dsn(dsn),
+        seeded=seeded,
+    )
+
+
+def db_url(settings: Settings) -> str:
+    """The owner DSN of the warehouse, password included (for `psql "$(provision db url)"`).
+
+    Raises DatabaseError when the embedded server is not running.
+    """
+    return resolve_warehouse(settings, start=False).dsn.get_secret_value()
+
+
+def destroy_embedded(settings: Settings, progress: Progress | None = None) -> bool:
+    """Stop the embedded server and delete its data; False when there was nothing to delete."""
+    progress = progress or NullProgress()
+    server = _server(settings)
+    if not server.root.exists():
+        return False
+    progress.info(f"deleting the embedded PostgreSQL data in {server.root}")
+    server.destroy()
+    # The roles died with the cluster: the stored reader password no longer logs in anywhere.
+    StateDir(settings.home).save_credential("reader", None)
+    return True
+
+
+def _embedded_only(settings: Settings) -> Settings:
+    # `provision db ...` manages the embedded server even when DATABASE_URL points elsewhere.
+    return settings.model_copy(update={"database_url": None})
+
+
+def _server(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(StateDir(settings.home).postgres_dir)
+
+
+def _superuser_password(settings: Settings) -> str:
+    state = StateDir(settings.home)
+    stored = state.credential(POSTGRES_SECTION)
+    if stored and stored.get("password"):
+        return str(stored["password"])
+    # Stored before initdb uses it, so a crash can never leave a cluster with an unknown password.
+    password = secrets.token_urlsafe(24)
+    state.ensure()
+    state.save_credential(POSTGRES_SECTION, {"user": SUPERUSER, "password": password})
+    return password
+
+
+def _ensure_demo_database(info: ServerInfo, password: str, progress: Progress) -> None:
+    from psycopg import sql
+
+    from provisioner.db.connection import connect
+
+    with connect(info.dsn(password, "postgres"), wait_s=_CONNECT_WAIT_S, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)).fetchone()
+        if exists is None:
+            progress.info(f"creating database {DEMO_DATABASE}")
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
+
+
+def _external(dsn: SecretStr) -> Warehouse:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn.get_secret_value())
+    except Exception as exc:  # psycopg raises ProgrammingError for any unparsable conninfo
+        raise ConfigError(
+            f"--database-url (or DATABASE_URL) is not a PostgreSQL URL: {redact_dsn(dsn.get_secret_value())}",
+            hint="use postgresql://user:password@host:5432/dbname",
+        ) from exc
+    dbname = str(parts.get("dbname") or parts.get("user") or "postgres")
+    try:
+        port = int(str(parts.get("port") or 5432).split(",")[0])
+    except ValueError as exc:
+        raise ConfigError(
+            "--database-url (or DATABASE_URL) has a port that is not a number",
+            hint="use postgresql://user:password@host:5432/dbname",
+        ) from exc
+    return Warehouse(
+        dsn=dsn,
+        host=str(parts.get("host") or "localhost"),
+        port=port,
+        dbname=dbname,
+        embedded=False,
+    )
