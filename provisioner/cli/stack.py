@@ -67,11 +67,14 @@ def down_command(
     output = output_for(ctx, json_output)
     settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)
     stopped = bring_down(settings, volumes=volumes, progress=output.progress)
-    what = "stopped and its data deleted" if volumes else "stopped (data kept)"
-    output.result(
-        {"ok": True, "runtime": stopped, "data_deleted": volumes},
-        f"The {stopped} demo is {what}.",
-    )
+    deleted = volumes and stopped != "external"  # an external Metabase and database are never touched
+    if stopped == "external":
+        text = "Nothing was stopped or deleted: the external Metabase and database are yours."
+    else:
+        text = f"The {stopped} demo is " + (
+            "stopped and its data deleted." if deleted else "stopped (data kept)."
+        )
+    output.result({"ok": True, "runtime": stopped, "data_deleted": deleted}, text)
 
 
 def status_command(
