@@ -1,11 +1,161 @@
-"""`provision seed` and `provision db start|stop|status|url`."""
+"""`provision seed` and `provision db start|stop|status|url`: parse, call one core function, print."""
 
 from __future__ import annotations
 
+from datetime import date
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
+from provisioner.cli.app import JsonOption, output_for, settings_for
+from provisioner.cli.options import DatabaseUrlOption
+from provisioner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from provisioner.db.seed import SeedResult
+    from provisioner.warehouse import DbStatus
+
 db_app = typer.Typer(no_args_is_help=True, help="Manage the embedded PostgreSQL server.")
+
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        min=1,
+        max=65535,
+        help="Port of the embedded PostgreSQL on 127.0.0.1 (default: the last one used, else a free one).",
+    ),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Date the demo data is relative to, YYYY-MM-DD (default today).", show_default=False
+    ),
+]
+ReaderDatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reader-database-url",
+        help="A read-only login for Metabase, used instead of the generated metabase_reader role "
+        "(env DATABASE_READER_URL).",
+    ),
+]
+
+
+def parse_as_of(text: str | None) -> date | None:
+    """The --as-of date, or None for today; ConfigError if it is not YYYY-MM-DD."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"--as-of: {text!r} is not a date", hint="use YYYY-MM-DD, e.g. --as-of 2026-01-31"
+        ) from exc
 
 
 def register_top_level(app: typer.Typer) -> None:
     """Add `provision seed` to the root app."""
+    app.command("seed")(seed_command)
+
+
+def seed_command(
+    ctx: typer.Context,
+    as_of: AsOfOption = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Drop and rebuild the demo objects.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace same-named tables and views this tool did not create."),
+    ] = False,
+    port: PortOption = None,
+    database_url: DatabaseUrlOption = None,
+    reader_database_url: ReaderDatabaseUrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create and fill the demo warehouse (24 tables, 8 views): embedded PostgreSQL unless --database-url."""
+    from provisioner.db.seed import seed
+
+    output = output_for(ctx, json_output)
+    as_of_date = parse_as_of(as_of)
+    settings = settings_for(database_url=database_url, reader_database_url=reader_database_url)
+    if port is not None and settings.database_url is not None:
+        raise ConfigError(
+            "--port applies to the embedded PostgreSQL, not to --database-url (or DATABASE_URL)",
+            hint="put the port in the database URL instead",
+        )
+    result = seed(settings, as_of=as_of_date, reset=reset, force=force, port=port, progress=output.progress)
+    output.result(result.model_dump(mode="json"), lambda: _seed_text(result))
+
+
+@db_app.command("start")
+def start_command(ctx: typer.Context, port: PortOption = None, json_output: JsonOption = False) -> None:
+    """Start the embedded PostgreSQL (or reuse it) on 127.0.0.1."""
+    from provisioner.warehouse import db_start
+
+    output = output_for(ctx, json_output)
+    status = db_start(settings_for(), port=port, progress=output.progress)
+    output.result(status.model_dump(mode="json"), lambda: _status_text(status))
+
+
+@db_app.command("stop")
+def stop_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Stop the embedded PostgreSQL; its data stays."""
+    from provisioner.warehouse import db_stop
+
+    output = output_for(ctx, json_output)
+    status = db_stop(settings_for(), progress=output.progress)
+    output.result(status.model_dump(mode="json"), lambda: _status_text(status))
+
+
+@db_app.command("status")
+def status_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Whether the embedded PostgreSQL runs, where, and what is seeded in it."""
+    from provisioner.warehouse import db_status
+
+    output = output_for(ctx, json_output)
+    status = db_status(settings_for())
+    output.result(status.model_dump(mode="json"), lambda: _status_text(status))
+
+
+@db_app.command("url")
+def url_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Print the warehouse DSN WITH its password, for `psql "$(provision db url)"`."""
+    from provisioner.warehouse import db_url
+
+    output = output_for(ctx, json_output)
+    url = db_url(settings_for())
+    # Printing the password is this command's whole job; every other command redacts it.
+    output.result({"url": url}, url)
+
+
+def _seed_text(result: SeedResult) -> str:
+    rows = sum(result.counts.values())
+    verb = "Seeded" if result.changed else "Already up to date:"
+    lines = [
+        f"{verb} the demo warehouse as of {result.as_of}: {len(result.counts)} tables, {rows} rows",
+        f"  database: {result.database}",
+        f"  checksum: {result.checksum[:16]}",
+    ]
+    reader = result.reader
+    if reader.fallback_warning is None:
+        state = "created" if reader.created else "ready"
+        lines.append(f"  read-only role for Metabase: {reader.role} ({state})")
+    else:
+        lines.append(f"  read-only role for Metabase: not available ({reader.role})")
+    if reader.dba_sql:
+        lines += ["", "SQL a DBA can run to create the read-only role:", reader.dba_sql.rstrip()]
+    return "\n".join(lines)
+
+
+def _status_text(status: DbStatus) -> str:
+    if not status.running:
+        return f"embedded PostgreSQL: stopped (data in {status.data_dir})"
+    lines = [
+        f"embedded PostgreSQL: running (pid {status.pid}) on 127.0.0.1:{status.port}",
+        f"  data: {status.data_dir}",
+        f"  url: {status.dsn_redacted}   (`provision db url` prints it with the password)",
+    ]
+    lines.append(
+        f"  demo data: {status.seeded.summary if status.seeded else 'not seeded (run `provision seed`)'}"
+    )
+    return "\n".join(lines)
