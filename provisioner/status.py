@@ -122,13 +122,14 @@ def probe_database(dsn: SecretStr | None) -> DatabaseState:
         seeded = seed_status(dsn.get_secret_value())
     except ProvisionError as exc:
         return DatabaseState(reachable=False, detail=exc.message, hint=exc.hint)
-    is_seeded = bool(getattr(seeded, "seeded", False))
-    return DatabaseState(
-        reachable=True,
-        seeded=is_seeded,
-        detail=str(getattr(seeded, "summary", "")) or None,
-        hint=None if is_seeded else "run `provision demo` (or `provision seed`) to load the demo data",
-    )
+    if seeded is None:
+        return DatabaseState(
+            reachable=True,
+            seeded=False,
+            detail="reachable, but the demo data is not loaded",
+            hint="run `provision demo` (or `provision seed`) to load the demo data",
+        )
+    return DatabaseState(reachable=True, seeded=True, detail=seeded.summary)
 
 
 def probe_sync_and_dashboards(
