@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from provisioner.errors import EnvironmentProblem, ProvisionError
-from provisioner.progress import NullProgress
+from provisioner.progress import NullProgress, Progress
 from provisioner.redact import describe_secret
 from provisioner.runtime.base import (
     CommandRunner,
@@ -57,10 +57,12 @@ def run_doctor(
     dashboards_dirs: list[Path] | None = None,
     disk_usage: Callable[[str], Any] = shutil.disk_usage,
     clock: Callable[[], float] = time.monotonic,
+    progress: Progress | None = None,
 ) -> list[Check]:
     """Every check that matters for the chosen runtime, in order; raises nothing (failures are checks)."""
     runner = runner or SubprocessRunner()
     choice = runtime_choice or settings.runtime
+    (progress or NullProgress()).step(f"Checking this machine and the demo (runtime: {choice})")
     checks: list[Check] = []
     resolved: str | None = choice
     if choice == "auto":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr
 
 from provisioner.errors import ProvisionError
-from provisioner.progress import NullProgress
+from provisioner.progress import NullProgress, Progress
 from provisioner.runtime.base import RuntimeStatus
 
 if TYPE_CHECKING:
@@ -202,8 +202,12 @@ def collect_status(
     return StatusReport(runtime=running, metabase=metabase, database=database, dashboards=dashboards_state)
 
 
-def status_of(settings: Settings, *, dashboards_dirs: list[Path] | None = None) -> StatusReport:
+def status_of(
+    settings: Settings, *, dashboards_dirs: list[Path] | None = None, progress: Progress | None = None
+) -> StatusReport:
     """The status of the demo the configured runtime runs; raises EnvironmentProblem when none applies."""
     from provisioner.runtime.base import select_runtime
 
-    return collect_status(settings, select_runtime(settings), dashboards_dirs=dashboards_dirs)
+    runtime = select_runtime(settings)
+    (progress or NullProgress()).step(f"Checking the {runtime.name} demo")
+    return collect_status(settings, runtime, dashboards_dirs=dashboards_dirs)

@@ -92,7 +92,7 @@ def status_command(
 
     output = output_for(ctx, json_output)
     settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)
-    report = status_of(settings)
+    report = status_of(settings, progress=output.progress)
 
     def text() -> str:
         lines = [
@@ -140,7 +140,7 @@ def doctor_command(
 
     output = output_for(ctx, json_output)
     settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)
-    checks = run_doctor(settings)
+    checks = run_doctor(settings, progress=output.progress)
     ok = all(check.ok for check in checks)
 
     def text() -> str:

@@ -229,7 +229,9 @@ class LocalRuntime:
         self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         progress.info(f"starting Metabase: {shlex.join(command[:4])}; log: {self.log_file}")
-        with open(self.log_file, "ab") as log:
+        # Private: Metabase may log connection details.
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
             try:
                 # Its own session: Ctrl-C on `provision` does not kill it, and stop() signals the group.
                 process = subprocess.Popen(
