@@ -88,12 +88,13 @@ def root(
 
 
 def _register() -> None:
-    from provisioner.cli import dashboards, db, metabase, stack
+    from provisioner.cli import dashboards, db, demo, metabase, stack
 
     app.add_typer(db.db_app, name="db")
     app.add_typer(metabase.metabase_app, name="metabase")
     app.add_typer(dashboards.dashboards_app, name="dashboards")
     db.register_top_level(app)
+    demo.register_top_level(app)
     stack.register_top_level(app)
 
 
