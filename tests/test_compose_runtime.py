@@ -115,9 +115,13 @@ def test_env_file_is_never_regenerated(settings: Settings) -> None:
 def test_reader_password_is_stored_for_seeding(settings: Settings) -> None:
     _runtime(settings, FakeRunner()).start(RecordingProgress())
     env = ComposeEnv.parse(settings.home / ".env")
+    # The same shape seeding stores, so `provision demo` seeds the reader with this password.
     assert StateDir(settings.home).credential("reader") == {
         "user": "metabase_reader",
         "password": env.warehouse_reader_password.get_secret_value(),
+        "host": "127.0.0.1",
+        "port": env.warehouse_port,
+        "dbname": "asset_finance",
     }
 
 

@@ -261,12 +261,23 @@ class ComposeRuntime:
             write_private(self.env_path, env.render())
             progress.info(f"generated {self.env_path} (mode 0600): random passwords, ports")
         # Seeding creates the reader role with this password; Metabase logs in with it.
-        reader = {
-            "user": env.warehouse_reader_user,
-            "password": env.warehouse_reader_password.get_secret_value(),
-        }
-        if self.state.credential("reader") != reader:
-            self.state.save_credential("reader", reader)
+        password = env.warehouse_reader_password.get_secret_value()
+        stored = self.state.credential("reader") or {}
+        if (stored.get("user"), stored.get("password"), stored.get("port")) != (
+            env.warehouse_reader_user,
+            password,
+            env.warehouse_port,
+        ):
+            self.state.save_credential(
+                "reader",
+                {
+                    "user": env.warehouse_reader_user,
+                    "password": password,
+                    "host": "127.0.0.1",
+                    "port": env.warehouse_port,
+                    "dbname": env.warehouse_db,
+                },
+            )
         return env
 
     def _reader_password(self) -> str:
