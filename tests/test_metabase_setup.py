@@ -39,7 +39,7 @@ from provisioner.metabase.setup import (
 from provisioner.progress import RecordingProgress
 from provisioner.runtime.postgres import free_port
 from provisioner.state import StateDir
-from tests.fake_metabase.server import FakeMetabase
+from tests.fake_metabase.server import FakeMetabase, new_state
 
 SMALL = ("accounts", "payments", "v_accounts")
 
@@ -101,6 +101,22 @@ def make_warehouse(pg_server, names: Sequence[str]) -> Warehouse:
     warehouse.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO {role}')
     warehouse.add_objects(names)
     return warehouse
+
+
+@pytest.fixture(scope="module")
+def shared_fake() -> Iterator[FakeMetabase]:
+    with FakeMetabase() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_metabase(shared_fake: FakeMetabase) -> FakeMetabase:
+    """A brand-new Metabase per test: one server per module with its state reset (stopping a server
+    costs half a second; this file starts dozens of Metabases)."""
+    shared_fake.state = new_state()
+    shared_fake.set_version(FakeMetabase().version)
+    shared_fake.clear_requests()
+    return shared_fake
 
 
 @pytest.fixture
@@ -205,6 +221,16 @@ def test_setup_uses_the_admin_from_the_environment(
         assert client.login("ops@example.com", "Env-Pa55word-1")
 
 
+def test_weak_admin_password_is_refused_with_a_hint_and_not_kept(
+    fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime
+) -> None:
+    with pytest.raises(MetabaseError) as caught:
+        run_setup(fake_metabase, home, fake_time, METABASE_ADMIN_PASSWORD="password")
+    assert caught.value.status == 400 and "METABASE_ADMIN_PASSWORD" in (caught.value.hint or "")
+    assert StateDir(home).credential("admin") is None  # the refused password is not kept
+    assert run_setup(fake_metabase, home, fake_time).created_admin  # a generated one works
+
+
 def test_second_setup_only_reads(fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime) -> None:
     run_setup(fake_metabase, home, fake_time)
     fake_metabase.clear_requests()
@@ -289,6 +315,7 @@ def test_api_key_from_the_environment_needs_no_login(
     )
     with authed.client:
         assert authed.auth == "api_key" and authed.client.list_databases()
+    assert authed.who == "the API key from METABASE_API_KEY"
     assert writes(fake_metabase) == []
 
 
@@ -491,6 +518,40 @@ def test_a_run_interrupted_at_any_write_converges_on_the_next(
     fake_metabase.clear_requests()
     run_setup(fake_metabase, home, fake_time)
     assert run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn()).action == "unchanged"
+    assert writes(fake_metabase) == []
+
+
+@pytest.mark.parametrize("kind", ["500", "drop"])
+def test_a_failed_connection_update_is_redone_on_the_next_run(
+    fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime, warehouse: Warehouse, kind: str
+) -> None:
+    run_setup(fake_metabase, home, fake_time)
+    run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn())
+    warehouse.set_reader_password("Rd-new-" + secrets.token_hex(6))
+    fake_metabase.inject_fault(at_mutation=1, kind=kind)
+
+    if kind == "drop":  # a PUT is safe to repeat: the client retries it within the same run
+        assert run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn()).action == "updated"
+    else:
+        with pytest.raises(MetabaseError):
+            run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn())
+        assert run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn()).action == "updated"
+    assert run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn()).action == "unchanged"
+
+
+@pytest.mark.parametrize("at_mutation", [1, 2])
+def test_a_fault_while_replacing_a_lost_key_converges(
+    fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime, at_mutation: int
+) -> None:
+    run_setup(fake_metabase, home, fake_time)
+    StateDir(home).save_credential("api_key", None)
+    fake_metabase.inject_fault(at_mutation=at_mutation, kind="500")  # 1: login, 2: regenerate
+    with pytest.raises(MetabaseError):
+        run_setup(fake_metabase, home, fake_time)
+    assert run_setup(fake_metabase, home, fake_time).auth == "api_key"
+    assert len(tool_keys(fake_metabase)) == 1
+    fake_metabase.clear_requests()
+    run_setup(fake_metabase, home, fake_time)
     assert writes(fake_metabase) == []
 
 

@@ -429,6 +429,14 @@ def error_for_response(
                 "`provision metabase setup` again, it reads the current one from /api/session/properties",
                 **common,
             )
+        if path == "/api/setup" and {"email", "password"} & set(errors):
+            return MetabaseError(
+                message,
+                hint="Metabase refused the admin's email or password: fix METABASE_ADMIN_EMAIL / "
+                "METABASE_ADMIN_PASSWORD (a password needs letters and digits and must not be a common "
+                "one), or unset the password to have a strong one generated",
+                **common,
+            )
         if path.startswith("/api/database") and method in {"POST", "PUT"}:
             return MetabaseError(
                 f"Metabase could not connect to the database ({where}): {said}",

@@ -72,6 +72,7 @@ class AuthenticatedClient:
     user_email: str | None = None
     created_admin: bool = False
     created_api_key: bool = False
+    key_from_env: bool = False  # METABASE_API_KEY: not necessarily the tool's key
 
 
 class SetupResult(BaseModel):
@@ -242,6 +243,7 @@ def _authenticate(
                 path=exc.path,
             ) from exc
         authed.auth = "api_key"
+        authed.key_from_env = True
         return _identify(client, authed, state)
 
     stored_key = _for_url(state.credential("api_key"), url)
@@ -291,6 +293,7 @@ def _first_run_setup(
             "(METABASE_ADMIN_EMAIL / METABASE_ADMIN_PASSWORD)",
         )
     # Stored BEFORE the setup call: if its answer is lost, the next run logs in with them.
+    previous = state.credential("admin")
     state.save_credential("admin", {"metabase_url": url, "email": email, "password": password})
     progress.step(f"Creating the Metabase admin {email}" + (" (generated password)" if generated else ""))
     try:
@@ -300,6 +303,9 @@ def _first_run_setup(
             SITE_NAME,
         )
     except MetabaseError as exc:
+        if exc.status == 400:
+            # Refused outright (weak password, stale token): nothing was created, forget them.
+            state.save_credential("admin", previous)
         if exc.status != 403:
             raise
         # Someone finished setup between our read and our call: log in instead.
@@ -341,7 +347,9 @@ def _identify(client: MetabaseClient, authed: AuthenticatedClient, state: StateD
     if authed.user_email is None:
         admin = _for_url(state.credential("admin"), client.base_url)
         authed.user_email = str(admin["email"]) if admin and admin.get("email") else None
-    if authed.auth == "api_key":
+    if authed.key_from_env:
+        authed.who = "the API key from METABASE_API_KEY"
+    elif authed.auth == "api_key":
         owner = f" (admin {authed.user_email})" if authed.user_email else ""
         authed.who = f"API key {API_KEY_NAME!r}{owner}"
     else:
