@@ -255,3 +255,20 @@ def test_auto_without_engine_but_with_a_jar_selects_local(settings: Settings, tm
     runner = FakeRunner({"info": (1, "", "Cannot connect\n")})
     with_jar = settings.model_copy(update={"metabase_jar": tmp_path / "metabase.jar"})
     assert select_runtime(with_jar, "auto", runner=runner).name == "local"
+
+
+def test_up_and_down_commands_issue_compose_for_the_named_project(settings: Settings) -> None:
+    from provisioner.runtime.base import bring_down, bring_up
+
+    docker = settings.model_copy(update={"runtime": "docker", "stack_name": "sales-eu"})
+    runner = FakeRunner()
+    endpoints = bring_up(docker, progress=RecordingProgress(), runner=runner)
+    assert bring_down(docker, volumes=False, progress=RecordingProgress(), runner=runner) == "docker"
+    bring_down(docker, volumes=True, progress=RecordingProgress(), runner=runner)
+    prefix = _prefix(settings, ".env.sales-eu", "sales-eu")
+    assert runner.calls == [
+        [*prefix, "up", "--detach", "--wait"],
+        [*prefix, "down"],
+        [*prefix, "down", "--volumes", "--remove-orphans"],
+    ]
+    assert endpoints.metabase_warehouse_host == "warehouse"
