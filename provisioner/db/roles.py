@@ -126,14 +126,20 @@ def ensure_reader(
 
 def reader_dba_sql(role: str, dbname: str, schema: str, objects: tuple[str, ...]) -> str:
     """The SQL a DBA runs to create the read-only role by hand (the password is theirs to choose)."""
-    from psycopg import sql
+    who = _plain(role)
+    names = ",\n    ".join(f"{_plain(schema)}.{_plain(name)}" for name in objects)
+    return (
+        f"CREATE ROLE {who} LOGIN PASSWORD 'choose-a-password';\n"
+        f"ALTER ROLE {who} SET default_transaction_read_only = on;\n"
+        f"GRANT CONNECT ON DATABASE {_plain(dbname)} TO {who};\n"
+        f"GRANT USAGE ON SCHEMA {_plain(schema)} TO {who};\n"
+        f"GRANT SELECT ON\n    {names}\nTO {who};\n"
+    )
 
-    lines = [
-        sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'choose-a-password';").format(sql.Identifier(role)),
-        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on;").format(sql.Identifier(role)),
-        *(sql.Composed([s, sql.SQL(";")]) for s in _grant_statements(role, dbname, schema, objects)),
-    ]
-    return "\n".join(line.as_string(None) for line in lines) + "\n"
+
+def _plain(name: str) -> str:
+    """`name` as SQL: bare when it is a plain lower-case identifier, else double-quoted."""
+    return name if _IDENTIFIER.match(name) else '"' + name.replace('"', '""') + '"'
 
 
 def _grant_statements(
