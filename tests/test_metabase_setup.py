@@ -39,6 +39,7 @@ from provisioner.metabase.setup import (
 from provisioner.progress import RecordingProgress
 from provisioner.runtime.postgres import free_port
 from provisioner.state import StateDir
+from tests.db_fixtures import SeededDatabase
 from tests.fake_metabase.server import FakeMetabase, new_state
 
 SMALL = ("accounts", "payments", "v_accounts")
@@ -521,6 +522,41 @@ def test_a_run_interrupted_at_any_write_converges_on_the_next(
     assert writes(fake_metabase) == []
 
 
+def test_connect_defaults_to_the_stored_reader_role_on_the_database_url_host(
+    fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime, seeded_database: SeededDatabase
+) -> None:
+    run_setup(fake_metabase, home, fake_time)
+    reader = psycopg.conninfo.conninfo_to_dict(seeded_database.reader_dsn)
+    StateDir(home).save_credential("reader", {"user": reader["user"], "password": reader["password"]})
+    settings = settings_for(fake_metabase, home, DATABASE_URL=seeded_database.owner_dsn)
+
+    result = connect_database(
+        settings, progress=RecordingProgress(), clock=fake_time.clock, sleep=fake_time.sleep
+    )
+
+    assert result.is_reader is True and result.action == "created"
+    assert result.tables_found == result.tables_expected == len(TABLES) + len(VIEWS)
+    [database] = demo_databases(fake_metabase)
+    assert database["details"]["user"] == seeded_database.reader_role
+    assert database["details"]["dbname"] == seeded_database.dbname
+
+
+def test_connect_without_a_reader_role_warns_that_the_owner_is_used(
+    fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime, seeded_database: SeededDatabase
+) -> None:
+    run_setup(fake_metabase, home, fake_time)
+    progress = RecordingProgress()
+    result = connect_database(
+        settings_for(fake_metabase, home),
+        progress=progress,
+        clock=fake_time.clock,
+        sleep=fake_time.sleep,
+        owner_dsn=seeded_database.owner_dsn,
+    )
+    assert result.is_reader is False
+    assert any(kind == "warn" and "can write" in text for kind, text in progress.lines)
+
+
 @pytest.mark.parametrize("kind", ["500", "drop"])
 def test_a_failed_connection_update_is_redone_on_the_next_run(
     fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime, warehouse: Warehouse, kind: str
@@ -558,9 +594,8 @@ def test_a_fault_while_replacing_a_lost_key_converges(
 # --- the CLI -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def demo_warehouse(pg_server) -> Iterator[Warehouse]:
-    yield make_warehouse(pg_server, (*TABLES, *VIEWS))
+def _password(dsn: str) -> str:
+    return str(psycopg.conninfo.conninfo_to_dict(dsn)["password"])
 
 
 def cli(args: list[str], env: dict[str, str]):
@@ -574,7 +609,7 @@ def secrets_of(home: Path, fake: FakeMetabase, *extra: str) -> list[str]:
 
 
 def test_cli_setup_then_connect_prints_results_and_no_secret(
-    fake_metabase: FakeMetabase, clean_environ: Path, demo_warehouse: Warehouse
+    fake_metabase: FakeMetabase, clean_environ: Path, seeded_database: SeededDatabase
 ) -> None:
     env = {"METABASE_URL": fake_metabase.url}
     setup = cli(["metabase", "setup"], env)
@@ -583,20 +618,20 @@ def test_cli_setup_then_connect_prints_results_and_no_secret(
     assert f"Credentials: {clean_environ / 'credentials.json'}" in setup.stdout
     assert "Creating the Metabase admin" in setup.stderr and "Creating" not in setup.stdout
 
-    connect = cli(["metabase", "connect", "--metabase-database-url", demo_warehouse.reader_dsn()], env)
+    connect = cli(["metabase", "connect", "--metabase-database-url", seeded_database.reader_dsn], env)
     assert connect.exit_code == 0, connect.stderr
     total = len(TABLES) + len(VIEWS)
     assert f"Tables and views visible in Metabase: {total}/{total}" in connect.stdout
     assert "Asset Finance Demo" in connect.stdout and ": created" in connect.stdout
 
-    leaked = secrets_of(clean_environ, fake_metabase, demo_warehouse.reader_password)
+    leaked = secrets_of(clean_environ, fake_metabase, _password(seeded_database.reader_dsn))
     for result in (setup, connect):
         for secret in leaked:
             assert secret not in result.stdout and secret not in result.stderr
 
 
 def test_cli_json_outputs_one_document_and_no_secret(
-    fake_metabase: FakeMetabase, clean_environ: Path, demo_warehouse: Warehouse
+    fake_metabase: FakeMetabase, clean_environ: Path, seeded_database: SeededDatabase
 ) -> None:
     env = {"METABASE_URL": fake_metabase.url}
     setup = cli(["metabase", "setup", "--json"], env)
@@ -605,18 +640,16 @@ def test_cli_json_outputs_one_document_and_no_secret(
     assert data["ok"] and data["auth"] == "api_key" and data["created_admin"] is True
 
     connect = cli(
-        ["metabase", "connect", "--json", "--metabase-database-url", demo_warehouse.reader_dsn()], env
+        ["metabase", "connect", "--json", "--metabase-database-url", seeded_database.reader_dsn], env
     )
     assert connect.exit_code == 0, connect.stderr
     connected = json.loads(connect.stdout)
     assert connected["action"] == "created" and connected["synced"] is True
 
-    again = cli(
-        ["metabase", "connect", "--json", "--metabase-database-url", demo_warehouse.reader_dsn()], env
-    )
+    again = cli(["metabase", "connect", "--json", "--metabase-database-url", seeded_database.reader_dsn], env)
     assert json.loads(again.stdout)["action"] == "unchanged"
     for result in (setup, connect, again):
-        for secret in secrets_of(clean_environ, fake_metabase, demo_warehouse.reader_password):
+        for secret in secrets_of(clean_environ, fake_metabase, _password(seeded_database.reader_dsn)):
             assert secret not in result.stdout and secret not in result.stderr
 
 
