@@ -73,6 +73,21 @@ def test_login_sends_username_and_password_and_returns_the_session_id(client: Me
 
 
 @responses.activate
+def test_session_cookies_are_not_kept_auth_is_by_header_only(client: MetabaseClient) -> None:
+    responses.post(
+        f"{URL}/api/session",
+        json={"id": "sess-1"},
+        headers={"Set-Cookie": "metabase.SESSION=sess-1; Path=/; HttpOnly"},
+    )
+    responses.get(f"{URL}/api/user/current", json={"id": 7})
+    client.login("a@b.c", "pw-Secret-1")
+    client.use_api_key("mb_key123456789")
+    client.current_user()
+    sent = responses.calls[1].request.headers
+    assert "Cookie" not in sent and sent["X-API-Key"] == "mb_key123456789"
+
+
+@responses.activate
 def test_setup_sends_token_user_and_site_name(client: MetabaseClient) -> None:
     responses.post(
         f"{URL}/api/setup",

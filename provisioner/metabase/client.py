@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -86,6 +87,9 @@ class MetabaseClient:
         self._sleep = sleep
         self._session = requests.Session()
         self._session.headers.update({"Accept": "application/json"})
+        # Setup and login also set a `metabase.SESSION` cookie; keeping it would authenticate
+        # requests meant to use only the API key. Auth is by header alone.
+        self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self._secrets: set[str] = set()
         self.auth_kind: Literal["none", "session", "api_key"] = "none"
         # HTTP requests actually sent (retries included), for tests and benchmarks.
