@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.fake_metabase import FakeMetabase
+from tests.fake_metabase.fixtures import admin_http
 
 RECORDED = Path("/work/shared/metabase-fixtures/recorded")
 if not RECORDED.exists():  # the fixtures may also be vendored next to the tests
@@ -41,9 +42,7 @@ def setup_body(fake: FakeMetabase, **overrides: object) -> dict:
 
 
 def admin(fake: FakeMetabase) -> requests.Session:
-    session = requests.Session()
-    session.headers["X-Metabase-Session"] = fake.admin_session()
-    return session
+    return admin_http(fake)
 
 
 def details_for(dsn: str, **overrides: object) -> dict:
@@ -277,26 +276,8 @@ def test_unknown_routes_and_missing_objects_are_plain_404s(fake_metabase: FakeMe
 
 
 @pytest.fixture
-def warehouse(pg_dsn: str) -> str:
-    """A small warehouse: customers/orders with keys, a view, coordinates."""
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(
-            """
-            create table customers (id serial primary key, name text not null, email text,
-                                    latitude double precision, longitude double precision);
-            comment on table customers is 'People who buy';
-            create table orders (id serial primary key, customer_id int references customers(id),
-                                 status text, amount numeric(10, 2), created_at timestamptz default now(),
-                                 ordered_on date);
-            create view order_totals as select customer_id, sum(amount) as total from orders group by 1;
-            insert into customers (name, email, latitude, longitude)
-                values ('Ann', 'ann@example.com', 52.5, 13.4), ('Bob', 'bob@example.com', 48.1, 11.6);
-            insert into orders (customer_id, status, amount, ordered_on) values
-                (1, 'paid', 10.50, '2024-01-15'), (1, 'open', 5.00, '2024-02-20'),
-                (2, 'paid', 7.25, '2024-03-05'), (2, 'void', 1.00, '2023-12-31');
-            """
-        )
-    return pg_dsn
+def warehouse(fake_warehouse_dsn: str) -> str:
+    return fake_warehouse_dsn
 
 
 def test_database_create_rejects_an_unknown_engine(fake_metabase: FakeMetabase, warehouse: str) -> None:
