@@ -1,6 +1,6 @@
 """Executes a Plan through the Metabase client, records each outcome, then verifies and runs cards.
 
-Order matters for recovery: collections, then cards (found again by entity_id if a run dies), then
+Order matters for recovery: collections, then cards (found again by their key if a run dies), then
 each dashboard (created with its filters, which identify it, then filled by one PUT of the whole
 dashboard: tabs, dashcards and filters). Unchanged objects get no request at all.
 """
@@ -32,6 +32,7 @@ from provisioner.plan import (
     dashcards_body,
 )
 from provisioner.progress import NullProgress, Progress
+from provisioner.spec import identity_of
 
 _DONE = {"create": "created", "update": "updated", "unchanged": "unchanged", "archive": "archived"}
 
@@ -184,8 +185,8 @@ def execute(
         collection_id = collection_ids.get(card.collection_path)
         if action.action == "create":
             progress.info(f"creating card {action.name}")
-            made = client.create_card(CardCreate(**_card_body(card, collection_id), entity_id=card.entity_id))
-            card_ids[card.entity_id] = made.id
+            made = client.create_card(CardCreate(**_card_body(card, collection_id)))
+            card_ids[card.ident] = made.id
             changed_cards.append((card, made.id))
             record(action, made.id)
         elif action.action == "update":
@@ -193,12 +194,12 @@ def execute(
             progress.info(f"updating card {action.name}: {', '.join(action.changes)}")
             extra = {"archived": False} if "archived" in action.changes else {}
             client.update_card(action.id, CardUpdate(**_card_body(card, collection_id), **extra))
-            card_ids[card.entity_id] = action.id
+            card_ids[card.ident] = action.id
             changed_cards.append((card, action.id))
             record(action, action.id)
         else:
             assert action.id is not None
-            card_ids[card.entity_id] = action.id
+            card_ids[card.ident] = action.id
             record(action, action.id)
 
     for action in plan.actions:
@@ -254,7 +255,7 @@ def execute(
         record(action, action.id)
 
     result = ApplyResult(outcomes)
-    desired_cards = {c.entity_id: c for c, _ in changed_cards}
+    desired_cards = {c.ident: c for c, _ in changed_cards}
     for desired, dashboard_id in written_dashboards:
         result.verify_problems += _verify(client, desired, dashboard_id, collection_ids, desired_cards)
     if run_cards:
@@ -284,9 +285,10 @@ def _verify(
     ]
     for dashcard in got.dashcards:
         card = dashcard.card
-        if card is None or card.entity_id not in desired_cards:
+        ident = identity_of(card)
+        if card is None or ident not in desired_cards:
             continue
-        wanted = desired_cards[card.entity_id or ""]
+        wanted = desired_cards[ident]
         for diff in card_differences(wanted, card, collection_ids.get(wanted.collection_path)):
             problems.append(f"card {wanted.name!r} (id {card.id}) differs after apply: {diff}")
     return problems

@@ -19,9 +19,8 @@ import yaml
 from provisioner.errors import MetabaseError, MetabaseNotFound
 from provisioner.metabase.models import Card, Dashboard, DashCard, DatabaseMetadata
 from provisioner.observe import collection_paths
-from provisioner.plan import KEY_SETTING
 from provisioner.progress import NullProgress, Progress
-from provisioner.spec import DISPLAYS, FILTER_TYPES, sql_tags
+from provisioner.spec import DISPLAYS, FILTER_TYPES, KEY_SETTING, sql_tags
 
 if TYPE_CHECKING:
     from provisioner.config import Settings

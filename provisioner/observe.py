@@ -14,7 +14,7 @@ from provisioner.errors import MetabaseError, SpecError, SpecErrors
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import Collection, Dashboard, Database, DatabaseMetadata
 from provisioner.plan import ActualState, DesiredDashboard, dashboard_key_of
-from provisioner.spec import LoadedDashboard, is_managed_entity_id
+from provisioner.spec import LoadedDashboard, identity_of
 
 
 def collection_paths(collections: Iterable[Collection]) -> dict[tuple[str, ...], Collection]:
@@ -85,7 +85,8 @@ def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> Actua
             wanted.add(d.collection_path[:depth])
     state.collections = {p: c for p, c in paths.items() if p in wanted}
     keys_by_param = {p.id: d.key for d in dashboards for p in d.parameters}
-    card_item_ids: dict[str, int] = {}
+    card_item_ids: list[int] = []
+    seen_card_ids: set[int] = set()
     empty: list[tuple[tuple[str, ...], Dashboard]] = []
     scanned: set[int] = set()
     for d in dashboards:
@@ -94,15 +95,16 @@ def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> Actua
             continue
         scanned.add(coll.id)
         for item in client.collection_items(coll.id, models=("card", "dashboard")):
-            if item.model == "card" and is_managed_entity_id(item.entity_id):
-                card_item_ids[item.entity_id or ""] = item.id
+            if item.model == "card":
+                card_item_ids.append(item.id)
             elif item.model == "dashboard":
                 dashboard = client.get_dashboard(item.id)
                 key = dashboard_key_of(dashboard, keys_by_param)
                 for dashcard in dashboard.dashcards:
-                    card = dashcard.card
-                    if card is not None and is_managed_entity_id(card.entity_id):
-                        state.cards.setdefault(card.entity_id or "", card)
+                    ident = identity_of(dashcard.card)
+                    if dashcard.card is not None and ident is not None:
+                        seen_card_ids.add(dashcard.card.id)
+                        state.cards.setdefault(ident, dashcard.card)
                 if key is None:
                     if not dashboard.dashcards:
                         empty.append((d.collection_path, dashboard))
@@ -119,8 +121,13 @@ def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> Actua
         )
         if match is not None:
             state.dashboards[d.key] = match
-    for entity_id, card_id in card_item_ids.items():
-        if entity_id not in state.cards:
-            state.cards[entity_id] = client.get_card(card_id)  # a managed card no longer on its dashboard
+    # Cards in our collections that are on no managed dashboard: read each once to see whether it is
+    # ours (a run interrupted before its dashboard was filled, or a card removed from the YAML).
+    for card_id in card_item_ids:
+        if card_id not in seen_card_ids:
+            card = client.get_card(card_id)
+            ident = identity_of(card)
+            if ident is not None:
+                state.cards.setdefault(ident, card)
     state.requests = client.request_count - start
     return state

@@ -1,10 +1,10 @@
 """Desired state (from the YAML) against actual state (read from Metabase) -> a Plan of Actions.
 
 No I/O here: `observe.py` reads Metabase, `apply.py` executes. Identity never depends on local
-state: a managed card carries a deterministic `entity_id` derived from its dashboard and card keys
-(Metabase accepts `entity_id` on `POST /api/card`), and the keys themselves in its
-`visualization_settings` (`provisioner.key`), so a dashboard is recognised by the managed cards on
-it and by its deterministic filter ids, whatever its name.
+state: a managed card carries its dashboard and card keys in its `visualization_settings`
+(`provisioner.key`, invisible in the UI and kept by Metabase); a dashboard is recognised by the
+managed cards on it and by its deterministic filter ids, whatever its name. (Metabase ignores an
+`entity_id` sent on `POST /api/card` and generates its own, so entity ids cannot carry identity.)
 """
 
 from __future__ import annotations
@@ -28,19 +28,18 @@ from provisioner.metabase.models import (
 )
 from provisioner.spec import (
     DISPLAYS,
+    KEY_SETTING,
     DashboardSpec,
     HeadingCard,
     LoadedDashboard,
     QueryCard,
     TextCard,
     Viz,
-    card_entity_id,
-    is_managed_entity_id,
+    card_identity,
+    identity_of,
     parameter_id,
     resolve_tags,
 )
-
-KEY_SETTING = "provisioner.key"  # in a managed card's visualization_settings: "<dashboard>/<card>"
 
 ActionName = Literal["create", "update", "unchanged", "archive"]
 
@@ -53,7 +52,7 @@ ActionName = Literal["create", "update", "unchanged", "archive"]
 class DesiredCard:
     dashboard_key: str
     key: str
-    entity_id: str
+    ident: str  # "<dashboard key>/<card key>"
     name: str
     description: str | None
     display: str
@@ -66,7 +65,7 @@ class DesiredCard:
 
 @dataclass
 class DesiredDashcard:
-    card_entity_id: str | None  # None for text and heading cards
+    card_ident: str | None  # None for text and heading cards
     tab: str | None
     place: Placement
     visualization_settings: dict[str, Any]
@@ -83,7 +82,7 @@ class DesiredDashboard:
     parameters: list[Parameter]
     tabs: list[str]
     dashcards: list[DesiredDashcard]
-    card_entity_ids: set[str]
+    card_idents: set[str]
 
 
 def card_visualization_settings(dashboard_key: str, card: QueryCard) -> dict[str, Any]:
@@ -169,11 +168,11 @@ def desired_state(
             dashcards.append(DesiredDashcard(None, where.tab, where, _virtual_settings(card), []))
             continue
         sql = loaded.sql[card.key].strip()
-        entity_id = card_entity_id(spec.key, card.key)
+        ident = card_identity(spec.key, card.key)
         tags: dict[str, TemplateTag] = {}
         mappings: list[tuple[str, list[Any]]] = []
         for tag in resolve_tags(spec, card, sql):
-            tag_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{entity_id}/{tag.name}"))
+            tag_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ident}/{tag.name}"))
             values: dict[str, Any] = {
                 "id": tag_id,
                 "name": tag.name,
@@ -214,7 +213,7 @@ def desired_state(
             DesiredCard(
                 dashboard_key=spec.key,
                 key=card.key,
-                entity_id=entity_id,
+                ident=ident,
                 name=card.name,
                 description=card.description,
                 display=DISPLAYS[card.display][0],
@@ -225,7 +224,7 @@ def desired_state(
                 database_id=database_id,
             )
         )
-        dashcards.append(DesiredDashcard(entity_id, where.tab, where, {}, sorted(mappings)))
+        dashcards.append(DesiredDashcard(ident, where.tab, where, {}, sorted(mappings)))
     dashboard = DesiredDashboard(
         key=spec.key,
         name=spec.name,
@@ -235,7 +234,7 @@ def desired_state(
         parameters=params,
         tabs=list(spec.tabs),
         dashcards=dashcards,
-        card_entity_ids={c.entity_id for c in cards},
+        card_idents={c.ident for c in cards},
     )
     return dashboard, cards, errors
 
@@ -249,7 +248,7 @@ class ActualState:
     """What Metabase holds for the collections the YAML names."""
 
     collections: dict[tuple[str, ...], Collection] = field(default_factory=dict)
-    cards: dict[str, Card] = field(default_factory=dict)  # managed cards by entity_id
+    cards: dict[str, Card] = field(default_factory=dict)  # managed cards by identity
     dashboards: dict[str, Dashboard] = field(default_factory=dict)  # managed dashboards by key
     unrecognised_dashboards: list[Dashboard] = field(default_factory=list)
     requests: int = 0
@@ -259,10 +258,9 @@ def dashboard_key_of(dashboard: Dashboard, keys_by_parameter_id: dict[str, str])
     """The key of a managed dashboard: from its managed cards, else from its filter ids; None if not ours."""
     for dashcard in dashboard.dashcards:
         card = dashcard.card
-        if card is not None and is_managed_entity_id(card.entity_id):
-            key = card.visualization_settings.get(KEY_SETTING)
-            if isinstance(key, str) and "/" in key:
-                return key.split("/", 1)[0]
+        ident = identity_of(card)
+        if ident is not None:
+            return ident.split("/", 1)[0]
     for param in dashboard.parameters:
         if param.id in keys_by_parameter_id:
             return keys_by_parameter_id[param.id]
@@ -324,7 +322,7 @@ def _param_canon(param: Parameter) -> dict[str, Any]:
 
 
 def _dashcard_canon(
-    card_entity_id: str | None,
+    card_ident: str | None,
     tab: str | None,
     row: int,
     col: int,
@@ -334,7 +332,7 @@ def _dashcard_canon(
     mappings: list[tuple[str, list[Any]]],
 ) -> tuple[Any, ...]:
     return (
-        card_entity_id,
+        card_ident,
         tab,
         row,
         col,
@@ -349,7 +347,7 @@ def _desired_dashcards(desired: DesiredDashboard) -> list[tuple[Any, ...]]:
     return sorted(
         (
             _dashcard_canon(
-                d.card_entity_id,
+                d.card_ident,
                 d.tab,
                 d.place.row,
                 d.place.col,
@@ -368,11 +366,11 @@ def _actual_dashcards(actual: Dashboard) -> list[tuple[Any, ...]]:
     tab_names = {t.id: t.name for t in actual.tabs}
     out = []
     for d in actual.dashcards:
-        entity_id = d.card.entity_id if d.card is not None else None
+        ident = (identity_of(d.card) or f"card:{d.card.id}") if d.card is not None else None
         mappings = [(m.parameter_id, _strip_target(m.target)) for m in d.parameter_mappings]
         out.append(
             _dashcard_canon(
-                entity_id,
+                ident,
                 tab_names.get(d.dashboard_tab_id) if d.dashboard_tab_id is not None else None,
                 d.row,
                 d.col,
@@ -508,7 +506,7 @@ def build_plan(
             )
         )
     for card in cards:
-        existing = actual.cards.get(card.entity_id)
+        existing = actual.cards.get(card.ident)
         key = f"{card.dashboard_key}/{card.key}"
         if existing is None:
             actions.append(Action("card", "create", key, card.name, desired=card))
@@ -550,10 +548,9 @@ def build_plan(
             )
         )
     if prune:
-        wanted_cards = {c.entity_id for c in cards}
-        for entity_id, existing in sorted(actual.cards.items()):
-            if entity_id not in wanted_cards and not existing.archived:
-                key = str(existing.visualization_settings.get(KEY_SETTING) or entity_id)
+        wanted_cards = {c.ident for c in cards}
+        for key, existing in sorted(actual.cards.items()):
+            if key not in wanted_cards and not existing.archived:
                 actions.append(Action("card", "archive", key, existing.name, id=existing.id, actual=existing))
         wanted_dashboards = {d.key for d in dashboards}
         for key, existing_dash in sorted(actual.dashboards.items()):
@@ -572,12 +569,12 @@ def build_plan(
 
 
 def existing_dashcard_ids(actual: Dashboard) -> dict[Any, int]:
-    """Ids of the actual dashcards by identity (card entity_id, or ("text", n) by order)."""
+    """Ids of the actual dashcards by identity (the card's key, or ("text", n) in reading order)."""
     out: dict[Any, int] = {}
     text_index = 0
     for d in sorted(actual.dashcards, key=lambda d: (d.row, d.col, d.id)):
-        if d.card is not None and d.card.entity_id:
-            out.setdefault(d.card.entity_id, d.id)
+        if d.card is not None:
+            out.setdefault(identity_of(d.card) or f"card:{d.card.id}", d.id)
         elif d.card_id is None:
             out[("text", text_index)] = d.id
             text_index += 1
@@ -600,15 +597,15 @@ def dashcards_body(
     next_new = -1
     text_index = 0
     for d in sorted(desired.dashcards, key=lambda d: (d.place.row, d.place.col)):
-        if d.card_entity_id is None:
+        if d.card_ident is None:
             ident: Any = ("text", text_index)
             text_index += 1
         else:
-            ident = d.card_entity_id
+            ident = d.card_ident
         dashcard_id = known.pop(ident, None)
         if dashcard_id is None:
             dashcard_id, next_new = next_new, next_new - 1
-        card_id = card_ids.get(d.card_entity_id) if d.card_entity_id else None
+        card_id = card_ids.get(d.card_ident) if d.card_ident else None
         dashcards.append(
             DashCard(
                 id=dashcard_id,

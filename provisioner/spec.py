@@ -301,18 +301,19 @@ def json_schema() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Identities derived from keys: the same YAML yields the same ids on every machine.
 
-ENTITY_ID_PREFIX = "mbprov"  # 6 chars + 15 of hash = Metabase's 21-char NanoID shape
+KEY_SETTING = "provisioner.key"  # in a managed card's visualization_settings: "<dashboard key>/<card key>"
 
 
-def card_entity_id(dashboard_key: str, card_key: str) -> str:
-    """The deterministic Metabase `entity_id` of a managed card."""
-    digest = hashlib.sha256(f"card:{dashboard_key}/{card_key}".encode()).hexdigest()
-    return ENTITY_ID_PREFIX + digest[: 21 - len(ENTITY_ID_PREFIX)]
+def card_identity(dashboard_key: str, card_key: str) -> str:
+    """The identity a managed card carries in Metabase (`visualization_settings["provisioner.key"]`)."""
+    return f"{dashboard_key}/{card_key}"
 
 
-def is_managed_entity_id(entity_id: str | None) -> bool:
-    """True for entity ids this tool derives (so prune never touches objects people made)."""
-    return bool(entity_id) and entity_id.startswith(ENTITY_ID_PREFIX) and len(entity_id) == 21
+def identity_of(card: Any) -> str | None:
+    """The identity of a Metabase card this tool manages; None for cards people made."""
+    settings = getattr(card, "visualization_settings", None) or {}
+    value = settings.get(KEY_SETTING)
+    return value if isinstance(value, str) and "/" in value else None
 
 
 def parameter_id(dashboard_key: str, filter_key: str) -> str:

@@ -1,0 +1,364 @@
+"""plan / apply / prune / export against the fake Metabase, on a real PostgreSQL warehouse."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from provisioner import dashboards
+from provisioner.cli.app import app
+from provisioner.config import Settings
+from provisioner.errors import MetabaseError, SpecErrors
+from provisioner.export import export_dashboards
+from provisioner.metabase.client import MetabaseClient
+from provisioner.metabase.models import (
+    CardCreate,
+    CardUpdate,
+    DashboardCreate,
+    NativeDatasetQuery,
+    NativeQuery,
+)
+from tests.fake_metabase.server import FakeMetabase, new_state
+
+SALES = """\
+key: sales
+name: Sales
+collection: Demo/Sales
+description: Sales by region.
+filters:
+  - {key: region, name: Region, type: category}
+  - {key: min_amount, name: Minimum amount, type: number, default: 0}
+tabs: [Overview, Detail]
+cards:
+  - heading: Sales at a glance
+    at: {tab: Overview, row: 0, col: 0, width: 24, height: 1}
+  - key: total
+    name: Total sales
+    display: scalar
+    sql: SELECT sum(amount) AS total FROM sales WHERE amount >= {{min_amount}} [[AND {{region}}]]
+    tags: {region: {field: sales.region}}
+    filters: {region: region, min_amount: min_amount}
+    viz: {y: total}
+    at: {tab: Overview, row: 1, col: 0, width: 6, height: 3}
+  - key: by-region
+    name: Sales by region
+    display: bar
+    sql: |
+      SELECT region, sum(amount) AS amount FROM sales
+      WHERE amount >= {{min_amount}} [[AND {{region}}]]
+      GROUP BY region ORDER BY region
+    tags: {region: {field: sales.region}}
+    filters: {region: region, min_amount: min_amount}
+    viz: {x: region, y: [amount]}
+    at: {tab: Overview, row: 1, col: 6, width: 18, height: 6}
+  - text: "**Point at** the biggest region."
+    at: {tab: Detail, row: 0, col: 0, width: 24, height: 2}
+  - key: rows
+    name: All sales
+    display: table
+    sql: SELECT region, amount, sold_on FROM sales WHERE true [[AND {{region}}]] ORDER BY sold_on
+    tags: {region: {field: sales.region}}
+    filters: {region: region}
+    at: {tab: Detail, row: 2, col: 0, width: 24, height: 8}
+"""
+
+
+@pytest.fixture
+def warehouse(pg_dsn: str) -> str:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE sales (id serial PRIMARY KEY, region text, amount numeric, sold_on date)")
+        conn.execute(
+            "INSERT INTO sales (region, amount, sold_on) VALUES "
+            "('north', 10, '2026-01-01'), ('south', 25, '2026-01-02'), ('north', 5, '2026-01-03')"
+        )
+    return pg_dsn
+
+
+class Env:
+    """The fake Metabase with the warehouse registered, a client, settings and a YAML directory."""
+
+    def __init__(self, fake: Any, client: MetabaseClient, settings: Settings, directory: Path) -> None:
+        self.fake, self.client, self.settings, self.directory = fake, client, settings, directory
+
+    def write(self, text: str, name: str = "sales.yaml") -> None:
+        (self.directory / name).write_text(text)
+
+    def plan(self, prune: bool = False, directory: Path | None = None) -> dashboards.Plan:
+        return dashboards.plan(self.settings, [directory or self.directory], prune=prune, client=self.client)
+
+    def apply(self, prune: bool = False) -> dashboards.ApplyResult:
+        return dashboards.apply(self.settings, [self.directory], prune=prune, client=self.client)
+
+    def writes(self) -> list[Any]:
+        return [r for r in self.fake.mutating_requests() if not r.path.startswith("/api/session")]
+
+
+def _env(fake: Any, warehouse: str, root: Path) -> Env:
+    session = fake.admin_session()
+    fake.add_database(warehouse, name="Warehouse")
+    client = MetabaseClient(fake.url, sleep=lambda _s: None)
+    client.use_session(session)
+    settings = Settings.load({}, cwd=root, metabase_url=fake.url)
+    directory = root / "dashboards"
+    directory.mkdir(parents=True)
+    (directory / "sales.yaml").write_text(SALES)
+    return Env(fake, client, settings, directory)
+
+
+@pytest.fixture
+def env(fake_metabase: Any, warehouse: str, tmp_path: Path) -> Iterator[Env]:
+    made = _env(fake_metabase, warehouse, tmp_path)
+    yield made
+    made.client.close()
+
+
+def _live(items: list[dict]) -> list[dict]:
+    return [i for i in items if not i.get("archived")]
+
+
+def test_apply_on_empty_metabase_creates_collections_cards_and_dashboard(env: Env) -> None:
+    result = env.apply()
+    assert result.ok, result.describe()
+    assert result.summary() == {"created": 6, "updated": 0, "archived": 0, "unchanged": 0}
+    [dashboard] = env.fake.dashboards()
+    assert result.dashboard_urls == {"sales": f"{env.fake.url}/dashboard/{dashboard['id']}"}
+    assert [t["name"] for t in dashboard["tabs"]] == ["Overview", "Detail"]
+    assert len(dashboard["dashcards"]) == 5
+    assert {p["slug"] for p in dashboard["parameters"]} == {"region", "min_amount"}
+    assert sorted(c["name"] for c in env.fake.cards()) == ["All sales", "Sales by region", "Total sales"]
+    names = {c["name"]: c for c in env.fake.collections()}
+    assert names["Sales"]["location"] == f"/{names['Demo']['id']}/"
+    # one PUT of the whole dashboard carries its cards, tabs and filters; the removed endpoint is never used
+    puts = [r for r in env.writes() if r.method == "PUT" and r.path == f"/api/dashboard/{dashboard['id']}"]
+    assert len(puts) == 1 and {"dashcards", "tabs", "parameters"} <= set(puts[0].json)
+    assert not [r for r in env.writes() if r.path.endswith("/cards")]
+
+
+def test_field_filters_resolve_table_column_to_field_ids(env: Env) -> None:
+    env.apply()
+    card = next(c for c in env.fake.cards() if c["name"] == "Sales by region")
+    metadata = env.client.database_metadata(card["database_id"])
+    fetched = env.client.get_card(card["id"])
+    assert fetched.template_tags["region"].dimension_field_id == metadata.field_id("sales", "region")
+    assert fetched.template_tags["min_amount"].type == "number"
+
+
+def test_reapply_changes_nothing(env: Env) -> None:
+    env.apply()
+    env.fake.clear_requests()
+    result = env.apply()
+    assert env.writes() == []
+    assert result.summary() == {"created": 0, "updated": 0, "archived": 0, "unchanged": 6}
+
+
+def test_noop_plan_costs_a_constant_number_of_requests(env: Env) -> None:
+    env.apply()
+    small = env.plan().requests
+    more_cards = SALES + "".join(
+        f"  - key: extra-{i}\n    name: Extra {i}\n    sql: SELECT {i} AS n\n    at: {{tab: Detail}}\n"
+        for i in range(6)
+    )
+    env.write(more_cards)
+    env.apply()
+    plan = env.plan()
+    assert not plan.has_changes
+    assert plan.requests == small <= 6  # databases, metadata, collections, items, the dashboard
+
+
+def test_renaming_a_card_in_yaml_updates_it_in_place(env: Env) -> None:
+    env.apply()
+    before = {c["name"]: c["id"] for c in env.fake.cards()}
+    env.write(SALES.replace("name: Sales by region", "name: Revenue by region"))
+    plan = env.plan()
+    [change] = [a for a in plan.actions if a.action != "unchanged"]
+    assert (change.kind, change.action, change.changes) == ("card", "update", ["name"])
+    env.apply()
+    after = {c["name"]: c["id"] for c in _live(env.fake.cards())}
+    assert after["Revenue by region"] == before["Sales by region"]
+    assert len(after) == 3
+
+
+def test_renaming_the_dashboard_keeps_its_id(env: Env) -> None:
+    env.apply()
+    [before] = env.fake.dashboards()
+    env.write(SALES.replace("name: Sales\n", "name: Sales Board\n"))
+    plan = env.plan()
+    assert [(a.kind, a.changes) for a in plan.actions if a.action == "update"] == [("dashboard", ["name"])]
+    env.apply()
+    [after] = env.fake.dashboards()
+    assert (after["id"], after["name"]) == (before["id"], "Sales Board")
+
+
+def test_a_fresh_clone_plans_against_an_existing_metabase(env: Env, tmp_path: Path) -> None:
+    env.apply()
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    (clone / "sales.yaml").write_text(SALES)
+    assert not env.plan(directory=clone).has_changes
+
+
+def test_ui_edits_show_as_drift_naming_the_fields(env: Env) -> None:
+    env.apply()
+    card = next(c for c in env.fake.cards() if c["name"] == "Total sales")
+    env.client.update_card(card["id"], CardUpdate(name="Renamed in the UI", display="table"))
+    plan = env.plan()
+    [drift] = [a for a in plan.actions if a.action == "update"]
+    assert (drift.kind, drift.id, drift.changes) == ("card", card["id"], ["name", "display"])
+    env.apply()
+    assert not env.plan().has_changes
+
+
+def test_plan_writes_nothing(env: Env) -> None:
+    env.fake.clear_requests()
+    plan = env.plan()
+    assert plan.has_changes
+    assert env.writes() == []
+
+
+def test_prune_archives_only_managed_objects(env: Env) -> None:
+    env.apply()
+    sales = next(c for c in env.fake.collections() if c["name"] == "Sales")
+    db_id = env.fake.cards()[0]["database_id"]
+    people_card = env.client.create_card(
+        CardCreate(
+            name="Made by a person",
+            display="table",
+            dataset_query=NativeDatasetQuery(database=db_id, native=NativeQuery(query="SELECT 1")),
+            collection_id=sales["id"],
+        )
+    )
+    people_dashboard = env.client.create_dashboard(
+        DashboardCreate(name="People board", collection_id=sales["id"])
+    )
+    env.write(SALES[: SALES.index("  - key: rows")])  # the table card is gone from the YAML
+    without_prune = env.plan()
+    assert not [a for a in without_prune.actions if a.action == "archive"]
+    plan = env.plan(prune=True)
+    assert [(a.kind, a.name) for a in plan.actions if a.action == "archive"] == [("card", "All sales")]
+    env.apply(prune=True)
+    cards = {c["name"]: c for c in env.fake.cards()}
+    assert cards["All sales"]["archived"] is True
+    assert cards["Made by a person"]["archived"] is False
+    assert env.client.get_card(people_card.id).archived is False
+    assert env.client.get_dashboard(people_dashboard.id).archived is False
+    assert not env.plan(prune=True).has_changes
+
+
+def test_prune_archives_a_managed_dashboard_removed_from_yaml(env: Env) -> None:
+    other = SALES.replace("key: sales", "key: other").replace("name: Sales\n", "name: Other\n")
+    env.write(other, "other.yaml")
+    env.apply()
+    (env.directory / "other.yaml").unlink()
+    plan = env.plan(prune=True)
+    archived = {(a.kind, a.name) for a in plan.actions if a.action == "archive"}
+    assert ("dashboard", "Other") in archived and len(archived) == 4
+    env.apply(prune=True)
+    dashboards_by_name = {d["name"]: d for d in env.fake.dashboards()}
+    assert dashboards_by_name["Other"]["archived"] is True
+    assert dashboards_by_name["Sales"]["archived"] is False
+
+
+def test_export_then_plan_shows_no_changes(env: Env, tmp_path: Path) -> None:
+    env.apply()
+    out = tmp_path / "exported"
+    result = export_dashboards(env.settings, ["Sales"], out_dir=out, client=env.client)
+    assert result.files == [str(out / "sales.yaml")]
+    text = (out / "sales.yaml").read_text()
+    assert "field: sales.region" in text and "entity_id" not in text
+    plan = env.plan(directory=out)
+    assert not plan.has_changes, plan.describe()
+
+
+def test_export_by_id_writes_valid_yaml(env: Env, tmp_path: Path) -> None:
+    env.apply()
+    [dashboard] = env.fake.dashboards()
+    out = tmp_path / "by-id"
+    export_dashboards(env.settings, [str(dashboard["id"])], out_dir=out, client=env.client)
+    assert dashboards.validate([out]).dashboards[0]["key"] == "sales"
+
+
+def test_a_card_that_fails_in_metabase_is_reported(env: Env) -> None:
+    env.write(
+        SALES.replace("SELECT region, amount, sold_on FROM sales", "SELECT region, amount FROM no_such_table")
+    )
+    result = env.apply()
+    assert [f.name for f in result.failed_queries] == ["All sales"]
+    assert not result.ok
+
+
+def test_unknown_table_column_in_metabase_is_a_spec_error(env: Env) -> None:
+    env.write(
+        SALES.replace(
+            "tags: {region: {field: sales.region}}\n    filters: {region: region}\n",
+            "tags: {region: {field: sales.regio}}\n    filters: {region: region}\n",
+        )
+    )
+    with pytest.raises(SpecErrors) as caught:
+        env.plan()
+    [error] = caught.value.errors
+    assert error.field == "cards[4].tags.region.field" and "sales.regio" in error.problem
+
+
+def _counts(env: Env) -> tuple[int, int, int]:
+    return (
+        len(_live(env.fake.cards())),
+        len(_live(env.fake.dashboards())),
+        len([c for c in env.fake.collections() if c["name"] in ("Demo", "Sales") and not c.get("archived")]),
+    )
+
+
+# The writes of a clean apply, in order: 2 collections, 3 cards, dashboard POST, its PUT, 3 card runs.
+# A dropped POST is not retried (like a 500); a dropped PUT is retried, so a few positions suffice.
+@pytest.mark.parametrize(("kind", "positions"), [("500", range(1, 11)), ("drop", (3, 6, 7, 8))])
+def test_a_fault_at_any_write_then_a_rerun_converges_without_duplicates(
+    warehouse: str, tmp_path: Path, kind: str, positions: Iterable[int]
+) -> None:
+    with FakeMetabase() as fake:
+        for position in positions:
+            fake.state = new_state()  # a brand-new Metabase for each position, without a restart
+            env = _env(fake, warehouse, tmp_path / f"{kind}-{position}")
+            fake.inject_fault(at_mutation=position, kind=kind)
+            if kind == "500":
+                with pytest.raises(MetabaseError):
+                    env.apply()
+            else:
+                with contextlib.suppress(MetabaseError):  # a dropped PUT is retried and may succeed
+                    env.apply()
+            second = env.apply()
+            assert second.ok, (position, second.describe())
+            assert _counts(env) == (3, 1, 2), position
+            assert not env.plan().has_changes, position
+            env.client.close()
+
+
+def test_a_clean_apply_makes_ten_writes(env: Env) -> None:
+    # 2 collections, 3 cards, the dashboard POST and its one PUT, 3 card runs (the read-back is a GET)
+    env.fake.clear_requests()
+    env.apply()
+    assert len(env.writes()) == 10
+
+
+def test_cli_plan_exit_codes(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = env.client.create_api_key("tests", group_id=2).unmasked_key.get_secret_value()
+    monkeypatch.setenv("METABASE_URL", env.fake.url)
+    monkeypatch.setenv("METABASE_API_KEY", key)
+    runner = CliRunner()
+    pending = runner.invoke(app, ["dashboards", "plan", str(env.directory), "--json"])
+    assert pending.exit_code == 2, pending.stderr
+    assert json.loads(pending.stdout)["summary"]["create"] == 6
+    applied = runner.invoke(app, ["dashboards", "apply", str(env.directory), "--json"])
+    assert applied.exit_code == 0, applied.stderr
+    assert json.loads(applied.stdout)["summary"]["created"] == 6
+    clean = runner.invoke(app, ["dashboards", "plan", str(env.directory)])
+    assert clean.exit_code == 0
+    assert "0 to create, 0 to update, 0 to archive, 6 unchanged" in clean.stdout
+    assert key not in clean.stdout + clean.stderr
+    broken = runner.invoke(app, ["dashboards", "plan", str(env.directory / "missing.yaml")])
+    assert broken.exit_code == 3
