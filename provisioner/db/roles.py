@@ -85,11 +85,17 @@ def ensure_reader(
         else:
             try:
                 with conn.transaction():  # a savepoint: a refusal here must not abort the seed
-                    verb = "ALTER" if exists else "CREATE"
+                    # Hashed here (SCRAM, or whatever password_encryption says): the plain password
+                    # never reaches the server, so no statement log can show it.
+                    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode()).decode()
+                    # ALTER names no attributes: non-superusers may not even restate NOSUPERUSER.
+                    attributes = "" if exists else " NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
                     conn.execute(
-                        sql.SQL(
-                            "{} ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-                        ).format(sql.SQL(verb), sql.Identifier(role), sql.Literal(password))
+                        sql.SQL("{} ROLE {} LOGIN PASSWORD {}" + attributes).format(
+                            sql.SQL("ALTER" if exists else "CREATE"),
+                            sql.Identifier(role),
+                            sql.Literal(verifier),
+                        )
                     )
                     marker = sql.Literal(ROLE_MARKER)
                     conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), marker))
