@@ -129,14 +129,6 @@ class FakeMetabase:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (process mode)."""
-        handler = type("_Handler", (_RequestHandler,), {"fake": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._server.serve_forever()
-
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
