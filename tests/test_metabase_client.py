@@ -571,6 +571,7 @@ def test_database_connection_failure_shows_metabases_reason_without_the_password
         client.create_database(DatabaseCreate(name="Demo", details=details.as_details()))
     error = caught.value
     assert "username or password is incorrect" in error.message
+    assert error.message.endswith("(password: check <redacted>)")
     assert "as seen from Metabase" in (error.hint or "")
     assert secret not in json.dumps(error.to_dict())
 

@@ -364,7 +364,8 @@ def test_wait_for_health_waits_while_metabase_initialises(fake_time: FakeTime) -
     with FakeMetabase(init_polls=3) as fake, MetabaseClient(fake.url) as client:
         wait_for_health(client, timeout_s=60, progress=progress, clock=fake_time.clock, sleep=fake_time.sleep)
     assert len(fake_time.sleeps) == 3
-    assert "starting (50%)" in progress.text and "Metabase is ready" in progress.text
+    assert f"Waiting for Metabase at {fake.url} (up to 60 s): starting (50%)" in progress.text
+    assert "Metabase is ready" in progress.text
 
 
 def test_wait_for_health_gives_up_at_the_deadline(fake_time: FakeTime) -> None:

@@ -389,10 +389,13 @@ def _metabase_message(data: Any, text: str) -> tuple[str, dict[str, object]]:
     if isinstance(data, Mapping):
         errors = data.get("errors") if isinstance(data.get("errors"), Mapping) else {}
         message = data.get("message") if isinstance(data.get("message"), str) else None
-        parts = [p for p in (message, _errors_text(errors) if errors else None) if p]
-        if not parts and isinstance(data.get("status"), str):
-            parts = [data["status"]]
-        return ("; ".join(parts) or _clip(json.dumps(data))), dict(errors)
+        if message and errors:
+            said = f"{message.rstrip('.')} ({_errors_text(errors)})"
+        else:
+            said = message or (_errors_text(errors) if errors else None)
+        if not said and isinstance(data.get("status"), str):
+            said = data["status"]
+        return (said or _clip(json.dumps(data))), dict(errors)
     if isinstance(data, str):
         return data, {}
     return _clip(text) or "(empty answer)", {}

@@ -133,7 +133,8 @@ def wait_for_health(
                 raise
             seen = "not answering yet"
         if seen != last:
-            progress.info(f"Waiting for Metabase at {client.base_url}: {seen}")
+            limit = f" (up to {timeout_s:.0f} s)" if last is None else ""
+            progress.info(f"Waiting for Metabase at {client.base_url}{limit}: {seen}")
             last = seen
         if clock() >= deadline:
             raise MetabaseUnreachable(
