@@ -362,3 +362,22 @@ def test_cli_plan_exit_codes(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     assert key not in clean.stdout + clean.stderr
     broken = runner.invoke(app, ["dashboards", "plan", str(env.directory / "missing.yaml")])
     assert broken.exit_code == 3
+
+
+def test_cli_export_writes_yaml_that_plans_clean(
+    env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env.apply()
+    key = env.client.create_api_key("tests", group_id=2).unmasked_key.get_secret_value()
+    monkeypatch.setenv("METABASE_URL", env.fake.url)
+    monkeypatch.setenv("METABASE_API_KEY", key)
+    out = tmp_path / "cli-export"
+    runner = CliRunner()
+    exported = runner.invoke(app, ["dashboards", "export", "Sales", "--out", str(out), "--json"])
+    assert exported.exit_code == 0, exported.stderr
+    assert json.loads(exported.stdout)["files"] == [str(out / "sales.yaml")]
+    planned = runner.invoke(app, ["dashboards", "plan", str(out)])
+    assert planned.exit_code == 0, planned.stdout + planned.stderr
+    missing = runner.invoke(app, ["dashboards", "export", "No such board", "--out", str(out)])
+    assert missing.exit_code == 4
+    assert "no dashboard named 'No such board'" in missing.stderr
