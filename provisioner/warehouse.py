@@ -48,6 +48,8 @@ class DbStatus(BaseModel):
     data_dir: str
     dsn_redacted: str | None = None
     seeded: SeedStatus | None = None
+    # Why `seeded` could not be read (e.g. the demo database does not exist yet).
+    detail: str | None = None
 
 
 def resolve_warehouse(
@@ -119,10 +121,11 @@ def db_status(settings: Settings) -> DbStatus:
         return DbStatus(running=False, data_dir=str(server.data_dir))
     password = _superuser_password(settings)
     dsn = info.dsn(password, DEMO_DATABASE)
+    seeded, detail = None, None
     try:
         seeded = seed_status(dsn)
-    except DatabaseError:
-        seeded = None  # the demo database does not exist yet
+    except DatabaseError as exc:
+        detail = exc.message  # status reports; it never fails because the demo is not there yet
     return DbStatus(
         running=True,
         pid=info.pid,
@@ -130,6 +133,7 @@ def db_status(settings: Settings) -> DbStatus:
         data_dir=str(info.data_dir),
         dsn_redacted=redact_dsn(dsn),
         seeded=seeded,
+        detail=detail,
     )
 
 
