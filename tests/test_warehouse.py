@@ -137,3 +137,14 @@ def test_seed_grants_the_reader_url_role_and_stores_nothing(
     assert StateDir(clean_environ).credential("reader") is None
     with psycopg.connect(reader_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM v_portfolio_overview").fetchone() == (15,)
+
+
+def test_seed_warns_when_the_reader_url_role_does_not_exist(pg_dsn: str, clean_environ: Path) -> None:
+    role = f"missing_{uuid.uuid4().hex[:10]}"
+    settings = _settings(
+        clean_environ, database_url=pg_dsn, reader_database_url=with_credentials(pg_dsn, role, "pw-123456")
+    )
+    result = seed(settings, as_of=AS_OF, reset=False, force=False, port=None)
+    assert result.counts["events"] == 10
+    assert result.reader.fallback_warning and "does not exist" in result.reader.fallback_warning
+    assert f"CREATE ROLE {role} LOGIN" in (result.reader.dba_sql or "")

@@ -70,7 +70,7 @@ def ensure_reader(
     import psycopg
     from psycopg import sql
 
-    if not _IDENTIFIER.match(role):
+    if password is not None and not _IDENTIFIER.match(role):
         raise ConfigError(
             f"reader role name {role!r} is not a plain lower-case identifier",
             hint="use letters, digits and underscores",
@@ -114,12 +114,17 @@ def ensure_reader(
                     conn.execute(statement)
         except psycopg.errors.InsufficientPrivilege:
             problem = problem or f"the connecting user may not grant {role} access to the demo objects"
+    elif password is None:
+        problem = f"role {role} of --reader-database-url (or DATABASE_READER_URL) does not exist"
     if problem is None:
         return ReaderOutcome(role=role, created=created, password_set=password_set)
-    warning = (
-        f"{problem}: Metabase will connect with the seeding credentials, which can write. "
-        "Ask a DBA to run the SQL in the seed result, then pass --reader-database-url"
-    )
+    if password is None:
+        consequence = "Metabase cannot read the demo with that login"
+    else:
+        consequence = "Metabase will connect with the seeding credentials, which can write"
+    warning = f"{problem}: {consequence}. Ask a DBA to run the SQL in the seed result"
+    if password is not None:
+        warning += ", then pass --reader-database-url"
     (progress or NullProgress()).warn(warning)
     return ReaderOutcome(
         role=role,
