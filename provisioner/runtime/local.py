@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 APP_DATABASE = "metabase_app"
 DEFAULT_PORT = 3000
-_POLL_S = 1.0
+_POLL_S = 0.25  # first start of the jar takes a minute; the fake, a fraction of a second
 _LOG_TAIL_LINES = 5
 
 
