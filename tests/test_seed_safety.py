@@ -242,3 +242,24 @@ def test_reader_password_with_url_special_characters_logs_in(pg_dsn: str) -> Non
     assert quote(password, safe="") in dsn
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (15,)
+
+
+def test_public_create_on_the_schema_is_reported_not_silently_kept(pg_server, pg_dsn: str) -> None:
+    dbname = pg_dsn.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server.dsn(dbname), autocommit=True) as conn:
+        conn.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")  # what PostgreSQL 13/14 ship with
+    progress = RecordingProgress()
+    result = seed_database(
+        pg_dsn, as_of=AS_OF, reader_password="pw-eleven-12", reader_role=_role(), progress=progress
+    )
+    assert (
+        result.reader.schema_warning
+        and "REVOKE CREATE ON SCHEMA public FROM PUBLIC" in result.reader.schema_warning
+    )
+    assert ("warn", result.reader.schema_warning) in progress.lines
+    assert result.reader.fallback_warning is None
+
+
+def test_default_schema_privileges_raise_no_schema_warning(pg_dsn: str) -> None:
+    result = seed_database(pg_dsn, as_of=AS_OF, reader_password="pw-twelve-12", reader_role=_role())
+    assert result.reader.schema_warning is None

@@ -42,6 +42,8 @@ class ReaderOutcome(BaseModel):
     password_set: bool = False
     fallback_warning: str | None = None
     dba_sql: str | None = None
+    # Set when the role may CREATE in the schema through PUBLIC (the PostgreSQL 13/14 default).
+    schema_warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,13 @@ def ensure_reader(
             problem = problem or f"the connecting user may not grant {role} access to the demo objects"
     elif password is None:
         problem = f"role {role} of --reader-database-url (or DATABASE_READER_URL) does not exist"
+    schema_warning = _schema_create_warning(conn, role, schema) if exists else None
+    if schema_warning:
+        (progress or NullProgress()).warn(schema_warning)
     if problem is None:
-        return ReaderOutcome(role=role, created=created, password_set=password_set)
+        return ReaderOutcome(
+            role=role, created=created, password_set=password_set, schema_warning=schema_warning
+        )
     if password is None:
         consequence = "Metabase cannot read the demo with that login"
     else:
@@ -132,6 +139,19 @@ def ensure_reader(
         password_set=password_set,
         fallback_warning=warning,
         dba_sql=reader_dba_sql(role, dbname, schema, objects),
+        schema_warning=schema_warning,
+    )
+
+
+def _schema_create_warning(conn: psycopg.Connection, role: str, schema: str) -> str | None:
+    # Only a DBA should change who may create in a shared schema, so we report rather than REVOKE.
+    row = conn.execute("SELECT has_schema_privilege(%s, %s, 'CREATE')", (role, schema)).fetchone()
+    if row is None or not row[0]:
+        return None
+    return (
+        f"role {role} may create tables in schema {schema} (granted to PUBLIC, the default before "
+        f"PostgreSQL 15); its sessions are read-only by default, but a DBA should run: "
+        f"REVOKE CREATE ON SCHEMA {_plain(schema)} FROM PUBLIC;"
     )
 
 
