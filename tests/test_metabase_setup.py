@@ -21,6 +21,7 @@ from provisioner.cli.app import app
 from provisioner.config import Settings
 from provisioner.db.schema import TABLES, VIEWS
 from provisioner.errors import (
+    ConfigError,
     MetabaseAuthError,
     MetabaseError,
     MetabaseUnreachable,
@@ -28,11 +29,13 @@ from provisioner.errors import (
     ProvisionError,
 )
 from provisioner.metabase.client import MetabaseClient
+from provisioner.metabase.models import DatabaseCreate, SetupUser
 from provisioner.metabase.setup import (
     API_KEY_NAME,
     DATABASE_NAME,
     connect_database,
     open_client,
+    postgres_details,
     setup_metabase,
     wait_for_health,
 )
@@ -490,6 +493,24 @@ def test_database_credentials_rejected_by_metabase_show_its_reason_and_create_no
     assert demo_databases(fake_metabase) == []
 
 
+def test_postgres_details_come_from_the_dsn() -> None:
+    details = postgres_details("postgresql://reader:p%40ss@db.example:6543/demo?sslmode=require")
+    assert (details.host, details.port, details.dbname, details.user) == (
+        "db.example",
+        6543,
+        "demo",
+        "reader",
+    )
+    assert details.ssl and details.as_details()["password"] == "p@ss"
+    assert postgres_details("postgres://r:x@h/d").port == 5432
+
+
+def test_a_dsn_without_user_is_a_config_error_that_hides_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        postgres_details("postgresql://:Hidden-pw@h:5432/d")
+    assert "Hidden-pw" not in caught.value.message
+
+
 # --- interrupted runs converge -----------------------------------------------------------------
 
 
@@ -556,6 +577,37 @@ def test_connect_without_a_reader_role_warns_that_the_owner_is_used(
     )
     assert result.is_reader is False
     assert any(kind == "warn" and "can write" in text for kind, text in progress.lines)
+
+
+def test_setup_applied_but_its_answer_lost_logs_in_with_the_stored_admin(
+    fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime
+) -> None:
+    # What a run that died right after POST /api/setup leaves: stored credentials, a set-up Metabase.
+    StateDir(home).save_credential(
+        "admin", {"metabase_url": fake_metabase.url, "email": "admin@demo.local", "password": "Stored-Pa55-1"}
+    )
+    with MetabaseClient(fake_metabase.url) as client:
+        token = client.session_properties().setup_token
+        client.setup(token, SetupUser(email="admin@demo.local", password="Stored-Pa55-1"), "Demo")
+
+    result = run_setup(fake_metabase, home, fake_time)
+
+    assert not result.created_admin and result.created_api_key and len(people(fake_metabase)) == 1
+
+
+def test_database_registered_but_its_answer_lost_is_adopted_not_duplicated(
+    fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime, warehouse: Warehouse
+) -> None:
+    run_setup(fake_metabase, home, fake_time)
+    # A run that died right after POST /api/database: the database exists, no fingerprint stored.
+    details = postgres_details(warehouse.reader_dsn()).as_details()
+    with MetabaseClient(fake_metabase.url) as client:
+        client.use_api_key(StateDir(home).credential("api_key")["key"])
+        client.create_database(DatabaseCreate(name=DATABASE_NAME, details=details))
+
+    assert run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn()).action == "updated"
+    assert run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn()).action == "unchanged"
+    assert len(demo_databases(fake_metabase)) == 1
 
 
 @pytest.mark.parametrize("kind", ["500", "drop"])

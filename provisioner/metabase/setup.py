@@ -38,7 +38,7 @@ from provisioner.metabase.models import (
 )
 from provisioner.metabase.versions import check_version
 from provisioner.progress import Progress
-from provisioner.redact import redact_dsn
+from provisioner.redact import REDACTED, redact
 from provisioner.state import StateDir
 
 if TYPE_CHECKING:
@@ -435,7 +435,7 @@ def connect_database(
         database_id=database.id,
         database_name=database.name,
         action=action,
-        connection=redact_dsn(dsn),
+        connection=f"postgresql://{details.user}:{REDACTED}@{details.host}:{details.port}/{details.dbname}",
         is_reader=is_reader,
         tables_expected=len(set(expected_tables)),
         tables_found=found,
@@ -466,17 +466,18 @@ def postgres_details(dsn: str) -> PostgresDetails:
     try:
         parts = conninfo_to_dict(dsn)
     except Exception as exc:  # psycopg raises ProgrammingError; any parse failure is a config error
+        # Not echoed: an unparseable URL may hide its password where no redaction finds it.
         raise ConfigError(
-            f"cannot read the database URL {redact_dsn(dsn)!r}",
+            "cannot read the database URL given for Metabase",
             hint="use postgresql://user:password@host:5432/dbname",
         ) from exc
+    password = parts.get("password")
     missing = [k for k in ("dbname", "user") if not parts.get(k)]
     if missing:
         raise ConfigError(
-            f"the database URL {redact_dsn(dsn)!r} lacks {', '.join(missing)}",
+            f"the database URL {redact(dsn, [str(password or '')])!r} lacks {', '.join(missing)}",
             hint="use postgresql://user:password@host:5432/dbname",
         )
-    password = parts.get("password")
     return PostgresDetails(
         host=str(parts.get("host") or "localhost"),
         port=int(parts.get("port") or 5432),
