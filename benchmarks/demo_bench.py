@@ -1,0 +1,127 @@
+"""Benchmark of the tool itself (not a test): the local runtime with the fake Metabase as a process.
+
+Reports the wall time of a cold `provision demo` and of a no-op re-run, the HTTP requests a
+no-op re-run sends (counted in-process, as the fake process logs nothing), `provision --help`
+start-up time, and the peak memory of the `provision` process. The fake answers at once, so
+the times are the tool's own: seeding, planning, HTTP round trips, Python start-up.
+
+    .venv/bin/python benchmarks/demo_bench.py [--runs 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVISION = [sys.executable, "-m", "provisioner"]
+PYTHON = shlex.quote(sys.executable)
+FAKE_COMMAND = f"{PYTHON} -m tests.fake_metabase --port {{port}} --state-file {{state_dir}}/fake-state.json"
+
+
+def _environment(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METABASE_", "DATABASE_", "PROVISION_"))}
+    env.update(PROVISION_HOME=str(home), PYTHONPATH=str(ROOT), PROVISION_RUNTIME="local")
+    env["METABASE_COMMAND"] = FAKE_COMMAND
+    return env
+
+
+def _run(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    started = time.perf_counter()
+    done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"{shlex.join(args)} failed with exit {done.returncode}")
+    return elapsed, done
+
+
+def _count_noop_requests(env: dict[str, str]) -> tuple[int, bool]:
+    """(HTTP requests sent, changed) of one more `demo` run in this process, against the running fake."""
+    import requests
+
+    sys.path.insert(0, str(ROOT))
+    from provisioner.config import Settings
+    from provisioner.demo import run_demo
+    from provisioner.runtime.base import select_runtime
+
+    settings = Settings.load(env, cwd=ROOT)
+    original = requests.Session.request
+    sent = 0
+
+    def counting(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal sent
+        sent += 1
+        return original(self, method, url, *args, **kwargs)
+
+    requests.Session.request = counting  # type: ignore[method-assign]
+    try:
+        result = run_demo(settings, runtime=select_runtime(settings))
+    finally:
+        requests.Session.request = original  # type: ignore[method-assign]
+    return sent, result.changed
+
+
+def bench(runs: int) -> dict[str, Any]:
+    """Measure everything once (the --help start-up `runs` times) and return the numbers."""
+    with tempfile.TemporaryDirectory(prefix="provision-bench-") as tmp:
+        home = Path(tmp) / "home"
+        env = _environment(home)
+        try:
+            cold_s, cold = _run([*PROVISION, "demo", "--json"], env)
+            rerun_s, rerun = _run([*PROVISION, "demo", "--json"], env)
+            rerun_requests, counted_changed = _count_noop_requests(env)
+        finally:
+            subprocess.run(
+                [*PROVISION, "down", "--volumes"], env=env, cwd=ROOT, capture_output=True, check=False
+            )
+        # ru_maxrss of waited-for children: the largest `provision` process (KiB on Linux).
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        help_s = [_run([*PROVISION, "--help"], env)[0] for _ in range(runs)]
+    cold_result = json.loads(cold.stdout)
+    rerun_result = json.loads(rerun.stdout)
+    return {
+        "cold_demo_s": round(cold_s, 2),
+        "cold_demo_steps_s": {s["name"]: s["seconds"] for s in cold_result.get("steps", [])},
+        "noop_rerun_s": round(rerun_s, 2),
+        "noop_rerun_changed": bool(rerun_result.get("changed")) or counted_changed,
+        "noop_rerun_requests": rerun_requests,
+        "help_startup_s_median": round(statistics.median(help_s), 3),
+        "help_startup_s_min": round(min(help_s), 3),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the report; exit 1 if the re-run changed anything."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="how often to time `provision --help`")
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    args = parser.parse_args(argv)
+    report = bench(args.runs)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("provision demo, local runtime, fake Metabase as a process")
+        print(f"  cold demo             {report['cold_demo_s']:8.2f} s")
+        for step, seconds in report["cold_demo_steps_s"].items():
+            print(f"    {step:<19} {seconds:8.2f} s")
+        requests = report["noop_rerun_requests"]
+        print(f"  no-op re-run          {report['noop_rerun_s']:8.2f} s  ({requests} requests)")
+        print(f"  provision --help      {report['help_startup_s_median']:8.3f} s  (median of {args.runs})")
+        print(f"  peak memory           {report['peak_rss_mib']:8.1f} MiB")
+    return 0 if report["noop_rerun_changed"] is False else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
