@@ -119,6 +119,7 @@ def fake_metabase(shared_fake: FakeMetabase) -> FakeMetabase:
     costs half a second; this file starts dozens of Metabases)."""
     shared_fake.state = new_state()
     shared_fake.set_version(FakeMetabase().version)
+    shared_fake.sync_polls = 1
     shared_fake.clear_requests()
     return shared_fake
 
@@ -651,6 +652,13 @@ def _password(dsn: str) -> str:
     return str(psycopg.conninfo.conninfo_to_dict(dsn)["password"])
 
 
+@pytest.fixture
+def instant_sync(fake_metabase: FakeMetabase) -> FakeMetabase:
+    """The CLI waits on the real clock: a first sync that is already complete keeps it from sleeping."""
+    fake_metabase.sync_polls = 0
+    return fake_metabase
+
+
 def cli(args: list[str], env: dict[str, str]):
     return CliRunner().invoke(app, args, env=env)
 
@@ -662,7 +670,10 @@ def secrets_of(home: Path, fake: FakeMetabase, *extra: str) -> list[str]:
 
 
 def test_cli_setup_then_connect_prints_results_and_no_secret(
-    fake_metabase: FakeMetabase, clean_environ: Path, seeded_database: SeededDatabase
+    instant_sync: FakeMetabase,
+    fake_metabase: FakeMetabase,
+    clean_environ: Path,
+    seeded_database: SeededDatabase,
 ) -> None:
     env = {"METABASE_URL": fake_metabase.url}
     setup = cli(["metabase", "setup"], env)
@@ -684,7 +695,10 @@ def test_cli_setup_then_connect_prints_results_and_no_secret(
 
 
 def test_cli_json_outputs_one_document_and_no_secret(
-    fake_metabase: FakeMetabase, clean_environ: Path, seeded_database: SeededDatabase
+    instant_sync: FakeMetabase,
+    fake_metabase: FakeMetabase,
+    clean_environ: Path,
+    seeded_database: SeededDatabase,
 ) -> None:
     env = {"METABASE_URL": fake_metabase.url}
     setup = cli(["metabase", "setup", "--json"], env)
