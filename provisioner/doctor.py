@@ -78,7 +78,9 @@ def run_doctor(
     if resolved in (None, "docker"):
         checks += [check_docker_engine(runner), check_compose(runner)]
     if resolved in (None, "local"):
-        checks += [check_java(runner), check_metabase_program(settings)]
+        if not settings.metabase_command:  # a custom command brings its own runtime
+            checks.append(check_java(runner))
+        checks.append(check_metabase_program(settings))
     checks.append(check_disk_space(settings.home, resolved or "local", disk_usage))
     if resolved is None:
         return checks
