@@ -411,3 +411,43 @@ def test_database_delete_answers_204(fake_metabase: FakeMetabase, warehouse: str
     response = session.delete(f"{fake_metabase.url}/api/database/{db_id}")
     assert response.status_code == 204 and response.content == b""
     assert session.get(f"{fake_metabase.url}/api/database/{db_id}").status_code == 404
+
+
+def test_metadata_lists_no_tables_until_the_initial_sync_completes(
+    fake_metabase: FakeMetabase, warehouse: str
+) -> None:
+    session = admin(fake_metabase)
+    url = f"{fake_metabase.url}/api/database"
+    db_id = session.post(
+        url, json={"engine": "postgres", "name": "W", "details": details_for(warehouse)}
+    ).json()["id"]
+    assert session.get(f"{url}/{db_id}/metadata").json()["tables"] == []
+    assert session.get(f"{url}/{db_id}").json()["initial_sync_status"] == "incomplete"
+    assert session.get(f"{url}/{db_id}").json()["initial_sync_status"] == "complete"
+    assert len(session.get(f"{url}/{db_id}/metadata").json()["tables"]) == 3
+
+
+def test_database_create_with_unknown_host_names_the_host(
+    fake_metabase: FakeMetabase, warehouse: str
+) -> None:
+    session = admin(fake_metabase)
+    details = details_for(warehouse, host="no-such-host.invalid")
+    response = session.post(
+        f"{fake_metabase.url}/api/database", json={"engine": "postgres", "name": "W", "details": details}
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "message": "Host 'no-such-host.invalid' is not reachable",
+        "errors": {"host": "check your host settings"},
+    }
+
+
+def test_non_admin_api_key_cannot_add_databases(fake_metabase: FakeMetabase, warehouse: str) -> None:
+    session = admin(fake_metabase)
+    key = session.post(f"{fake_metabase.url}/api/api-key", json={"name": "viewer", "group_id": 1}).json()
+    response = requests.post(
+        f"{fake_metabase.url}/api/database",
+        json={"engine": "postgres", "name": "W", "details": details_for(warehouse)},
+        headers={"X-API-Key": key["unmasked_key"]},
+    )
+    assert response.status_code == 403 and is_plain(response, "You don't have permissions to do that.")

@@ -476,8 +476,10 @@ def get_metadata(ctx: Ctx, id: str) -> Response:
     body = database_json(database)
     for key in ("native_permissions", "can_upload", "router_user_attribute"):
         body.pop(key, None)
+    # Until the initial sync is done no table is known yet: a client must wait for "complete" first.
+    tables = database["tables"] if _status(database) == "complete" else []
     body["tables"] = sorted(
-        (_table_json(database, t, with_fields=True) for t in database["tables"]), key=lambda t: t["name"]
+        (_table_json(database, t, with_fields=True) for t in tables), key=lambda t: t["name"]
     )
     return Response(200, body)
 

@@ -84,10 +84,8 @@ def connect(details: dict) -> psycopg.Connection:
             connect_timeout=CONNECT_TIMEOUT_S,
             sslmode="prefer" if details.get("ssl") else "disable",
         )
-    except psycopg.OperationalError as exc:
-        raise ConnectionFailed(_humanize(str(exc), host, port)) from exc
     except (ValueError, psycopg.Error) as exc:
-        raise ConnectionFailed({"message": str(exc).strip()}) from exc
+        raise ConnectionFailed(_humanize(str(exc), host, port)) from exc
 
 
 def _humanize(message: str, host: str, port: Any) -> dict:
@@ -108,7 +106,8 @@ def _humanize(message: str, host: str, port: Any) -> dict:
             "message": f"Connection to host '{host}' successful, but port {port} is invalid.",
             "errors": {"port": "check your port settings"},
         }
-    if "translate host name" in lowered or "timeout" in lowered or "no route" in lowered:
+    unreachable = ("translate host name", "resolve host", "timeout", "timed out", "no route", "unreachable")
+    if any(marker in lowered for marker in unreachable):
         return {"message": f"Host '{host}' is not reachable", "errors": {"host": "check your host settings"}}
     return {"message": message.strip()}
 
