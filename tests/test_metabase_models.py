@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import MetabaseNotFound, MetabaseVersionError
+from provisioner.errors import MetabaseError, MetabaseNotFound, MetabaseVersionError
 from provisioner.metabase.models import (
     Card,
     CardCreate,
@@ -119,6 +119,21 @@ def test_legacy_query_string_is_preferred_when_present() -> None:
     )
     assert card.native_sql == SQL
     assert card.template_tags["created"].dimension == ["field", 78, None]
+
+
+def test_an_unreadable_template_tag_is_a_metabase_error_naming_the_card() -> None:
+    card = Card.model_validate(
+        {
+            "id": 9,
+            "name": "Broken",
+            "dataset_query": {
+                "type": "native",
+                "native": {"query": "{{x}}", "template-tags": {"x": {"name": "x"}}},
+            },
+        }
+    )
+    with pytest.raises(MetabaseError, match=r"card 9 .*'x'"):
+        _ = card.template_tags
 
 
 def test_recorded_mbql5_cards_without_template_tags_read_as_empty() -> None:

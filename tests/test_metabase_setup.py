@@ -321,6 +321,13 @@ def test_api_key_from_the_environment_needs_no_login(
     with authed.client:
         assert authed.auth == "api_key" and authed.client.list_databases()
     assert authed.who == "the API key from METABASE_API_KEY"
+    only_key = setup_metabase(
+        settings_for(fake_metabase, tmp_path / "ci", METABASE_API_KEY=key),
+        progress=RecordingProgress(),
+        clock=fake_time.clock,
+        sleep=fake_time.sleep,
+    )
+    assert not only_key.credentials_stored and only_key.auth == "api_key"
     assert writes(fake_metabase) == []
 
 

@@ -35,7 +35,9 @@ def setup_command(
         lines = [
             f"Metabase {result.version} at {result.metabase_url}",
             f"Logged in as: {result.who}",
-            f"Credentials: {result.credentials_file}",
+            f"Credentials: {result.credentials_file}"
+            if result.credentials_stored
+            else "Credentials: none stored (METABASE_API_KEY was used)",
         ]
         if result.created_admin:
             lines.append(f"Created the admin {result.user_email} (password in the credentials file)")

@@ -21,12 +21,13 @@ from pydantic import (
     SecretStr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
+    ValidationError,
     field_serializer,
     field_validator,
     model_serializer,
 )
 
-from provisioner.errors import MetabaseNotFound
+from provisioner.errors import MetabaseError, MetabaseNotFound
 
 CollectionId = int | Literal["root"]
 
@@ -508,8 +509,18 @@ class Card(_Read):
 
     @property
     def template_tags(self) -> dict[str, TemplateTag]:
-        """The card's template tags by name; empty for MBQL cards and SQL without variables."""
-        return {key: TemplateTag.model_validate(tag) for key, tag in self._native_form()[1].items()}
+        """The card's template tags by name; raises MetabaseError for a tag Metabase did not describe."""
+        tags: dict[str, TemplateTag] = {}
+        for key, tag in self._native_form()[1].items():
+            try:
+                tags[key] = TemplateTag.model_validate(tag)
+            except ValidationError as exc:
+                raise MetabaseError(
+                    f"card {self.id} ({self.name!r}) has an unreadable template tag {key!r}: "
+                    f"{exc.errors()[0]['msg']}",
+                    hint="open the card in Metabase and fix its variable, or re-apply its YAML",
+                ) from exc
+        return tags
 
 
 class CardCreate(_Write):

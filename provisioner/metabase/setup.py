@@ -84,6 +84,7 @@ class SetupResult(BaseModel):
     who: str
     auth: Literal["api_key", "session"]
     credentials_file: Path
+    credentials_stored: bool  # False when only METABASE_API_KEY was used and nothing was saved
     created_admin: bool
     created_api_key: bool
 
@@ -186,6 +187,7 @@ def setup_metabase(
         who=authed.who,
         auth=authed.auth,
         credentials_file=StateDir(settings.home).credentials_file,
+        credentials_stored=StateDir(settings.home).credentials_file.exists(),
         created_admin=authed.created_admin,
         created_api_key=authed.created_api_key,
     )
