@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from tests.fake_metabase.handlers import (
@@ -18,7 +19,7 @@ from tests.fake_metabase.handlers import (
     received,
 )
 from tests.fake_metabase.handlers_auth import edit_info
-from tests.fake_metabase.handlers_card import dashcard_card_json
+from tests.fake_metabase.handlers_card import dashcard_card_json, run_query
 from tests.fake_metabase.handlers_collection import collection_for_write, hydrated_collection
 from tests.fake_metabase.handlers_database import field_by_id
 from tests.fake_metabase.sql import humanize, semantic_type_for
@@ -519,8 +520,51 @@ def delete_dashboard(ctx: Ctx, id: str) -> Response:
     return Response(204, empty=True)
 
 
+def post_dashcard_query(ctx: Ctx, id: str, dashcard_id: str, card_id: str) -> Response:
+    """POST /api/dashboard/:id/dashcard/:dcid/card/:cid/query: run a card with dashboard filter values.
+
+    Each request parameter names a dashboard parameter by `id`; the dashcard's parameter mappings carry the
+    value to the card's template tag, typed as the dashboard parameter (so a badly wired filter fails here).
+    """
+    dashboard = _dashboard(ctx, id)
+    dashcard = next((dc for dc in dashboard["dashcards"] if dc["id"] == positive_id(dashcard_id)), None)
+    card = ctx.state.cards.get(positive_id(card_id))
+    if dashcard is None or card is None:
+        raise not_found()
+    if card["id"] != dashcard.get("card_id") and card["id"] not in dashcard["series"]:
+        raise not_found()
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    declared = {p["id"]: p for p in dashboard["parameters"]}
+    card_parameters = []
+    for parameter in body.get("parameters") or []:
+        parameter_id = parameter.get("id") if isinstance(parameter, dict) else None
+        if parameter_id not in declared:
+            message = f"Dashboard does not have a parameter with the ID {json.dumps(parameter_id)}."
+            raise ApiError(400, {"message": message})
+        for mapping in dashcard["parameter_mappings"]:
+            if (
+                mapping.get("parameter_id") == parameter_id
+                and mapping.get("card_id", card["id"]) == card["id"]
+            ):
+                card_parameters.append(
+                    {
+                        "id": parameter_id,
+                        "type": parameter.get("type") or declared[parameter_id]["type"],
+                        "target": mapping["target"],
+                        "value": parameter.get("value"),
+                    }
+                )
+    return run_query(ctx.state, card["dataset_query"], card_parameters, "dashboard")
+
+
 ROUTES = [
     ("POST", r"/api/dashboard", post_dashboard, True),
+    (
+        "POST",
+        r"/api/dashboard/(?P<id>\d+)/dashcard/(?P<dashcard_id>\d+)/card/(?P<card_id>\d+)/query",
+        post_dashcard_query,
+        True,
+    ),
     ("GET", r"/api/dashboard/(?P<id>\d+)", get_dashboard, True),
     ("PUT", r"/api/dashboard/(?P<id>\d+)", put_dashboard, True),
     ("DELETE", r"/api/dashboard/(?P<id>\d+)", delete_dashboard, True),
