@@ -107,7 +107,7 @@ def _find_dashboard(mb: MetabaseClient, wanted: str, collections: list[Any]) -> 
         return int(wanted)
     found: list[int] = []
     for collection in collections:
-        if collection.personal_owner_id is not None or collection.archived:
+        if collection.personal_owner_id is not None or collection.archived or collection.type == "trash":
             continue
         for item in mb.collection_items(collection.id, models=("dashboard",)):
             if item.model == "dashboard" and item.name == wanted:

@@ -108,7 +108,6 @@ def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> Actua
                 if key is None:
                     if not dashboard.dashcards:
                         empty.append((d.collection_path, dashboard))
-                    state.unrecognised_dashboards.append(dashboard)
                 elif key not in state.dashboards or dashboard.id < state.dashboards[key].id:
                     state.dashboards[key] = dashboard
     # A run interrupted between creating a dashboard and filling it leaves it empty and unmarked:

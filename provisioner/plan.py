@@ -250,7 +250,6 @@ class ActualState:
     collections: dict[tuple[str, ...], Collection] = field(default_factory=dict)
     cards: dict[str, Card] = field(default_factory=dict)  # managed cards by identity
     dashboards: dict[str, Dashboard] = field(default_factory=dict)  # managed dashboards by key
-    unrecognised_dashboards: list[Dashboard] = field(default_factory=list)
     requests: int = 0
 
 
@@ -362,8 +361,28 @@ def _desired_dashcards(desired: DesiredDashboard) -> list[tuple[Any, ...]]:
     )
 
 
-def _actual_dashcards(actual: Dashboard) -> list[tuple[Any, ...]]:
-    tab_names = {t.id: t.name for t in actual.tabs}
+def kept_tab(desired: DesiredDashboard, actual: Dashboard | None) -> Tab | None:
+    """The one tab kept when the YAML has no tabs but the dashboard has some.
+
+    Metabase rejects a PUT that leaves a tabbed dashboard without tabs ("every card has a tab" is
+    checked against the tabs it had), and its UI never goes back below one tab either: a single
+    tab stands for "no tabs".
+    """
+    if desired.tabs or actual is None or not actual.tabs:
+        return None
+    first = sorted(actual.tabs, key=lambda t: (t.position or 0, t.id))[0]
+    return Tab(id=first.id, name=first.name)
+
+
+def _actual_tab_names(desired: DesiredDashboard, actual: Dashboard) -> dict[int, str | None]:
+    kept = kept_tab(desired, actual)
+    if kept is not None and len(actual.tabs) == 1:
+        return {kept.id: None}
+    return {t.id: t.name for t in actual.tabs}
+
+
+def _actual_dashcards(desired: DesiredDashboard, actual: Dashboard) -> list[tuple[Any, ...]]:
+    tab_names = _actual_tab_names(desired, actual)
     out = []
     for d in actual.dashcards:
         ident = (identity_of(d.card) or f"card:{d.card.id}") if d.card is not None else None
@@ -403,9 +422,11 @@ def dashboard_differences(
         diffs.append("width")
     if [_param_canon(p) for p in actual.parameters] != [_param_canon(p) for p in desired.parameters]:
         diffs.append("filters")
-    if [t.name for t in sorted(actual.tabs, key=lambda t: (t.position or 0, t.id))] != desired.tabs:
+    names = _actual_tab_names(desired, actual)
+    ordered = sorted(actual.tabs, key=lambda t: (t.position or 0, t.id))
+    if [names[t.id] for t in ordered if names[t.id] is not None] != desired.tabs:
         diffs.append("tabs")
-    if _actual_dashcards(actual) != _desired_dashcards(desired):
+    if _actual_dashcards(desired, actual) != _desired_dashcards(desired):
         diffs.append("cards")
     if actual.archived:
         diffs.append("archived")
@@ -592,6 +613,9 @@ def dashcards_body(
         tab_id = existing_tabs.get(name, -(i + 1))
         tab_ids[name] = tab_id
         tabs.append(Tab(id=tab_id, name=name))
+    kept = kept_tab(desired, actual)
+    if kept is not None:
+        tabs = [kept]
     known = existing_dashcard_ids(actual) if actual else {}
     dashcards: list[DashCard] = []
     next_new = -1
@@ -610,7 +634,7 @@ def dashcards_body(
             DashCard(
                 id=dashcard_id,
                 card_id=card_id,
-                dashboard_tab_id=tab_ids.get(d.tab) if d.tab else None,
+                dashboard_tab_id=kept.id if kept is not None else (tab_ids.get(d.tab) if d.tab else None),
                 row=d.place.row,
                 col=d.place.col,
                 size_x=d.place.width,

@@ -381,3 +381,48 @@ def test_cli_export_writes_yaml_that_plans_clean(
     missing = runner.invoke(app, ["dashboards", "export", "No such board", "--out", str(out)])
     assert missing.exit_code == 4
     assert "no dashboard named 'No such board'" in missing.stderr
+
+
+def test_moving_a_card_keeps_every_dashcard_id(env: Env) -> None:
+    env.apply()
+    [before] = env.fake.dashboards()
+    ids_before = {d["card_id"]: d["id"] for d in before["dashcards"]}
+    env.write(
+        SALES.replace(
+            "at: {tab: Overview, row: 1, col: 0, width: 6, height: 3}", "at: {tab: Overview, row: 7, col: 0}"
+        )
+    )
+    plan = env.plan()
+    assert [(a.kind, a.changes) for a in plan.actions if a.action == "update"] == [("dashboard", ["cards"])]
+    env.apply()
+    [after] = env.fake.dashboards()
+    assert {d["card_id"]: d["id"] for d in after["dashcards"]} == ids_before
+    moved = next(d for d in after["dashcards"] if d["card"] and d["card"].get("name") == "Total sales")
+    assert (moved["row"], moved["col"], moved["size_x"], moved["size_y"]) == (7, 0, 6, 3)
+    assert not env.plan().has_changes
+
+
+def test_dropping_tabs_keeps_one_tab_holding_every_card(env: Env) -> None:
+    env.apply()
+    single = (
+        SALES.replace("tabs: [Overview, Detail]\n", "")
+        .replace("tab: Overview, ", "")
+        .replace(
+            "at: {tab: Detail, row: 0, col: 0, width: 24, height: 2}",
+            "at: {row: 7, col: 0, width: 24, height: 2}",
+        )
+        .replace(
+            "at: {tab: Detail, row: 2, col: 0, width: 24, height: 8}",
+            "at: {row: 9, col: 0, width: 24, height: 8}",
+        )
+    )
+    env.write(single)
+    assert [(a.kind, a.changes) for a in env.plan().actions if a.action == "update"] == [
+        ("dashboard", ["tabs", "cards"])
+    ]
+    env.apply()
+    [dashboard] = env.fake.dashboards()
+    # Metabase rejects a PUT that leaves a tabbed dashboard without tabs (its UI keeps one too)
+    assert [t["name"] for t in dashboard["tabs"]] == ["Overview"] and len(dashboard["dashcards"]) == 5
+    assert {d["dashboard_tab_id"] for d in dashboard["dashcards"]} == {dashboard["tabs"][0]["id"]}
+    assert not env.plan().has_changes
