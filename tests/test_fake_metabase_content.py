@@ -464,9 +464,7 @@ def test_put_dashcards_is_a_full_replacement(api: Api) -> None:
     assert api.put(f"/dashboard/{board['id']}", {"dashcards": []}).json()["dashcards"] == []
 
 
-def test_put_tabs_remaps_negative_ids_and_requires_tab_on_every_dashcard(api: Api) -> None:
-    card = api.card()
-    board = api.dashboard()
+def tabbed(api: Api, card: dict, board: dict) -> dict:
     body = {
         "tabs": [{"id": -1, "name": "One"}, {"id": -2, "name": "Two"}],
         "dashcards": [
@@ -474,14 +472,72 @@ def test_put_tabs_remaps_negative_ids_and_requires_tab_on_every_dashcard(api: Ap
             dashcard(-2, card["id"], dashboard_tab_id=-2),
         ],
     }
-    updated = api.put(f"/dashboard/{board['id']}", body).json()
+    response = api.put(f"/dashboard/{board['id']}", body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_put_tabs_remaps_negative_ids_in_tabs_and_dashcards(api: Api) -> None:
+    updated = tabbed(api, api.card(), api.dashboard())
     tab_ids = [t["id"] for t in updated["tabs"]]
     assert all(t > 0 for t in tab_ids) and [t["name"] for t in updated["tabs"]] == ["One", "Two"]
+    assert [t["position"] for t in updated["tabs"]] == [0, 1]
     assert sorted(dc["dashboard_tab_id"] for dc in updated["dashcards"]) == sorted(tab_ids)
-    untabbed = api.put(f"/dashboard/{board['id']}", {"dashcards": [dashcard(-5, card["id"])]})
+
+
+def test_with_several_tabs_every_dashcard_needs_a_tab(api: Api) -> None:
+    card, board = api.card(), api.dashboard()
+    tabs = tabbed(api, card, board)["tabs"]
+    body = {"tabs": tabs, "dashcards": [dashcard(-5, card["id"])]}
+    untabbed = api.put(f"/dashboard/{board['id']}", body)
     assert plain(untabbed, 400, "This dashboard has tab, makes sure every card has a tab")
-    only_first = api.put(f"/dashboard/{board['id']}", {"tabs": [{"id": tab_ids[0], "name": "One"}]}).json()
-    assert [dc["dashboard_tab_id"] for dc in only_first["dashcards"]] == [tab_ids[0]]
+    assert len(api.get(f"/dashboard/{board['id']}").json()["dashcards"]) == 2
+
+
+def test_with_a_single_tab_dashcards_without_tab_land_on_it(api: Api) -> None:
+    card, board = api.card(), api.dashboard()
+    body = {"tabs": [{"id": -1, "name": "Only"}], "dashcards": [dashcard(-1, card["id"])]}
+    updated = api.put(f"/dashboard/{board['id']}", body).json()
+    assert updated["dashcards"][0]["dashboard_tab_id"] == updated["tabs"][0]["id"]
+
+
+def test_omitted_tab_is_deleted_with_its_dashcards(api: Api) -> None:
+    card, board = api.card(), api.dashboard()
+    first = tabbed(api, card, board)
+    one = first["tabs"][0]
+    kept = next(dc for dc in first["dashcards"] if dc["dashboard_tab_id"] == one["id"])
+    body = {"tabs": [one], "dashcards": [kept]}
+    updated = api.put(f"/dashboard/{board['id']}", body).json()
+    assert [t["id"] for t in updated["tabs"]] == [one["id"]]
+    assert [dc["id"] for dc in updated["dashcards"]] == [kept["id"]]
+
+
+def test_tabs_without_dashcards_are_ignored_as_in_metabase(api: Api) -> None:
+    card, board = api.card(), api.dashboard()
+    before = tabbed(api, card, board)
+    after = api.put(f"/dashboard/{board['id']}", {"tabs": [before["tabs"][0]]}).json()
+    assert after["tabs"] == before["tabs"] and len(after["dashcards"]) == 2
+
+
+def test_dashcards_without_tabs_delete_every_tab(api: Api) -> None:
+    card, board = api.card(), api.dashboard()
+    before = tabbed(api, card, board)
+    dangling = api.put(f"/dashboard/{board['id']}", {"dashcards": before["dashcards"]})
+    assert dangling.status_code == 500  # the dashcards still name the deleted tabs: a foreign-key failure
+    assert api.get(f"/dashboard/{board['id']}").json()["tabs"] == before["tabs"]
+    flat = [{**dc, "dashboard_tab_id": None} for dc in before["dashcards"]]
+    after = api.put(f"/dashboard/{board['id']}", {"dashcards": flat}).json()
+    assert after["tabs"] == [] and len(after["dashcards"]) == 2
+
+
+def test_dashcards_of_an_archived_dashboard_cannot_change(api: Api) -> None:
+    card, board = api.card(), api.dashboard()
+    api.put(f"/dashboard/{board['id']}", {"archived": True})
+    response = api.put(
+        f"/dashboard/{board['id']}", {"archived": False, "dashcards": [dashcard(-1, card["id"])]}
+    )
+    assert response.status_code == 404 and response.json()["error_code"] == "archived"
+    assert api.get(f"/dashboard/{board['id']}").json()["archived"] is True
 
 
 @pytest.mark.parametrize(

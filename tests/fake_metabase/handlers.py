@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import string
@@ -68,8 +69,6 @@ class Response:
 
     def encode(self) -> tuple[bytes, str | None]:
         """Return the body bytes and content type, as Metabase's content-type middleware picks them."""
-        import json
-
         if self.empty:
             return b"", None
         if isinstance(self.body, str):
@@ -110,8 +109,6 @@ def nano_id() -> str:
 
 def received(value: Any) -> str:
     """Return malli's `received: …` rendering of a value."""
-    import json
-
     if value is None:
         return "nil"
     if isinstance(value, bool):

@@ -248,6 +248,7 @@ def create_user(
     }
     state.users[user_id] = user
     if kind == "personal":
+        # Imported here: handlers_collection imports this module for user names.
         from tests.fake_metabase.handlers_collection import create_personal_collection
 
         user["personal_collection_id"] = create_personal_collection(state, user)["id"]

@@ -83,6 +83,7 @@ def create_trash_collection(state: FakeState) -> dict:
 
 
 def create_personal_collection(state: FakeState, user: dict) -> dict:
+    # Imported here: handlers_auth creates personal collections through this module.
     from tests.fake_metabase.handlers_auth import common_name
 
     return _insert(state, name=f"{common_name(user)}'s Personal Collection", personal_owner_id=user["id"])
@@ -327,6 +328,7 @@ def _card_model(card: dict) -> str:
 
 def get_items(ctx: Ctx, id: str) -> Response:
     """GET /api/collection/:id|root/items: wrapped `{total, data, models, limit, offset}`."""
+    # Imported here: the card and dashboard modules hydrate collections through this module.
     from tests.fake_metabase.handlers_card import card_item_json
     from tests.fake_metabase.handlers_dashboard import dashboard_item_json
 

@@ -397,7 +397,10 @@ def _validate_updates(ctx: Ctx) -> None:
 
 
 def _apply_tabs(state: FakeState, dashboard: dict, tabs: list[dict], timestamp: str) -> dict[int, int]:
-    """Replace the tab list; return old (negative or unknown) id → new id for the tabs created."""
+    """Replace the tab list (order = position); return new-tab id in the body → id given to it.
+
+    Omitted tabs are deleted together with their dashcards.
+    """
     existing = {tab["id"]: tab for tab in dashboard["tabs"]}
     remap: dict[int, int] = {}
     new_tabs = []
@@ -412,7 +415,7 @@ def _apply_tabs(state: FakeState, dashboard: dict, tabs: list[dict], timestamp: 
     dashboard["dashcards"] = [
         dc
         for dc in dashboard["dashcards"]
-        if dc["dashboard_tab_id"] in kept or dc["dashboard_tab_id"] is None
+        if dc["dashboard_tab_id"] is None or dc["dashboard_tab_id"] in kept
     ]
     dashboard["tabs"] = new_tabs
     return remap
@@ -431,22 +434,23 @@ def _check_card_usable(state: FakeState, card_id: int | None) -> None:
 def _apply_dashcards(
     state: FakeState, dashboard: dict, dashcards: list[dict], remap: dict[int, int], timestamp: str
 ) -> None:
-    """Make `dashcards` the complete set: absent ones deleted, unknown/non-positive ids created."""
+    """Make `dashcards` the complete set: absent ones deleted, ids not on the dashboard created afresh."""
     tab_ids = {tab["id"] for tab in dashboard["tabs"]}
     existing = {dc["id"]: dc for dc in dashboard["dashcards"]}
     result = []
     for wanted in dashcards:
         tab_id = wanted.get("dashboard_tab_id")
-        tab_id = remap.get(tab_id, tab_id) if tab_id is not None else None
-        if tab_ids and tab_id is None:
-            raise ApiError(400, TABS_NEED_CARDS)
+        tab_id = remap.get(tab_id, tab_id)
         if tab_id is not None and tab_id not in tab_ids:
-            raise ApiError(400, f"Invalid dashboard_tab_id {tab_id}: no such tab on this dashboard.")
+            # Real Metabase hits the dashboard_tab foreign key here and answers a 500.
+            raise ApiError(500, _fk_violation(tab_id))
         current = existing.get(wanted["id"])
         card_id = wanted.get("card_id")
-        if current is None or current.get("card_id") != card_id:
+        if current is None:  # only new dashcards are read-checked (create-dashcards!)
             _check_card_usable(state, card_id)
-        series = [s["id"] for s in wanted.get("series") or []]
+        elif card_id is not None and card_id not in state.cards:
+            raise not_found()
+        series = [s.get("id") for s in wanted.get("series") or []]
         for series_id in series:
             if series_id not in state.cards:
                 raise not_found()
@@ -470,39 +474,47 @@ def _apply_dashcards(
     dashboard["dashcards"] = result
 
 
+def _fk_violation(tab_id: int) -> dict:
+    message = (
+        'ERROR: insert or update on table "report_dashboardcard" violates foreign key constraint '
+        f'"fk_report_dashboardcard_ref_dashboard_tab_id" Detail: Key (dashboard_tab_id)=({tab_id}) '
+        'is not present in table "dashboard_tab".'
+    )
+    return {"message": message, "via": [{"type": "org.postgresql.util.PSQLException", "message": message}]}
+
+
 def put_dashboard(ctx: Ctx, id: str) -> Response:
-    """PUT /api/dashboard/:id: metadata plus, when given, the complete dashcard and tab sets."""
+    """PUT /api/dashboard/:id: metadata, and with `dashcards` the complete layout (dashboards/write.clj).
+
+    As in Metabase, `tabs` is only read when `dashcards` is present; then omitted tabs (all of them when
+    `tabs` is absent) and omitted dashcards are deleted, and negative ids name new rows.
+    """
     user = ctx.user
     assert user is not None
     dashboard = _dashboard(ctx, id)
     _validate_updates(ctx)
     body = ctx.body
-    touches_layout = body.get("dashcards") is not None or body.get("tabs") is not None
-    archived_after = body["archived"] if body.get("archived") is not None else dashboard["archived"]
-    if touches_layout and archived_after:
-        raise ApiError(404, ARCHIVED)
     if "collection_id" in body:
         dashboard["collection_id"] = collection_for_write(ctx.state, body["collection_id"])
     timestamp = now_iso()
-    remap: dict[int, int] = {}
-    if body.get("tabs") is not None:
-        remap = _apply_tabs(ctx.state, dashboard, body["tabs"], timestamp)
-    if body.get("dashcards") is not None:
-        _apply_dashcards(ctx.state, dashboard, body["dashcards"], remap, timestamp)
-    elif dashboard["tabs"] and any(dc["dashboard_tab_id"] is None for dc in dashboard["dashcards"]):
-        raise ApiError(400, TABS_NEED_CARDS)
-    for key in ("description", "collection_position", "cache_ttl"):
+    if "dashcards" in body:
+        if dashboard["archived"]:
+            # Checked against the dashboard as it was, even when the same body unarchives it.
+            raise ApiError(404, ARCHIVED)
+        tabs = body.get("tabs") or []
+        dashcards = [dict(dc) for dc in body.get("dashcards") or []]
+        if len(tabs) == 1:
+            for dc in dashcards:
+                if dc.get("dashboard_tab_id") is None:
+                    dc["dashboard_tab_id"] = tabs[0]["id"]
+        if tabs and any(dc.get("dashboard_tab_id") is None for dc in dashcards):
+            raise ApiError(400, TABS_NEED_CARDS)
+        remap = _apply_tabs(ctx.state, dashboard, tabs, timestamp)
+        _apply_dashcards(ctx.state, dashboard, dashcards, remap, timestamp)
+    for key in ("description", "collection_position", "cache_ttl", "position"):
         if key in body:
             dashboard[key] = body[key]
-    for key in (
-        "name",
-        "parameters",
-        "width",
-        "auto_apply_filters",
-        "enable_embedding",
-        "embedding_params",
-        "position",
-    ):
+    for key in ("name", "parameters", "width", "auto_apply_filters", "enable_embedding", "embedding_params"):
         if body.get(key) is not None:
             dashboard[key] = copy.deepcopy(body[key])
     if body.get("archived") is not None and body["archived"] != dashboard["archived"]:

@@ -73,12 +73,10 @@ class RecordedRequest:
 
 def new_state() -> FakeState:
     """Return the application DB of a brand-new Metabase: groups, Trash, Sample Database; no users."""
-    from tests.fake_metabase.handlers_collection import create_trash_collection
-
     state = FakeState()
     state.groups = {1: {"id": 1, "name": "All Users"}, 2: {"id": 2, "name": "Administrators"}}
     state.reserve_ids("group", 2)
-    create_trash_collection(state)
+    handlers_collection.create_trash_collection(state)
     handlers_database.create_sample_database(state)
     return state
 
