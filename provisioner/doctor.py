@@ -197,12 +197,11 @@ def _ports_of(runtime: Runtime) -> dict[str, int]:
     from provisioner.runtime.compose import ComposeEnv, ComposeRuntime
     from provisioner.runtime.local import LocalRuntime
 
-    if isinstance(runtime, ComposeRuntime):
-        if runtime.env_path.exists():
-            env = ComposeEnv.parse(runtime.env_path)
-            return {"metabase": env.metabase_port, "warehouse": env.warehouse_port}
-        return {"metabase": 3000}  # the warehouse moves to a free port by itself
-    if isinstance(runtime, LocalRuntime):
+    # Before the first start no port is fixed: the runtimes pick free ones then.
+    if isinstance(runtime, ComposeRuntime) and runtime.env_path.exists():
+        env = ComposeEnv.parse(runtime.env_path)
+        return {"metabase": env.metabase_port, "warehouse": env.warehouse_port}
+    if isinstance(runtime, LocalRuntime) and runtime.port_file.exists():
         return {"metabase": runtime.port()}
     return {}
 
@@ -227,9 +226,9 @@ def check_ports(runtime: Runtime, running: RuntimeStatus) -> Check:
             detail=f"in use by another program: {', '.join(taken)}",
             hint="stop that program, or start this demo under another --name (it picks free ports)",
         )
-    return Check(
-        name="ports", ok=True, detail=f"free or used by this demo: {shown}" if shown else "none needed"
-    )
+    if not shown:
+        return Check(name="ports", ok=True, detail="none fixed yet: free ports are picked on the first start")
+    return Check(name="ports", ok=True, detail=f"free or used by this demo: {shown}")
 
 
 def check_metabase(url: str | None) -> Check:

@@ -82,6 +82,7 @@ def test_docker_checks_pass_but_a_stack_not_yet_started_says_run_up(settings: Se
     assert checks["docker compose"].ok and checks["docker compose"].detail == "Compose 2.29.1"
     assert checks["disk space"].ok
     assert "java" not in checks  # docker needs no Java
+    assert checks["ports"].ok and "none fixed yet" in checks["ports"].detail
     assert not checks["metabase"].ok and "provision up" in (checks["metabase"].hint or "")
     assert not checks["database"].ok
 
