@@ -320,9 +320,10 @@ def _card_entry(
         default_label = wired["name"] if wired else name.replace("_", " ").capitalize()
         if tag.display_name != default_label:
             spec_tag["label"] = tag.display_name
-        if tag.default is not None and not (
-            wired and wired.get("default") == tag.default and tag.type != "dimension"
-        ):
+        inherited = wired.get("default") if wired else None
+        if isinstance(inherited, list) and len(inherited) == 1:
+            inherited = inherited[0]  # plan gives a raw variable its filter's single default value
+        if tag.default is not None and not (inherited == tag.default and tag.type != "dimension"):
             spec_tag["default"] = tag.default
         if spec_tag:
             tags[name] = spec_tag

@@ -141,6 +141,13 @@ def _virtual_settings(card: TextCard | HeadingCard) -> dict[str, Any]:
     }
 
 
+def parameter_default(value: Any, section: str) -> Any:
+    """A filter default as Metabase stores it: a list of values, except for dates (`past30days`)."""
+    if section == "date" or isinstance(value, list):
+        return value
+    return [value]
+
+
 def desired_state(
     loaded: LoadedDashboard, database_id: int, metadata: DatabaseMetadata
 ) -> tuple[DesiredDashboard, list[DesiredCard], list[SpecError]]:
@@ -154,7 +161,7 @@ def desired_state(
             slug=f.key,
             type=f.parameter_type,
             sectionId=f.section,
-            **({"default": f.default} if f.default is not None else {}),
+            **({"default": parameter_default(f.default, f.section)} if f.default is not None else {}),
             **({"required": True} if f.required else {}),
         )
         for f in spec.filters
@@ -200,6 +207,8 @@ def desired_state(
                 values["required"] = tag.required
             wired = spec.filter(tag.filter_key) if tag.filter_key else None
             default = tag.default if tag.default is not None else (wired.default if wired else None)
+            if isinstance(default, list) and len(default) == 1:
+                default = default[0]  # a filter's one-value list is the variable's value
             if default is not None and tag.kind != "dimension":
                 # The card must also run alone (and in apply's check), not only on the dashboard.
                 values["default"] = default

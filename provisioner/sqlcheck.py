@@ -29,6 +29,12 @@ def substitute(sql: str, tags: dict[str, ResolvedTag], *, keep_optional: bool) -
 
     def literal(match: re.Match[str]) -> str:
         tag = tags.get(match.group(1))
+        if tag is not None and tag.field:
+            # Metabase writes a field filter as a condition on the table-qualified column, so the table
+            # must be in FROM under its own name (an alias breaks it): an always-true test on the same
+            # reference fails here exactly when it would fail there.
+            column = ".".join(f'"{part}"' for part in tag.field.split(".")[-2:])
+            return f"({column} IS NULL OR {column} IS NOT NULL)"
         return _LITERALS.get(tag.kind if tag else "text", "'x'")
 
     return _TAG.sub(literal, sql).strip().rstrip(";")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,31 @@ def test_demo_collection_follows_the_environment(
     created = [a.key for a in plan.actions if a.kind == "collection"]
     assert created == ["Acme", "Acme/Locations"]
     client.close()
+
+
+def test_sql_check_catches_a_field_filter_on_an_aliased_table(seeded_database: Any, tmp_path: Path) -> None:
+    # Metabase substitutes "table"."column" for a field filter: an alias in FROM breaks the card at run time.
+    text = (DEMO / "locations.yaml").read_text()
+    aliased = text.replace(
+        "SELECT owner_type, sum(visit_count) AS visits\n      FROM v_poi_summary\n",
+        "SELECT owner_type, sum(visit_count) AS visits\n      FROM v_poi_summary AS p\n",
+    )
+    assert aliased != text
+    (tmp_path / "locations.yaml").write_text(aliased)
+    with pytest.raises(SpecErrors) as caught:
+        dashboards.validate([tmp_path], database_url=seeded_database.reader_dsn, environ={})
+    [error] = caught.value.errors
+    assert error.field == "cards[3].sql" and "inside a [[ ]] clause" in error.problem
+
+
+def test_cli_validate_with_database_url_prepares_every_card(seeded_database: Any) -> None:
+    from typer.testing import CliRunner
+
+    from provisioner.cli.app import app
+
+    result = CliRunner().invoke(
+        app, ["dashboards", "validate", str(DEMO), "--database-url", seeded_database.reader_dsn, "--json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["sql_checked"] is True
+    assert seeded_database.reader_dsn.split("@")[0].split(":")[-1] not in result.stdout + result.stderr
