@@ -13,7 +13,13 @@ from provisioner.config import Settings
 from provisioner.errors import EnvironmentProblem
 from provisioner.progress import RecordingProgress
 from provisioner.runtime.base import select_runtime
-from provisioner.runtime.compose import ComposeEnv, ComposeRuntime, compose_file, parse_ps_output
+from provisioner.runtime.compose import (
+    COMPOSE_VERSION_COMMAND,
+    ComposeEnv,
+    ComposeRuntime,
+    compose_file,
+    parse_ps_output,
+)
 from provisioner.state import StateDir
 
 PS_ROWS = [
@@ -35,8 +41,13 @@ class FakeRunner:
 
     def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
-        key = args[1] if args[:2] == ["docker", "info"] else args[8]
-        code, out, err = self.answers.get(key, (0, "", ""))
+        if args[:2] == ["docker", "info"]:
+            key = "info"
+        elif args == COMPOSE_VERSION_COMMAND:
+            key = "version"
+        else:
+            key = args[8]
+        code, out, err = self.answers.get(key, (0, "2.29.1\n" if key == "version" else "", ""))
         return subprocess.CompletedProcess(args, code, out, err)
 
 
@@ -66,7 +77,7 @@ def test_up_issues_compose_up_wait_and_returns_host_and_network_endpoints(settin
     runner = FakeRunner()
     endpoints = _runtime(settings, runner).start(RecordingProgress())
 
-    assert runner.calls == [[*_prefix(settings), "up", "--detach", "--wait"]]
+    assert runner.calls == [COMPOSE_VERSION_COMMAND, [*_prefix(settings), "up", "--detach", "--wait"]]
     env = ComposeEnv.parse(settings.home / ".env")
     assert endpoints.metabase_url == f"http://127.0.0.1:{env.metabase_port}"
     dsn = endpoints.warehouse_dsn.get_secret_value()
@@ -137,7 +148,7 @@ def test_existing_reader_password_is_reused_in_new_env(settings: Settings) -> No
 def test_named_project_gets_its_own_env_file_and_project_name(settings: Settings) -> None:
     runner = FakeRunner()
     _runtime(settings, runner, name="second").start(RecordingProgress())
-    assert runner.calls == [[*_prefix(settings, ".env.second", "second"), "up", "--detach", "--wait"]]
+    assert runner.calls[1:] == [[*_prefix(settings, ".env.second", "second"), "up", "--detach", "--wait"]]
     assert (settings.home / ".env.second").exists()
     assert not (settings.home / ".env").exists()
 
@@ -148,7 +159,7 @@ def test_down_keeps_volumes_and_destroy_removes_them(settings: Settings) -> None
     runtime.start(RecordingProgress())
     runtime.stop(RecordingProgress())
     runtime.destroy(RecordingProgress())
-    assert runner.calls[1:] == [
+    assert runner.calls[2:] == [
         [*_prefix(settings), "down"],
         [*_prefix(settings), "down", "--volumes", "--remove-orphans"],
     ]
@@ -267,8 +278,18 @@ def test_up_and_down_commands_issue_compose_for_the_named_project(settings: Sett
     bring_down(docker, volumes=True, progress=RecordingProgress(), runner=runner)
     prefix = _prefix(settings, ".env.sales-eu", "sales-eu")
     assert runner.calls == [
+        COMPOSE_VERSION_COMMAND,
         [*prefix, "up", "--detach", "--wait"],
         [*prefix, "down"],
         [*prefix, "down", "--volumes", "--remove-orphans"],
     ]
     assert endpoints.metabase_warehouse_host == "warehouse"
+
+
+def test_missing_compose_plugin_is_named_before_anything_is_generated(settings: Settings) -> None:
+    runner = FakeRunner({"version": (1, "", "docker: unknown command: docker compose\n")})
+    with pytest.raises(EnvironmentProblem, match="Docker Compose v2 is not available") as caught:
+        _runtime(settings, runner).start(RecordingProgress())
+    assert "--runtime local" in (caught.value.hint or "")
+    assert runner.calls == [COMPOSE_VERSION_COMMAND]
+    assert not (settings.home / ".env").exists()

@@ -41,6 +41,7 @@ READER_USER = "metabase_reader"
 WAREHOUSE_SERVICE = "warehouse"
 METABASE_SERVICE = "metabase"
 _QUICK_S = 60.0
+COMPOSE_VERSION_COMMAND = ["docker", "compose", "version", "--short"]
 _DOWN_S = 180.0
 
 
@@ -175,6 +176,7 @@ class ComposeRuntime:
 
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints once every service is healthy; raises EnvironmentProblem naming the saved log."""
+        self.require_compose()
         env = self.ensure_env(progress)
         progress.info(f"docker compose project {self.project!r}: starting and waiting for health checks")
         timeout_s = self.settings.health_timeout_s + 300  # image pulls come on top of start-up
@@ -186,6 +188,18 @@ class ComposeRuntime:
                 hint=f"see the container logs in {log}; fix the cause, then run `provision up` again",
             )
         return self.endpoints(env)
+
+    def require_compose(self) -> str:
+        """The Compose v2 version; raises EnvironmentProblem when the `docker compose` plugin is missing."""
+        done = self.runner.run(COMPOSE_VERSION_COMMAND, timeout_s=_QUICK_S)
+        version = done.stdout.strip()
+        if done.returncode != 0 or not version:
+            raise EnvironmentProblem(
+                "Docker Compose v2 is not available: `docker compose version` failed",
+                hint="install the Docker Compose v2 plugin (https://docs.docker.com/compose/install/), "
+                "or use --runtime local",
+            )
+        return version
 
     def endpoints(self, env: ComposeEnv) -> Endpoints:
         """Where this stack answers, from its env file."""
