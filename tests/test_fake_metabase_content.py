@@ -149,6 +149,23 @@ def test_archiving_a_collection_archives_its_items_indirectly(api: Api) -> None:
     assert api.get(f"/card/{card['id']}").json()["archived"] is False
 
 
+def test_moving_a_collection_moves_its_descendants(api: Api) -> None:
+    a = api.post("/collection", {"name": "A"}).json()
+    b = api.post("/collection", {"name": "B"}).json()
+    child = api.post("/collection", {"name": "Child", "parent_id": a["id"]}).json()
+    grandchild = api.post("/collection", {"name": "Grandchild", "parent_id": child["id"]}).json()
+    moved = api.put(f"/collection/{child['id']}", {"parent_id": b["id"]}).json()
+    assert moved["location"] == f"/{b['id']}/"
+    assert api.get(f"/collection/{grandchild['id']}").json()["location"] == f"/{b['id']}/{child['id']}/"
+    assert api.put(f"/collection/{b['id']}", {"parent_id": grandchild["id"]}).status_code == 400
+
+
+def test_personal_collection_keeps_its_name(api: Api) -> None:
+    personal = api.get("/user/current").json()["personal_collection_id"]
+    assert api.put(f"/collection/{personal}", {"name": "Mine"}).status_code == 403
+    assert api.put(f"/collection/{personal}", {"description": "notes"}).json()["description"] == "notes"
+
+
 def test_collection_items_are_wrapped_filtered_and_shaped_like_the_recordings(api: Api) -> None:
     team = api.post("/collection", {"name": "Team"}).json()
     api.card(collection_id=team["id"])

@@ -271,7 +271,13 @@ def _set_archived(state: FakeState, collection: dict, archived: bool) -> None:
 def put_collection(ctx: Ctx, id: str) -> Response:
     """PUT /api/collection/:id: rename, describe, move, archive (omitted `archived` means unarchived)."""
     collection = _get(ctx, id)
-    if collection["personal_owner_id"] or collection["type"] == "trash":
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    if collection["type"] == "trash":
+        raise ApiError(403, "You don't have permissions to do that.")
+    if collection["personal_owner_id"] and (
+        body.get("archived") or "parent_id" in body or body.get("name") not in (None, collection["name"])
+    ):
+        # A personal collection keeps its name and place; only its description may change.
         raise ApiError(403, "You don't have permissions to do that.")
     check = Validator(ctx.body)
     check.non_blank("name")
@@ -295,11 +301,12 @@ def put_collection(ctx: Ctx, id: str) -> Response:
         collection["slug"] = slugify(body["name"])
     if "description" in body:
         collection["description"] = body["description"]
-    if "parent_id" in body:
-        _move(ctx.state, collection, body["parent_id"])
+    # The REST endpoint defaults an omitted `archived` to false; archiving wins over moving (a `condp`).
     archived = bool(body.get("archived", False))
     if archived != bool(collection["archived"]):
         _set_archived(ctx.state, collection, archived)
+    elif "parent_id" in body:
+        _move(ctx.state, collection, body["parent_id"])
     return Response(200, _detail_json(ctx.state, collection))
 
 
