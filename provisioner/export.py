@@ -353,10 +353,32 @@ def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, dict | list) and not (isinstance(value, str) and "\n" in value)
+
+
+def _flat(value: Any) -> bool:
+    return _scalar(value) or (isinstance(value, list) and all(_scalar(v) for v in value))
+
+
+def _dict_representer(dumper: yaml.SafeDumper, value: dict[str, Any]) -> yaml.Node:
+    # Small flat mappings (`at:`, a filter, `viz:`) read best on one line, as people write them.
+    flow = len(value) <= 6 and all(_flat(v) for v in value.values())
+    return dumper.represent_mapping("tag:yaml.org,2002:map", value.items(), flow_style=flow)
+
+
+def _list_representer(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
+    return dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", value, flow_style=all(_scalar(v) for v in value)
+    )
+
+
 _Dumper.add_representer(str, _str_representer)
+_Dumper.add_representer(dict, _dict_representer)
+_Dumper.add_representer(list, _list_representer)
 
 
 def render(document: dict[str, Any]) -> str:
     """The YAML text of a dashboard document, with the schema comment editors read."""
-    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110, indent=2)
     return "# yaml-language-server: $schema=./schema.json\n" + body
