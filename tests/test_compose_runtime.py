@@ -251,7 +251,15 @@ def test_auto_selects_docker_when_the_engine_answers(settings: Settings) -> None
     runner = FakeRunner({"info": (0, "28.2.2\n", "")})
     runtime = select_runtime(settings, "auto", runner=runner)
     assert runtime.name == "docker"
-    assert runner.calls == [["docker", "info", "--format", "{{.ServerVersion}}"]]
+    assert runner.calls == [["docker", "info", "--format", "{{.ServerVersion}}"], COMPOSE_VERSION_COMMAND]
+
+
+def test_auto_with_an_engine_but_no_compose_plugin_falls_back_to_local(
+    settings: Settings, tmp_path: Path
+) -> None:
+    runner = FakeRunner({"info": (0, "28.2.2\n", ""), "version": (1, "", "docker: unknown command\n")})
+    with_jar = settings.model_copy(update={"metabase_jar": tmp_path / "metabase.jar"})
+    assert select_runtime(with_jar, "auto", runner=runner).name == "local"
 
 
 def test_auto_without_engine_or_jar_lists_the_three_ways_forward(settings: Settings) -> None:

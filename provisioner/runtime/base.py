@@ -118,6 +118,15 @@ def docker_engine_version(runner: CommandRunner) -> str | None:
     return version if done.returncode == 0 and version else None
 
 
+def compose_available(runner: CommandRunner) -> bool:
+    """True when the Docker Compose v2 plugin answers `docker compose version`."""
+    try:
+        done = runner.run(["docker", "compose", "version", "--short"], timeout_s=20)
+    except EnvironmentProblem:
+        return False
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
 def select_runtime(
     settings: Settings,
     choice: RuntimeChoice | None = None,
@@ -151,14 +160,15 @@ def select_runtime(
 
 def auto_choice(settings: Settings, runner: CommandRunner) -> Literal["docker", "local"]:
     """Which runtime `auto` means on this machine; raises EnvironmentProblem listing the ways forward."""
-    if docker_engine_version(runner) is not None:
+    if docker_engine_version(runner) is not None and compose_available(runner):
         return "docker"
     if settings.metabase_jar is not None or settings.metabase_command:
         return "local"
     raise EnvironmentProblem(
-        "no way to run Metabase here: no Docker engine answers and no Metabase jar is known",
+        "no way to run Metabase here: no Docker engine with Compose v2 answers and no Metabase jar is known",
         hint=(
-            "pick one: (1) start Docker (`docker info` must work) for --runtime docker; "
+            "pick one: (1) start Docker with the Compose v2 plugin (`docker info` and `docker compose "
+            "version` must work) for --runtime docker; "
             "(2) download metabase.jar and pass --metabase-jar PATH (or METABASE_JAR), Java 21+ needed, "
             "for --runtime local; (3) point at your own with --runtime external "
             "--metabase-url URL --database-url postgresql://..."
