@@ -451,3 +451,15 @@ def test_non_admin_api_key_cannot_add_databases(fake_metabase: FakeMetabase, war
         headers={"X-API-Key": key["unmasked_key"]},
     )
     assert response.status_code == 403 and is_plain(response, "You don't have permissions to do that.")
+
+
+def test_table_list_has_the_recorded_shape(fake_metabase: FakeMetabase, warehouse: str) -> None:
+    session = admin(fake_metabase)
+    db_id = fake_metabase.add_database(warehouse)
+    tables = session.get(f"{fake_metabase.url}/api/table").json()
+    fixture = recorded("table.json")[0]
+    mine = [t for t in tables if t["db_id"] == db_id]
+    assert sorted(t["name"] for t in mine) == ["customers", "order_totals", "orders"]
+    assert all(set(t) == set(fixture) and set(t["db"]) == set(fixture["db"]) for t in mine)
+    detail = session.get(f"{fake_metabase.url}/api/table/{mine[0]['id']}/query_metadata").json()
+    assert detail["fields"] and detail["db"]["id"] == db_id

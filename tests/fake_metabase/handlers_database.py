@@ -484,6 +484,39 @@ def get_metadata(ctx: Ctx, id: str) -> Response:
     return Response(200, body)
 
 
+def _db_summary(database: dict) -> dict:
+    body = database_json(database)
+    for key in ("native_permissions", "can_upload", "router_user_attribute", "router_database_id"):
+        body.pop(key, None)
+    return body
+
+
+def list_tables(ctx: Ctx) -> Response:
+    """GET /api/table: every synced table (views too), each with its database as `db` (fixture table.json)."""
+    tables = []
+    for database in sorted(ctx.state.databases.values(), key=lambda d: d["id"]):
+        if _status(database) != "complete":
+            continue
+        for table in database["tables"]:
+            body = _table_json(database, table, with_fields=False)
+            for key in ("segments", "metrics"):
+                body.pop(key)
+            tables.append({**body, "db": _db_summary(database)})
+    return Response(200, tables)
+
+
+def get_table_query_metadata(ctx: Ctx, id: str) -> Response:
+    """GET /api/table/:id/query_metadata: one table with its fields and database."""
+    table_id = int(id)
+    for database in ctx.state.databases.values():
+        for table in database["tables"]:
+            if table["id"] == table_id:
+                return Response(
+                    200, {**_table_json(database, table, with_fields=True), "db": _db_summary(database)}
+                )
+    raise not_found()
+
+
 def get_schemas(ctx: Ctx, id: str) -> Response:
     database = _database(ctx, id)
     return Response(200, sorted({t["schema"] for t in database["tables"]}))
@@ -554,6 +587,8 @@ ROUTES = [
     ("DELETE", r"/api/database/(?P<id>\d+)", delete_database, True),
     ("GET", r"/api/database/(?P<id>\d+)/metadata", get_metadata, True),
     ("GET", r"/api/database/(?P<id>\d+)/schemas", get_schemas, True),
+    ("GET", r"/api/table", list_tables, True),
+    ("GET", r"/api/table/(?P<id>\d+)/query_metadata", get_table_query_metadata, True),
     ("POST", r"/api/database/(?P<id>\d+)/sync_schema", sync_schema, True),
     ("POST", r"/api/database/(?P<id>\d+)/rescan_values", rescan_values, True),
     ("POST", r"/api/database/(?P<id>\d+)/dismiss_spinner", dismiss_spinner, True),
