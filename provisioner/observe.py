@@ -1,9 +1,9 @@
 """Reads what Metabase holds for the dashboards in the YAML: the only reads plan and apply make.
 
 Cost per run: one list of databases, one metadata per database, one list of collections, one
-items list per target collection, and one GET per dashboard in those collections (dashboards come
-back with their cards hydrated, so cards need no request of their own). Constant per dashboard,
-never per card or field.
+items list per collection under the top-level collections the YAML names, and one GET per
+dashboard there (dashboards come back with their cards hydrated, so cards need no request of
+their own). Constant per dashboard, never per card or field.
 """
 
 from __future__ import annotations
@@ -88,12 +88,12 @@ def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> Actua
     card_item_ids: list[int] = []
     seen_card_ids: set[int] = set()
     empty: list[tuple[tuple[str, ...], Dashboard]] = []
-    scanned: set[int] = set()
-    for d in dashboards:
-        coll = state.collections.get(d.collection_path)
-        if coll is None or not isinstance(coll.id, int) or coll.id in scanned:
+    # Every collection under the top-level collections the YAML names: a dashboard moved to a sibling
+    # collection (in the YAML or by a person) is still found, and prune sees what left the YAML.
+    roots = {d.collection_path[0] for d in dashboards}
+    for path, coll in sorted(paths.items(), key=lambda item: item[0]):
+        if path[0] not in roots or not isinstance(coll.id, int):
             continue
-        scanned.add(coll.id)
         for item in client.collection_items(coll.id, models=("card", "dashboard")):
             if item.model == "card":
                 card_item_ids.append(item.id)
@@ -107,7 +107,7 @@ def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> Actua
                         state.cards.setdefault(ident, dashcard.card)
                 if key is None:
                     if not dashboard.dashcards:
-                        empty.append((d.collection_path, dashboard))
+                        empty.append((path, dashboard))
                 elif key not in state.dashboards or dashboard.id < state.dashboards[key].id:
                     state.dashboards[key] = dashboard
     # A run interrupted between creating a dashboard and filling it leaves it empty and unmarked:

@@ -508,6 +508,15 @@ class Plan:
         return "\n".join(lines)
 
 
+# The id of a collection apply has yet to create: no existing object is in it, so all move there.
+_NOT_CREATED_YET = -1
+
+
+def _collection_id(actual: ActualState, path: tuple[str, ...]) -> int:
+    found = actual.collections.get(path)
+    return found.id if found is not None and isinstance(found.id, int) else _NOT_CREATED_YET
+
+
 def build_plan(
     dashboards: list[DesiredDashboard],
     cards: list[DesiredCard],
@@ -541,8 +550,7 @@ def build_plan(
         if existing is None:
             actions.append(Action("card", "create", key, card.name, desired=card))
             continue
-        coll = actual.collections.get(card.collection_path)
-        coll_id = coll.id if coll is not None and isinstance(coll.id, int) else None
+        coll_id = _collection_id(actual, card.collection_path)
         diffs = card_differences(card, existing, coll_id)
         actions.append(
             Action(
@@ -561,8 +569,7 @@ def build_plan(
         if existing_dash is None:
             actions.append(Action("dashboard", "create", dash.key, dash.name, desired=dash))
             continue
-        coll = actual.collections.get(dash.collection_path)
-        coll_id = coll.id if coll is not None and isinstance(coll.id, int) else None
+        coll_id = _collection_id(actual, dash.collection_path)
         diffs = dashboard_differences(dash, existing_dash, coll_id)
         # A card that will be created or recreated changes the dashboard's dashcards too.
         actions.append(

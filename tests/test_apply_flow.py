@@ -426,3 +426,22 @@ def test_dropping_tabs_keeps_one_tab_holding_every_card(env: Env) -> None:
     assert [t["name"] for t in dashboard["tabs"]] == ["Overview"] and len(dashboard["dashcards"]) == 5
     assert {d["dashboard_tab_id"] for d in dashboard["dashcards"]} == {dashboard["tabs"][0]["id"]}
     assert not env.plan().has_changes
+
+
+def test_moving_the_dashboard_to_another_collection_keeps_every_id(env: Env) -> None:
+    env.apply()
+    [before] = env.fake.dashboards()
+    cards_before = sorted(c["id"] for c in env.fake.cards())
+    env.write(SALES.replace("collection: Demo/Sales", "collection: Demo/Revenue"))
+    plan = env.plan()
+    assert [(a.kind, a.key) for a in plan.actions if a.action == "create"] == [("collection", "Demo/Revenue")]
+    assert {(a.kind, tuple(a.changes)) for a in plan.actions if a.action == "update"} == {
+        ("card", ("collection",)),
+        ("dashboard", ("collection",)),
+    }
+    env.apply()
+    revenue = next(c for c in env.fake.collections() if c["name"] == "Revenue")
+    [after] = env.fake.dashboards()
+    assert (after["id"], after["collection_id"]) == (before["id"], revenue["id"])
+    assert sorted(c["id"] for c in env.fake.cards() if c["collection_id"] == revenue["id"]) == cards_before
+    assert not env.plan().has_changes
