@@ -115,6 +115,10 @@ def test_demo_dashboards_apply_run_and_reapply_without_writes(
     again = dashboards.apply(settings, [DEMO], client=client, environ={})
     assert [r for r in fake_metabase.mutating_requests() if not r.path.startswith("/api/session")] == []
     assert set(again.summary().values()) == {0, again.summary()["unchanged"]}
+    plan = dashboards.plan(settings, [DEMO], client=client, environ={})
+    cards = sum(len(d.spec.query_cards()) for d in load_paths([DEMO], environ={}))
+    # databases + metadata + collections + 6 item lists + 5 dashboards: nothing per card
+    assert not plan.has_changes and plan.requests <= 14 < cards
     client.close()
 
 
