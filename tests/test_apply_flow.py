@@ -445,3 +445,15 @@ def test_moving_the_dashboard_to_another_collection_keeps_every_id(env: Env) -> 
     assert (after["id"], after["collection_id"]) == (before["id"], revenue["id"])
     assert sorted(c["id"] for c in env.fake.cards() if c["collection_id"] == revenue["id"]) == cards_before
     assert not env.plan().has_changes
+
+
+def test_cli_apply_exits_1_when_a_card_fails_in_metabase(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = env.client.create_api_key("tests", group_id=2).unmasked_key.get_secret_value()
+    monkeypatch.setenv("METABASE_URL", env.fake.url)
+    monkeypatch.setenv("METABASE_API_KEY", key)
+    env.write(SALES.replace("SELECT region, amount, sold_on FROM sales", "SELECT region FROM no_such_table"))
+    result = CliRunner().invoke(app, ["dashboards", "apply", str(env.directory)])
+    assert result.exit_code == 1
+    assert "query failed: All sales" in result.stdout
+    assert "6 created, 0 updated, 0 archived, 0 unchanged" in result.stdout
+    assert "card 'All sales' fails in Metabase" in result.stderr
