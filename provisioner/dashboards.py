@@ -94,9 +94,7 @@ def _metabase(
         opened.close()
 
 
-def _compute_plan(
-    client: MetabaseClient, loaded: list[LoadedDashboard], *, prune: bool
-) -> tuple[Plan, list[DesiredDashboard], list[DesiredCard]]:
+def _compute_plan(client: MetabaseClient, loaded: list[LoadedDashboard], *, prune: bool) -> Plan:
     start = client.request_count
     database_ids, metadata = resolve_databases(client, loaded)
     dashboards: list[DesiredDashboard] = []
@@ -112,9 +110,8 @@ def _compute_plan(
         raise SpecErrors(errors)
     actual = observe(client, dashboards)
     plan = build_plan(dashboards, cards, actual, prune=prune)
-    plan.database_ids = database_ids
     plan.requests = client.request_count - start
-    return plan, dashboards, cards
+    return plan
 
 
 def plan(
@@ -134,7 +131,7 @@ def plan(
     loaded = load_paths(paths, environ)
     with _metabase(settings, client, progress) as mb:
         progress.step(f"Reading Metabase for {len(loaded)} dashboard(s)")
-        computed, _, _ = _compute_plan(mb, loaded, prune=prune)
+        computed = _compute_plan(mb, loaded, prune=prune)
     return computed
 
 
@@ -157,7 +154,7 @@ def apply(
     with _metabase(settings, client, progress) as mb:
         start = mb.request_count
         progress.step(f"Planning {len(loaded)} dashboard(s)")
-        computed, _, _ = _compute_plan(mb, loaded, prune=prune)
+        computed = _compute_plan(mb, loaded, prune=prune)
         progress.step("Applying" if computed.has_changes else "Nothing to change")
         result = execute(
             computed, mb, metabase_url=settings.metabase_url, progress=progress, run_cards=run_cards

@@ -82,7 +82,6 @@ class DesiredDashboard:
     parameters: list[Parameter]
     tabs: list[str]
     dashcards: list[DesiredDashcard]
-    card_idents: set[str]
 
 
 def card_visualization_settings(dashboard_key: str, card: QueryCard) -> dict[str, Any]:
@@ -243,7 +242,6 @@ def desired_state(
         parameters=params,
         tabs=list(spec.tabs),
         dashcards=dashcards,
-        card_idents={c.ident for c in cards},
     )
     return dashboard, cards, errors
 
@@ -473,7 +471,6 @@ class Plan:
     """Every managed object with its action; `has_changes` when apply would write."""
 
     actions: list[Action]
-    database_ids: dict[str, int] = field(default_factory=dict)
     requests: int = 0
 
     @property
