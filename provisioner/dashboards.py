@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from provisioner import sqlcheck
 from provisioner.apply import ApplyResult, execute
 from provisioner.errors import SpecError, SpecErrors
+from provisioner.export import ExportResult, export_dashboards
 from provisioner.observe import observe, resolve_databases
 from provisioner.plan import DesiredCard, DesiredDashboard, Plan, build_plan, desired_state
 from provisioner.progress import NullProgress, Progress
@@ -165,3 +166,17 @@ def apply(
     for failed in result.failed_queries:
         progress.warn(f"card {failed.name!r} fails in Metabase: {failed.error}")
     return result
+
+
+def export(
+    settings: Settings,
+    dashboards: Sequence[str],
+    *,
+    out_dir: Path = DEFAULT_DIR,
+    progress: Progress | None = None,
+    client: MetabaseClient | None = None,
+) -> ExportResult:
+    """Write existing dashboards (by exact name or id) as YAML in `out_dir`; raises MetabaseNotFound."""
+    progress = progress or NullProgress()
+    with _metabase(settings, client, progress) as mb:
+        return export_dashboards(mb, dashboards, out_dir=out_dir, progress=progress)

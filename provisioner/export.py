@@ -8,8 +8,7 @@ managed dashboard and planning the result shows no changes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,6 @@ from provisioner.progress import NullProgress, Progress
 from provisioner.spec import DISPLAYS, FILTER_TYPES, KEY_SETTING, sql_tags
 
 if TYPE_CHECKING:
-    from provisioner.config import Settings
     from provisioner.metabase.client import MetabaseClient
 
 _PARAMETER_TYPES = {mb_type for mb_type, _ in FILTER_TYPES.values()}
@@ -48,55 +46,37 @@ class ExportResult:
         return "\n".join([f"wrote {f}" for f in self.files] + [f"warning: {w}" for w in self.warnings])
 
 
-@contextmanager
-def _metabase(
-    settings: Settings, client: MetabaseClient | None, progress: Progress
-) -> Iterator[MetabaseClient]:
-    if client is not None:
-        yield client
-        return
-    from provisioner.metabase.setup import open_client
-
-    opened = open_client(settings, progress=progress).client
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def export_dashboards(
-    settings: Settings,
+    mb: MetabaseClient,
     dashboards: Sequence[str],
     *,
     out_dir: Path,
     progress: Progress | None = None,
-    client: MetabaseClient | None = None,
 ) -> ExportResult:
     """Write each dashboard (by id or exact name) as `<out_dir>/<key>.yaml`; raises MetabaseNotFound."""
     progress = progress or NullProgress()
     result = ExportResult()
-    with _metabase(settings, client, progress) as mb:
-        collections = mb.list_collections()
-        paths_by_id = {c.id: path for path, c in collection_paths(collections).items()}
-        databases = [d for d in mb.list_databases() if not d.is_sample and not d.is_audit]
-        metadata: dict[int, DatabaseMetadata] = {}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for wanted in dashboards:
-            dashboard = mb.get_dashboard(_find_dashboard(mb, wanted, collections))
-            progress.step(f"Exporting dashboard {dashboard.name!r} (id {dashboard.id})")
-            for db_id in {d.card.database_id for d in dashboard.dashcards if d.card and d.card.database_id}:
-                if db_id not in metadata:
-                    metadata[db_id] = mb.database_metadata(db_id)
-            document, warnings = dashboard_document(
-                dashboard,
-                paths_by_id.get(dashboard.collection_id),
-                metadata,
-                several_databases=len(databases) > 1,
-            )
-            target = out_dir / f"{document['key']}.yaml"
-            target.write_text(render(document), encoding="utf-8")
-            result.files.append(str(target))
-            result.warnings += warnings
+    collections = mb.list_collections()
+    paths_by_id = {c.id: path for path, c in collection_paths(collections).items()}
+    databases = [d for d in mb.list_databases() if not d.is_sample and not d.is_audit]
+    metadata: dict[int, DatabaseMetadata] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for wanted in dashboards:
+        dashboard = mb.get_dashboard(_find_dashboard(mb, wanted, collections))
+        progress.step(f"Exporting dashboard {dashboard.name!r} (id {dashboard.id})")
+        for db_id in {d.card.database_id for d in dashboard.dashcards if d.card and d.card.database_id}:
+            if db_id not in metadata:
+                metadata[db_id] = mb.database_metadata(db_id)
+        document, warnings = dashboard_document(
+            dashboard,
+            paths_by_id.get(dashboard.collection_id),
+            metadata,
+            several_databases=len(databases) > 1,
+        )
+        target = out_dir / f"{document['key']}.yaml"
+        target.write_text(render(document), encoding="utf-8")
+        result.files.append(str(target))
+        result.warnings += warnings
     for warning in result.warnings:
         progress.warn(warning)
     return result

@@ -16,7 +16,6 @@ from provisioner import dashboards
 from provisioner.cli.app import app
 from provisioner.config import Settings
 from provisioner.errors import MetabaseError, SpecErrors
-from provisioner.export import export_dashboards
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import (
     CardCreate,
@@ -268,7 +267,7 @@ def test_prune_archives_a_managed_dashboard_removed_from_yaml(env: Env) -> None:
 def test_export_then_plan_shows_no_changes(env: Env, tmp_path: Path) -> None:
     env.apply()
     out = tmp_path / "exported"
-    result = export_dashboards(env.settings, ["Sales"], out_dir=out, client=env.client)
+    result = dashboards.export(env.settings, ["Sales"], out_dir=out, client=env.client)
     assert result.files == [str(out / "sales.yaml")]
     text = (out / "sales.yaml").read_text()
     assert "field: sales.region" in text and "entity_id" not in text
@@ -280,7 +279,7 @@ def test_export_by_id_writes_valid_yaml(env: Env, tmp_path: Path) -> None:
     env.apply()
     [dashboard] = env.fake.dashboards()
     out = tmp_path / "by-id"
-    export_dashboards(env.settings, [str(dashboard["id"])], out_dir=out, client=env.client)
+    dashboards.export(env.settings, [str(dashboard["id"])], out_dir=out, client=env.client)
     assert dashboards.validate([out]).dashboards[0]["key"] == "sales"
 
 

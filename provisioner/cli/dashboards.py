@@ -100,11 +100,11 @@ def export_command(
     json_output: JsonOption = False,
 ) -> None:
     """Write existing Metabase dashboards as dashboard YAML (field ids back to table.column)."""
-    from provisioner import export
+    from provisioner import dashboards
 
     output = output_for(ctx, json_output)
     settings = settings_for(metabase_url=metabase_url)
-    result = export.export_dashboards(settings, dashboard, out_dir=out, progress=output.progress)
+    result = dashboards.export(settings, dashboard, out_dir=out, progress=output.progress)
     output.result(result.to_dict(), result.describe)
 
 
