@@ -20,9 +20,10 @@ def test_committed_schema_matches_the_models() -> None:
 
 
 def test_schema_command_prints_the_schema() -> None:
-    result = CliRunner().invoke(app, ["dashboards", "schema"])
-    assert result.exit_code == 0
-    assert json.loads(result.stdout) == schema()
+    for args in (["dashboards", "schema"], ["dashboards", "schema", "--json"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0
+        assert json.loads(result.stdout) == schema()
 
 
 def test_schema_forbids_unknown_keys_and_requires_the_identity() -> None:

@@ -109,8 +109,9 @@ def export_command(
 
 
 @dashboards_app.command("schema")
-def schema_command() -> None:
+def schema_command(json_output: JsonOption = False) -> None:
     """Print the JSON Schema of dashboard files (for editors; kept in dashboards/schema.json)."""
     from provisioner import dashboards
 
+    del json_output  # the schema is JSON either way; the flag is accepted like on every command
     sys.stdout.write(json.dumps(dashboards.schema(), indent=2) + "\n")
