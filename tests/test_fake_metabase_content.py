@@ -661,3 +661,8 @@ def test_dashcard_query_applies_dashboard_filters_through_the_mappings(api: Api)
     miswired = api.post(path, {"parameters": [{"id": "p2", "value": "2024-01-01"}]}).json()
     assert miswired["status"] == "failed" and "Invalid parameter type" in miswired["error"]
     assert api.post(path, {"parameters": [{"id": "nope", "value": 1}]}).status_code == 400
+
+
+def test_a_body_not_declared_as_json_is_not_read(api: Api) -> None:
+    response = api.session.post(api.url("/collection"), data=json.dumps({"name": "Team"}))
+    assert response.status_code == 400 and "name" in response.json()["errors"]

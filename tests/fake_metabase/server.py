@@ -251,7 +251,9 @@ class FakeMetabase:
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
         body: Any = None
         body_error = False
-        if body_bytes:
+        # Like Metabase's JSON middleware: a body is only read when it is declared as JSON.
+        is_json = headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+        if body_bytes and is_json:
             try:
                 body = json.loads(body_bytes)
             except ValueError:
