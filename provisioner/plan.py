@@ -344,9 +344,24 @@ def _dashcard_canon(
         col,
         width,
         height,
-        repr(sorted(settings.items())),
+        repr(_settings_canon(settings)),
         repr(sorted(mappings)),
     )
+
+
+def _settings_canon(settings: dict[str, Any]) -> Any:
+    # A text or heading card is compared on what the YAML says (kind, text, background), not on the
+    # scaffolding of `virtual_card`, which Metabase versions store differently.
+    virtual = settings.get("virtual_card")
+    if isinstance(virtual, dict):
+        rest = {k: v for k, v in settings.items() if k not in ("virtual_card", "text", "dashcard.background")}
+        return (
+            virtual.get("display"),
+            settings.get("text"),
+            bool(settings.get("dashcard.background", True)),
+            sorted(rest.items()),
+        )
+    return sorted(settings.items())
 
 
 def _desired_dashcards(desired: DesiredDashboard) -> list[tuple[Any, ...]]:
