@@ -456,3 +456,20 @@ def test_cli_apply_exits_1_when_a_card_fails_in_metabase(env: Env, monkeypatch: 
     assert "query failed: All sales" in result.stdout
     assert "6 created, 0 updated, 0 archived, 0 unchanged" in result.stdout
     assert "card 'All sales' fails in Metabase" in result.stderr
+
+
+def test_apply_reports_what_metabase_did_not_store_as_written(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_get = env.client.get_dashboard
+
+    def stores_another_name(dashboard_id: int) -> Any:
+        read = real_get(dashboard_id)
+        return read.model_copy(update={"name": "Not what we wrote"})
+
+    env.apply()
+    env.write(SALES.replace("name: Sales\n", "name: Sales v2\n"))
+    monkeypatch.setattr(env.client, "get_dashboard", stores_another_name)
+    result = env.apply()
+    assert not result.ok
+    assert [p for p in result.verify_problems if "differs after apply: name" in p]
