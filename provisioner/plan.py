@@ -120,7 +120,7 @@ def card_visualization_settings(dashboard_key: str, card: QueryCard) -> dict[str
     if viz.title:
         settings["card.title"] = viz.title
     settings.update(viz.settings)
-    settings[KEY_SETTING] = f"{dashboard_key}/{card.key}"
+    settings[KEY_SETTING] = card_identity(dashboard_key, card.key)
     return settings
 
 

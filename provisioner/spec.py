@@ -324,14 +324,14 @@ def parameter_id(dashboard_key: str, filter_key: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Template tags in SQL.
 
-_TAG = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
-_OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+TAG_PATTERN = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
+OPTIONAL_CLAUSE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 
 
 def sql_tags(sql: str) -> dict[str, bool]:
     """Each `{{tag}}` in the SQL -> True when it is required (appears outside every `[[ ]]`)."""
-    required = {m.group(1) for m in _TAG.finditer(_OPTIONAL.sub("", sql))}
-    return {m.group(1): m.group(1) in required for m in _TAG.finditer(sql)}
+    required = {m.group(1) for m in TAG_PATTERN.finditer(OPTIONAL_CLAUSE.sub("", sql))}
+    return {m.group(1): m.group(1) in required for m in TAG_PATTERN.finditer(sql)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,12 +509,6 @@ class LoadedDashboard:
     spec: DashboardSpec
     locator: Locator
     sql: dict[str, str] = field(default_factory=dict)
-
-    def card_loc(self, card_key: str) -> tuple[Any, ...]:
-        index = next(
-            i for i, c in enumerate(self.spec.cards) if isinstance(c, QueryCard) and c.key == card_key
-        )
-        return ("cards", index)
 
 
 def load_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedDashboard:

@@ -16,16 +16,21 @@ from psycopg import pq
 
 from provisioner.db.connection import connect
 from provisioner.errors import SpecError
-from provisioner.spec import LoadedDashboard, QueryCard, ResolvedTag, resolve_tags
+from provisioner.spec import (
+    OPTIONAL_CLAUSE,
+    TAG_PATTERN,
+    LoadedDashboard,
+    QueryCard,
+    ResolvedTag,
+    resolve_tags,
+)
 
-_OPTIONAL = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
-_TAG = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 _LITERALS = {"dimension": "true", "text": "'x'", "number": "0", "date": "DATE '2000-01-01'"}
 
 
 def substitute(sql: str, tags: dict[str, ResolvedTag], *, keep_optional: bool) -> str:
     """The SQL with tags replaced by typed literals; optional clauses kept (brackets dropped) or removed."""
-    sql = _OPTIONAL.sub((lambda m: m.group(1)) if keep_optional else "", sql)
+    sql = OPTIONAL_CLAUSE.sub((lambda m: m.group(1)) if keep_optional else "", sql)
 
     def literal(match: re.Match[str]) -> str:
         tag = tags.get(match.group(1))
@@ -37,7 +42,7 @@ def substitute(sql: str, tags: dict[str, ResolvedTag], *, keep_optional: bool) -
             return f"({column} IS NULL OR {column} IS NOT NULL)"
         return _LITERALS.get(tag.kind if tag else "text", "'x'")
 
-    return _TAG.sub(literal, sql).strip().rstrip(";")
+    return TAG_PATTERN.sub(literal, sql).strip().rstrip(";")
 
 
 @dataclass(frozen=True)
