@@ -241,7 +241,9 @@ def test_prune_archives_only_managed_objects(env: Env) -> None:
     assert not [a for a in without_prune.actions if a.action == "archive"]
     plan = env.plan(prune=True)
     assert [(a.kind, a.name) for a in plan.actions if a.action == "archive"] == [("card", "All sales")]
+    env.fake.clear_requests()
     env.apply(prune=True)
+    assert [r.method for r in env.writes() if r.method == "DELETE"] == []  # archived, never deleted
     cards = {c["name"]: c for c in env.fake.cards()}
     assert cards["All sales"]["archived"] is True
     assert cards["Made by a person"]["archived"] is False
