@@ -463,3 +463,14 @@ def test_table_list_has_the_recorded_shape(fake_metabase: FakeMetabase, warehous
     assert all(set(t) == set(fixture) and set(t["db"]) == set(fixture["db"]) for t in mine)
     detail = session.get(f"{fake_metabase.url}/api/table/{mine[0]['id']}/query_metadata").json()
     assert detail["fields"] and detail["db"]["id"] == db_id
+
+
+def test_database_with_ssl_on_a_server_without_ssl_is_rejected(
+    fake_metabase: FakeMetabase, warehouse: str
+) -> None:
+    session = admin(fake_metabase)
+    details = details_for(warehouse, ssl=True)
+    response = session.post(
+        f"{fake_metabase.url}/api/database", json={"engine": "postgres", "name": "W", "details": details}
+    )
+    assert response.status_code == 400 and "SSL" in response.json()["message"]

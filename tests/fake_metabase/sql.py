@@ -82,7 +82,8 @@ def connect(details: dict) -> psycopg.Connection:
             user=details.get("user") or "",
             password=details.get("password") or "",
             connect_timeout=CONNECT_TIMEOUT_S,
-            sslmode="prefer" if details.get("ssl") else "disable",
+            # Metabase sets sslmode=require when ssl is on: a server without SSL then fails the test.
+            sslmode="require" if details.get("ssl") else "disable",
         )
     except (ValueError, psycopg.Error) as exc:
         raise ConnectionFailed(_humanize(str(exc), host, port)) from exc
