@@ -666,3 +666,18 @@ def test_dashcard_query_applies_dashboard_filters_through_the_mappings(api: Api)
 def test_a_body_not_declared_as_json_is_not_read(api: Api) -> None:
     response = api.session.post(api.url("/collection"), data=json.dumps({"name": "Team"}))
     assert response.status_code == 400 and "name" in response.json()["errors"]
+
+
+def test_dashcards_of_trashed_cards_are_hidden_until_restored(api: Api) -> None:
+    card, other = api.card(), api.card()
+    board = api.dashboard()
+    api.put(f"/dashboard/{board['id']}", {"dashcards": [dashcard(-1, card["id"]), dashcard(-2, other["id"])]})
+    api.put(f"/card/{card['id']}", {"archived": True})
+    shown = api.get(f"/dashboard/{board['id']}").json()["dashcards"]
+    assert [dc["card_id"] for dc in shown] == [other["id"]]
+    # Saving the visible layout leaves the hidden dashcard alone; restoring the card brings it back.
+    api.put(f"/dashboard/{board['id']}", {"dashcards": shown})
+    api.put(f"/card/{card['id']}", {"archived": False})
+    assert sorted(dc["card_id"] for dc in api.get(f"/dashboard/{board['id']}").json()["dashcards"]) == sorted(
+        [card["id"], other["id"]]
+    )

@@ -237,7 +237,7 @@ def dashboard_json(state: FakeState, dashboard: dict) -> dict:
         "archived": dashboard["archived"],
         "view_count": 0,
         "collection_position": dashboard["collection_position"],
-        "dashcards": [_dashcard_json(state, dashboard, dc) for dc in _ordered(dashboard)],
+        "dashcards": [_dashcard_json(state, dashboard, dc) for dc in _ordered(state, dashboard)],
         "dependency_analysis_version": 0,
         "initially_published_at": None,
         "can_write": True,
@@ -275,8 +275,15 @@ def dashboard_json(state: FakeState, dashboard: dict) -> dict:
     }
 
 
-def _ordered(dashboard: dict) -> list[dict]:
-    return sorted(dashboard["dashcards"], key=lambda dc: (dc["row"], dc["col"], dc["id"]))
+def _visible(state: FakeState, dashcard: dict) -> bool:
+    # Metabase's dashcards hydration skips cards in the Trash; the rows stay and return on restore.
+    card = state.cards.get(dashcard.get("card_id") or 0)
+    return card is None or not card["archived"]
+
+
+def _ordered(state: FakeState, dashboard: dict) -> list[dict]:
+    visible = [dc for dc in dashboard["dashcards"] if _visible(state, dc)]
+    return sorted(visible, key=lambda dc: (dc["row"], dc["col"], dc["id"]))
 
 
 def dashboard_item_json(state: FakeState, dashboard: dict) -> dict:
@@ -436,7 +443,9 @@ def _apply_dashcards(
 ) -> None:
     """Make `dashcards` the complete set: absent ones deleted, ids not on the dashboard created afresh."""
     tab_ids = {tab["id"] for tab in dashboard["tabs"]}
-    existing = {dc["id"]: dc for dc in dashboard["dashcards"]}
+    # The diff runs against the dashcards a read shows; those of trashed cards are kept aside untouched.
+    existing = {dc["id"]: dc for dc in dashboard["dashcards"] if _visible(state, dc)}
+    hidden = [dc for dc in dashboard["dashcards"] if not _visible(state, dc)]
     result = []
     for wanted in dashcards:
         tab_id = wanted.get("dashboard_tab_id")
@@ -471,7 +480,7 @@ def _apply_dashcards(
             updated_at=timestamp,
         )
         result.append(current)
-    dashboard["dashcards"] = result
+    dashboard["dashcards"] = result + [dc for dc in hidden if dc["id"] not in {r["id"] for r in result}]
 
 
 def _fk_violation(tab_id: int) -> dict:
