@@ -282,8 +282,8 @@ def _visible(state: FakeState, dashcard: dict) -> bool:
 
 
 def _ordered(state: FakeState, dashboard: dict) -> list[dict]:
-    visible = [dc for dc in dashboard["dashcards"] if _visible(state, dc)]
-    return sorted(visible, key=lambda dc: (dc["row"], dc["col"], dc["id"]))
+    # Creation order (`created_at`), as the hydration query sorts; ids grow with creation.
+    return sorted((dc for dc in dashboard["dashcards"] if _visible(state, dc)), key=lambda dc: dc["id"])
 
 
 def dashboard_item_json(state: FakeState, dashboard: dict) -> dict:
