@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 # userinfo password in a URL: scheme://user:PASSWORD@host
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?=@)", re.I)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)", re.I)
 _API_KEY = re.compile(r"\bmb_[A-Za-z0-9+/=_-]{8,}")
 
 REDACTED = "<redacted>"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import requests
@@ -25,11 +24,9 @@ from provisioner.metabase.models import (
     SetupUser,
     TemplateTag,
 )
+from tests.paths import RECORDED
 
 URL = "http://mb.test"
-RECORDED = Path("/work/shared/metabase-fixtures/recorded")
-if not RECORDED.is_dir():  # the recordings also live next to the repo in some checkouts
-    RECORDED = Path(__file__).resolve().parents[2] / "shared" / "metabase-fixtures" / "recorded"
 
 PLAIN = {"content_type": "text/plain"}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -31,10 +30,7 @@ from provisioner.metabase.models import (
     unwrap_list,
 )
 from provisioner.metabase.versions import MAX_TESTED_MAJOR, MIN_SUPPORTED_MAJOR, check_version, parse_major
-
-RECORDED = Path("/work/shared/metabase-fixtures/recorded")
-if not RECORDED.is_dir():
-    RECORDED = Path(__file__).resolve().parents[2] / "shared" / "metabase-fixtures" / "recorded"
+from tests.paths import RECORDED
 
 TAGS = {
     "status": {
