@@ -18,7 +18,22 @@ from tests.fake_metabase.handlers import (
 from tests.fake_metabase.state import FakeState
 
 ROOT_NAME = "Our analytics"
-ITEM_MODELS = ("collection", "dashboard", "card", "dataset", "metric")
+# `?models=` values the endpoint accepts, and the ones it queries on OSS (sorted, as it reports them).
+VALID_MODEL_PARAMS = frozenset(
+    {"card", "dataset", "document", "metric", "collection", "dashboard", "pulse", "snippet", "no_models"}
+    | {"timeline", "table"}
+)
+QUERIED_MODELS = (
+    "card",
+    "collection",
+    "dashboard",
+    "dataset",
+    "document",
+    "metric",
+    "pulse",
+    "snippet",
+    "timeline",
+)
 
 
 def slugify(name: str) -> str:
@@ -334,17 +349,20 @@ def _card_model(card: dict) -> str:
 
 
 def get_items(ctx: Ctx, id: str) -> Response:
-    """GET /api/collection/:id|root/items: wrapped `{total, data, models, limit, offset}`."""
+    """GET /api/collection/:id|root|trash/items: wrapped `{total, data, models, limit, offset}`.
+
+    As collections_rest/api.clj: an item directly trashed shows only in the Trash; `models` echoes the models
+    queried (all of them when none is asked for); `total` is null when nothing matches; sorting is by
+    lower-cased name then id; paging needs both `limit` and `offset`.
+    """
     # Imported here: the card and dashboard modules hydrate collections through this module.
     from tests.fake_metabase.handlers_card import card_item_json
     from tests.fake_metabase.handlers_dashboard import dashboard_item_json
 
     state = ctx.state
     archived = ctx.query_flag("archived")
-    models = [m for m in ctx.query.get("models", []) if m]
-    unknown = [
-        m for m in models if m not in (*ITEM_MODELS, "timeline", "snippet", "pulse", "document", "table")
-    ]
+    models = sorted({m for m in ctx.query.get("models", []) if m})
+    unknown = [m for m in models if m not in VALID_MODEL_PARAMS]
     if unknown:
         raise ApiError(
             400,
@@ -353,47 +371,46 @@ def get_items(ctx: Ctx, id: str) -> Response:
                 "specific-errors": {"models": [f"should be a valid model, received: {unknown[0]!r}"]},
             },
         )
+    in_trash = id == "trash"
     if id == "root":
         collection_id, location = None, "/"
-    elif id == "trash":
+    elif in_trash:
         collection_id, location = state.trash_collection()["id"], None
     else:
         collection = _get(ctx, id)
         collection_id, location = collection["id"], f"{collection['location']}{collection['id']}/"
-    wanted = set(models) or set(ITEM_MODELS)
+    queried = [m for m in QUERIED_MODELS if not models or m in models]
+
+    def belongs(item: dict) -> bool:
+        if item["archived"] != archived:
+            return False
+        if in_trash:
+            return bool(item["archived_directly"])
+        return item["collection_id"] == collection_id and not item["archived_directly"]
+
     items: list[dict] = []
-    if "collection" in wanted and location is not None:
+    if "collection" in queried:
         for child in state.collections.values():
-            if (
-                child["location"] != location
-                or child["type"] == "trash"
-                or bool(child["archived"]) != archived
-            ):
+            if child["type"] == "trash" or bool(child["archived"]) != archived:
                 continue
-            if id == "root" and child["personal_owner_id"]:
-                continue
-            items.append(_collection_item_json(state, child))
+            here = child["archived_directly"] if in_trash else child["location"] == location
+            if here and not (id == "root" and child["personal_owner_id"]):
+                items.append(_collection_item_json(state, child))
     for card in state.cards.values():
-        in_here = card["collection_id"] == collection_id and card["archived"] == archived
         # Dashboard questions live inside their dashboard, not in the collection listing.
-        if _card_model(card) in wanted and in_here and card.get("dashboard_id") is None:
+        if _card_model(card) in queried and belongs(card) and card.get("dashboard_id") is None:
             items.append(card_item_json(state, card))
-    if "dashboard" in wanted:
-        for dashboard in state.dashboards.values():
-            if dashboard["collection_id"] == collection_id and dashboard["archived"] == archived:
-                items.append(dashboard_item_json(state, dashboard))
-    items.sort(key=lambda i: (i["model"] != "collection", str(i["name"]).lower(), i["id"]))
-    total = len(items)
+    if "dashboard" in queried:
+        items.extend(dashboard_item_json(state, d) for d in state.dashboards.values() if belongs(d))
+    items.sort(key=lambda i: (str(i["name"]).lower(), i["id"]))
+    for item in items:
+        item["collection_id"] = collection_id  # presented "in" the collection asked about
+    total = len(items) or None
     limit = _int_param(ctx, "limit")
     offset = _int_param(ctx, "offset")
-    if offset is not None:
-        items = items[offset:]
-    if limit is not None:
-        items = items[:limit]
-    present = sorted({i["model"] for i in items})
-    return Response(
-        200, {"total": total, "data": items, "models": models or present, "limit": limit, "offset": offset}
-    )
+    if limit is not None and offset is not None:
+        items = [] if limit == 0 else items[offset : offset + limit]
+    return Response(200, {"total": total, "data": items, "models": queried, "limit": limit, "offset": offset})
 
 
 def _int_param(ctx: Ctx, name: str) -> int | None:
@@ -407,26 +424,29 @@ def _int_param(ctx: Ctx, name: str) -> int | None:
 
 
 def _collection_item_json(state: FakeState, collection: dict) -> dict:
-    return {
+    body = {
         "description": collection["description"],
         "archived": collection["archived"],
         "can_write": True,
         "name": collection["name"],
         "is_remote_synced": False,
-        "personal_owner_id": collection["personal_owner_id"],
         "type": collection["type"],
         "can_restore": bool(collection["archived_directly"]),
         "id": collection["id"],
         "entity_id": collection["entity_id"],
         "authority_level": None,
         "location": collection["location"],
+        "effective_location": collection["location"],
+        "namespace": collection["namespace"],
+        "is_tenant_collection": False,
         "here": [],
         "below": [],
-        "moderated_status": None,
-        "collection_position": None,
         "can_delete": bool(collection["archived"]),
         "model": "collection",
     }
+    if collection["personal_owner_id"]:  # dropped from the item unless the collection is personal
+        body["personal_owner_id"] = collection["personal_owner_id"]
+    return body
 
 
 ROUTES = [

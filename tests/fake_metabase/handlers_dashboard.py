@@ -286,6 +286,11 @@ def _ordered(state: FakeState, dashboard: dict) -> list[dict]:
     return sorted((dc for dc in dashboard["dashcards"] if _visible(state, dc)), key=lambda dc: dc["id"])
 
 
+def _children_location(state: FakeState, collection_id: int | None) -> str:
+    collection = state.collections.get(collection_id or 0)
+    return f"{collection['location']}{collection['id']}/" if collection else "/"
+
+
 def dashboard_item_json(state: FakeState, dashboard: dict) -> dict:
     """Return a dashboard as a collection item (fixture collection/root/items.json)."""
     editor = state.users.get(dashboard["last_edit"]["user_id"])
@@ -307,7 +312,7 @@ def dashboard_item_json(state: FakeState, dashboard: dict) -> dict:
         "id": dashboard["id"],
         "entity_id": dashboard["entity_id"],
         "last-edit-info": info,
-        "location": "/",
+        "location": _children_location(state, dashboard["collection_id"]),
         "dashboard_id": None,
         "can_delete": bool(dashboard["archived"]),
         "model": "dashboard",
