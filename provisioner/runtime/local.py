@@ -167,7 +167,8 @@ class LocalRuntime:
         if self.settings.metabase_command:
             placeholders = {
                 "port": str(port),
-                "state_dir": str(self.state.root),
+                # Metabase's own working directory: `destroy` (demo --fresh) deletes it.
+                "state_dir": str(self.work_dir),
                 "host": HOST,
                 "log_file": str(self.log_file),
             }
