@@ -103,8 +103,11 @@ def test_collection_list_is_bare_with_the_recorded_shapes(api: Api) -> None:
     fixture = recorded("collection.json")
     assert isinstance(listed, list)
     assert listed[0]["id"] == "root" and set(listed[0]) == set(fixture[0])
-    assert all(set(c) == set(fixture[1]) for c in listed[1:])
+    # Newest versions also hydrate parent_id into each listed collection.
+    assert all(set(c) == set(fixture[1]) | {"parent_id"} for c in listed[1:])
     assert "Trash" not in [c["name"] for c in listed]
+    archived = api.get("/collection", params={"archived": "true"}).json()
+    assert [c["type"] for c in archived] == ["trash"]
 
 
 @pytest.mark.parametrize(

@@ -196,16 +196,27 @@ def _get(ctx: Ctx, id: str) -> dict:
 
 
 def list_collections(ctx: Ctx) -> Response:
-    """GET /api/collection: a bare list, the root stub first."""
+    """GET /api/collection: a bare list, root stub first; `archived=true` lists Trash and archived ones."""
     archived = ctx.query_flag("archived")
-    rows = [
-        c
-        for c in ctx.state.collections.values()
-        if c["type"] != "trash" and bool(c["archived"]) == archived and c["namespace"] is None
-    ]
-    rows.sort(key=lambda c: (c["name"].lower(), c["id"]))
-    body = [collection_json(ctx.state, c) for c in rows]
-    return Response(200, body if archived else [root_stub(), *body])
+    personal_only = ctx.query_flag("personal-only")
+
+    def listed(collection: dict) -> bool:
+        if collection["namespace"] is not None or (personal_only and not collection["personal_owner_id"]):
+            return False
+        if collection["type"] == "trash":
+            return archived
+        return bool(collection["archived"]) == archived
+
+    rows = [c for c in ctx.state.collections.values() if listed(c)]
+    # Official first, then normal before the Trash, then by lower-cased name (select-collections' order-by).
+    rows.sort(key=lambda c: (c["type"] is not None, c["name"].lower(), c["id"]))
+    body = [{**collection_json(ctx.state, c), "parent_id": _parent_id(c)} for c in rows]
+    return Response(200, body if archived or personal_only else [root_stub(), *body])
+
+
+def _parent_id(collection: dict) -> int | None:
+    parents = _ancestor_ids(collection)
+    return parents[-1] if parents else None
 
 
 def get_collection(ctx: Ctx, id: str) -> Response:
