@@ -12,6 +12,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,11 @@ FAKE_COMMAND = (
     f"{shlex.quote(sys.executable)} -m tests.fake_metabase --port {{port}} "
     "--state-file {state_dir}/fake-state.json"
 )
+
+
+def _short_sleep(seconds: float) -> None:
+    """Polls of a real process still wait, but 50 ms, not Metabase's production intervals."""
+    time.sleep(min(seconds, 0.05))
 
 
 def _dashboard_names() -> set[str]:
@@ -66,6 +72,10 @@ def _state_file(settings: Settings) -> Path:
     return matches[0]
 
 
+def _runtime(settings: Settings) -> LocalRuntime:
+    return LocalRuntime(settings, sleep=_short_sleep)
+
+
 def _warehouse_dsn(settings: Settings) -> str:
     from provisioner.warehouse import resolve_warehouse
 
@@ -79,7 +89,7 @@ def _objects(settings: Settings, kind: str) -> list[dict]:
 
 
 def test_local_demo_from_nothing_then_rerun_writes_nothing(local: Settings) -> None:
-    cold = run_demo(local, runtime=LocalRuntime(local), progress=RecordingProgress())
+    cold = run_demo(local, runtime=_runtime(local), progress=RecordingProgress(), sleep=_short_sleep)
 
     assert cold.changed is True and cold.failed_cards == []
     assert {d.name for d in cold.dashboards} == _dashboard_names()
@@ -88,7 +98,7 @@ def test_local_demo_from_nothing_then_rerun_writes_nothing(local: Settings) -> N
     state_file = _state_file(local)
     before = state_file.read_bytes()
 
-    again = run_demo(local, runtime=LocalRuntime(local), progress=RecordingProgress())
+    again = run_demo(local, runtime=_runtime(local), progress=RecordingProgress(), sleep=_short_sleep)
 
     assert again.changed is False
     assert {d.action for d in again.dashboards} == {"unchanged"}
@@ -113,16 +123,16 @@ class _KillMetabaseWhileApplying(RecordingProgress):
 
 
 def test_metabase_killed_mid_apply_then_demo_converges_without_duplicates(local: Settings) -> None:
-    runtime = LocalRuntime(local)
+    runtime = _runtime(local)
     killer = _KillMetabaseWhileApplying(runtime.pid_file, after=4)
 
     with pytest.raises(MetabaseError):
-        run_demo(local, runtime=runtime, progress=killer)
+        run_demo(local, runtime=runtime, progress=killer, sleep=_short_sleep)
     assert killer.written == 4
     half_done = _live(_objects(local, "cards"))
     assert len(half_done) > 0
 
-    resumed = run_demo(local, runtime=LocalRuntime(local), progress=RecordingProgress())
+    resumed = run_demo(local, runtime=_runtime(local), progress=RecordingProgress(), sleep=_short_sleep)
 
     assert resumed.failed_cards == []
     assert {d.name for d in resumed.dashboards} == _dashboard_names()
@@ -135,15 +145,20 @@ def test_metabase_killed_mid_apply_then_demo_converges_without_duplicates(local:
     assert len(_objects(local, "databases")) == 2  # the sample database and ours
     assert len([u for u in _objects(local, "users") if u.get("type") == "personal"]) == 1
 
-    assert run_demo(local, runtime=LocalRuntime(local), progress=RecordingProgress()).changed is False
+    assert (
+        run_demo(local, runtime=_runtime(local), progress=RecordingProgress(), sleep=_short_sleep).changed
+        is False
+    )
 
 
 def test_demo_fresh_rebuilds_the_local_demo_from_nothing(local: Settings) -> None:
-    first = run_demo(local, runtime=LocalRuntime(local), progress=RecordingProgress())
+    first = run_demo(local, runtime=_runtime(local), progress=RecordingProgress(), sleep=_short_sleep)
     with psycopg.connect(_warehouse_dsn(local), autocommit=True) as conn:
         conn.execute("CREATE TABLE left_by_a_broken_demo (id int)")
 
-    fresh = run_demo(local, runtime=LocalRuntime(local), fresh=True, progress=RecordingProgress())
+    fresh = run_demo(
+        local, runtime=_runtime(local), fresh=True, progress=RecordingProgress(), sleep=_short_sleep
+    )
 
     assert fresh.steps[0].name == "destroy"
     assert fresh.changed is True and fresh.failed_cards == []
@@ -193,17 +208,27 @@ def external(fake_metabase, pg_dsn: str, clean_environ: Path) -> Settings:
 def test_external_demo_converges_and_fresh_keeps_what_the_tool_did_not_create(
     external: Settings, fake_metabase, pg_dsn: str
 ) -> None:
-    cold = run_demo(external, runtime=ExternalRuntime(external), progress=RecordingProgress())
+    cold = run_demo(
+        external, runtime=ExternalRuntime(external), progress=RecordingProgress(), sleep=_short_sleep
+    )
     assert cold.changed is True and cold.failed_cards == [] and cold.runtime == "external"
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE notes_of_the_customer (id int)")  # not the tool's
 
     fake_metabase.clear_requests()
-    again = run_demo(external, runtime=ExternalRuntime(external), progress=RecordingProgress())
+    again = run_demo(
+        external, runtime=ExternalRuntime(external), progress=RecordingProgress(), sleep=_short_sleep
+    )
     assert again.changed is False
     assert fake_metabase.mutating_requests() == []
 
-    fresh = run_demo(external, runtime=ExternalRuntime(external), fresh=True, progress=RecordingProgress())
+    fresh = run_demo(
+        external,
+        runtime=ExternalRuntime(external),
+        fresh=True,
+        progress=RecordingProgress(),
+        sleep=_short_sleep,
+    )
 
     assert fresh.failed_cards == []
     # Nothing of the tool's was deleted in Metabase: the same dashboards, updated in place or unchanged.
