@@ -28,7 +28,7 @@ test: install-dev
 	$(BIN)/python -m pytest
 
 lint: install-dev
-	$(BIN)/ruff check provisioner tests benchmarks
+	$(BIN)/ruff check provisioner tests benchmarks scripts
 
 # Real Metabase in Docker, every supported version; needs a Docker engine (see README).
 e2e-docker: install-dev
