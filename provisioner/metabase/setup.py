@@ -54,6 +54,9 @@ ADMINISTRATORS_GROUP = "Administrators"
 ADMINISTRATORS_GROUP_ID = 2  # on every fresh Metabase; looked up by name first
 DEFAULT_ADMIN_EMAIL = "admin@demo.local"
 HEALTH_POLL_S = 2.0
+# Commands that use an already running Metabase (dashboards, status, doctor) wait at most this long for
+# it to answer; setup and the demo, which may have just started it, wait settings.health_timeout_s.
+RUNNING_HEALTH_TIMEOUT_S = 60.0
 SYNC_POLL_S = 2.0
 # Keys of `details` we set and compare; Metabase may add others (and flips `ssl` on by itself
 # when SSL happens to work), which must not count as a difference.
@@ -164,7 +167,10 @@ def open_client(
     Raises MetabaseUnreachable, MetabaseVersionError, MetabaseAuthError (no usable credentials),
     MetabaseError if Metabase is not set up yet (run `provision metabase setup`).
     """
-    return _open(settings, progress=progress, clock=clock, sleep=sleep, allow_setup=False)
+    timeout_s = min(settings.health_timeout_s, RUNNING_HEALTH_TIMEOUT_S)
+    return _open(
+        settings, progress=progress, clock=clock, sleep=sleep, allow_setup=False, timeout_s=timeout_s
+    )
 
 
 def setup_metabase(
@@ -194,7 +200,14 @@ def prepare_metabase(
 
     The demo reuses it for connect and dashboards: one health check and one login per run.
     """
-    return _open(settings, progress=progress, clock=clock, sleep=sleep, allow_setup=True)
+    return _open(
+        settings,
+        progress=progress,
+        clock=clock,
+        sleep=sleep,
+        allow_setup=True,
+        timeout_s=settings.health_timeout_s,
+    )
 
 
 def setup_result(settings: Settings, authed: AuthenticatedClient) -> SetupResult:
@@ -214,27 +227,28 @@ def setup_result(settings: Settings, authed: AuthenticatedClient) -> SetupResult
 
 
 def _open(
-    settings: Settings, *, progress: Progress, clock: Clock, sleep: Sleep, allow_setup: bool
+    settings: Settings,
+    *,
+    progress: Progress,
+    clock: Clock,
+    sleep: Sleep,
+    allow_setup: bool,
+    timeout_s: float,
 ) -> AuthenticatedClient:
     client = MetabaseClient(settings.metabase_url, timeout_s=settings.http_timeout_s, sleep=sleep)
     try:
-        return _authenticate(client, settings, progress, clock, sleep, allow_setup)
+        wait_for_health(client, timeout_s=timeout_s, progress=progress, clock=clock, sleep=sleep)
+        return _authenticate(client, settings, progress, allow_setup)
     except BaseException:
         client.close()
         raise
 
 
 def _authenticate(
-    client: MetabaseClient,
-    settings: Settings,
-    progress: Progress,
-    clock: Clock,
-    sleep: Sleep,
-    allow_setup: bool,
+    client: MetabaseClient, settings: Settings, progress: Progress, allow_setup: bool
 ) -> AuthenticatedClient:
     state = StateDir(settings.home)
     url = settings.metabase_url
-    wait_for_health(client, timeout_s=settings.health_timeout_s, progress=progress, clock=clock, sleep=sleep)
     props = client.session_properties()
     checked = check_version(props.version_tag)  # raises below the supported range, before any write
     if checked.warning:
