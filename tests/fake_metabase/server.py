@@ -128,6 +128,7 @@ class FakeMetabase:
         return self
 
     def stop(self) -> None:
+        """Stop serving and free the port; the state stays inspectable."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -144,6 +145,7 @@ class FakeMetabase:
 
     @property
     def url(self) -> str:
+        """Return the base URL, e.g. http://127.0.0.1:54321 (no trailing slash)."""
         return f"http://{self.host}:{self.port}"
 
     # ------------------------------------------------------------- test hooks
@@ -152,6 +154,7 @@ class FakeMetabase:
         return [r for r in self.requests if r.method in MUTATING_METHODS]
 
     def clear_requests(self) -> None:
+        """Forget the recorded requests (faults already injected stay armed)."""
         with self._lock:
             self.requests.clear()
 
@@ -166,6 +169,7 @@ class FakeMetabase:
             self._faults[self._mutations + at_mutation] = kind
 
     def set_version(self, tag: str) -> None:
+        """Report `tag` (e.g. "v0.61.9") as `version.tag` from now on; behaviour stays the newest."""
         self.version = tag
 
     def admin_session(
@@ -216,12 +220,14 @@ class FakeMetabase:
             self.state.save(self.state_file)
 
     def cards(self) -> list[dict]:
+        """Return every card (archived too) as GET /api/card/:id shows it, by id."""
         with self._lock:
             return [
                 handlers_card.card_json(self.state, c) for c in sorted(self.state.cards.values(), key=_by_id)
             ]
 
     def dashboards(self) -> list[dict]:
+        """Return every dashboard as GET /api/dashboard/:id shows it, by id."""
         with self._lock:
             return [
                 handlers_dashboard.dashboard_json(self.state, d)
@@ -229,6 +235,7 @@ class FakeMetabase:
             ]
 
     def collections(self) -> list[dict]:
+        """Return every real collection (personal, Trash, archived too) as the API lists it, by id."""
         with self._lock:
             return [
                 handlers_collection.collection_json(self.state, c)
@@ -236,6 +243,7 @@ class FakeMetabase:
             ]
 
     def databases(self) -> list[dict]:
+        """Return every database (Sample Database included) as GET /api/database lists it, by id."""
         with self._lock:
             return [
                 handlers_database.database_json(d) for d in sorted(self.state.databases.values(), key=_by_id)
