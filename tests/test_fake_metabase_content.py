@@ -716,3 +716,38 @@ def test_collection_items_page_only_with_limit_and_offset(api: Api) -> None:
     assert [i["name"] for i in page["data"]] == ["b"] and page["total"] == 3
     assert (page["limit"], page["offset"]) == (1, 1)
     assert len(api.get("/collection/root/items", params={"models": "card", "limit": 1}).json()["data"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("tag", "column", "widget", "value", "count"),
+    [
+        ("amt", "amount", "number/between", [5, 8], 2),
+        ("amt", "amount", "number/>=", [7.25], 2),
+        ("st", "status", "string/contains", ["AI"], 2),
+        ("st", "status", "string/does-not-contain", ["ai"], 2),
+        ("st", "status", "string/starts-with", ["o"], 1),
+        ("st", "status", "string/!=", ["paid", "void"], 1),
+        ("day", "ordered_on", "date/relative", "past30years", 4),
+        ("day", "ordered_on", "date/relative", "next3days", 0),
+        ("day", "ordered_on", "date/single", "2024-02-20", 1),
+        ("day", "ordered_on", "date/quarter-year", "Q1-2024", 3),
+        ("day", "ordered_on", "date/range", "~2023-12-31", 1),
+    ],
+)
+def test_field_filter_operators_run_on_postgres(
+    api: Api, tag: str, column: str, widget: str, value: object, count: int
+) -> None:
+    field = api.field_id("orders", column)
+    tags = {
+        tag: {
+            **text_tag(tag),
+            "type": "dimension",
+            "widget-type": widget,
+            "dimension": ["field", field, None],
+        }
+    }
+    card = api.card(f"select count(*) from orders where {{{{{tag}}}}}", tags)
+    parameter = {"type": widget, "target": ["dimension", ["template-tag", tag]], "value": value}
+    result = run(api, card, [parameter])
+    assert result["status"] == "completed", result.get("error")
+    assert result["data"]["rows"] == [[count]]

@@ -452,6 +452,10 @@ def substitute(
         if tag is None:
             raise QueryFailed(f"Cannot run the query: missing template tag definition for {{{{{name}}}}}")
         label = tag.get("display-name") or name
+        if tag.get("type") in ("card", "snippet"):
+            raise QueryFailed(
+                f"The fake Metabase does not expand {tag['type']} references such as {{{{{name}}}}}"
+            )
         if name not in resolved:
             if tag.get("type") == "dimension" and not tag.get("required"):
                 return "1 = 1"
