@@ -12,21 +12,13 @@ import pytest
 
 from provisioner import dashboards, sqlcheck
 from provisioner.config import Settings
+from provisioner.db import schema
 from provisioner.errors import SpecErrors
 from provisioner.metabase.client import MetabaseClient
 from provisioner.spec import QueryCard, load_paths, resolve_tags
 
 DEMO = Path(__file__).resolve().parent.parent / "dashboards"
-VIEWS = {
-    "v_portfolio_overview",
-    "v_account_risk_dashboard",
-    "v_asset_telemetry_dashboard",
-    "v_open_events",
-    "v_event_timeline",
-    "v_indicator_trends",
-    "v_poi_summary",
-    "v_collection_priority",
-}
+VIEWS = set(schema.VIEWS)
 
 
 def test_the_five_dashboards_use_all_eight_views() -> None:

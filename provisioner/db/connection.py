@@ -74,5 +74,10 @@ def explain_connect_error(dsn: str, exc: Exception) -> DatabaseError:
         hint = "hosted databases often need ?sslmode=require at the end of the URL"
     else:
         hint = "check the database URL and that the server accepts connections"
-    first_line = text.splitlines()[0] if text else type(exc).__name__
-    return DatabaseError(f"cannot connect to {where}: {first_line}", hint=hint)
+    return DatabaseError(f"cannot connect to {where}: {first_line(exc)}", hint=hint)
+
+
+def first_line(exc: Exception) -> str:
+    """The first line of a driver error: PostgreSQL's message without its DETAIL and context lines."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provisioner.db.connection import first_line
 from provisioner.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -70,12 +71,12 @@ def run_sql_file(conn: psycopg.Connection, path: Path) -> None:
         conn.execute(path.read_text())  # type: ignore[arg-type]
     except psycopg.errors.InsufficientPrivilege as exc:
         raise DatabaseError(
-            f"not allowed to create the demo objects ({path.name}): {_first_line(exc)}",
+            f"not allowed to create the demo objects ({path.name}): {first_line(exc)}",
             hint="connect as a user with CREATE on the schema (e.g. the database owner)",
         ) from exc
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"{path.name} failed: {_first_line(exc)}",
+            f"{path.name} failed: {first_line(exc)}",
             hint="nothing was changed (the seed runs in one transaction); check the server log for details",
         ) from exc
 
@@ -84,8 +85,3 @@ def apply_schema(conn: psycopg.Connection) -> None:
     """Create every table and view (database/NNN_*.sql) in the caller's transaction; raises DatabaseError."""
     for path in schema_files():
         run_sql_file(conn, path)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, computed_field
 
 from provisioner import __version__
-from provisioner.db.connection import connect
+from provisioner.db.connection import connect, first_line
 from provisioner.db.roles import (
     READER_ROLE,
     READER_SECTION,
@@ -128,7 +128,7 @@ def seed_database(
             )
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"seeding {where} failed: {_first_line(exc)}",
+            f"seeding {where} failed: {first_line(exc)}",
             hint="nothing was written (the seed runs in one transaction); fix the cause and run it again",
         ) from exc
     finally:
@@ -198,7 +198,7 @@ def seed_status(dsn: str) -> SeedStatus | None:
                 return None
             return _read_meta(conn)
     except psycopg.Error as exc:
-        raise DatabaseError(f"cannot read {META_TABLE}: {_first_line(exc)}") from exc
+        raise DatabaseError(f"cannot read {META_TABLE}: {first_line(exc)}") from exc
     finally:
         conn.close()
 
@@ -365,7 +365,7 @@ def _drop_objects(conn: psycopg.Connection, existing: dict[str, str]) -> None:
             conn.execute(sql.SQL("DROP {} {}").format(sql.SQL(kind), names))
         except psycopg.errors.DependentObjectsStillExist as exc:
             raise OwnershipError(
-                f"other objects depend on the demo's {kind.lower()}s: {_first_line(exc)}",
+                f"other objects depend on the demo's {kind.lower()}s: {first_line(exc)}",
                 hint="drop or change those objects first; the tool never drops what it did not create",
             ) from exc
 
@@ -412,7 +412,7 @@ def _insert(conn: psycopg.Connection, batch: TableRows) -> None:
             cur.executemany(statement, batch.rows)
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"loading seeds into {batch.table} failed: {_first_line(exc)}",
+            f"loading seeds into {batch.table} failed: {first_line(exc)}",
             hint="nothing was written; the seeds/ files of this checkout may be damaged (git restore seeds)",
         ) from exc
 
@@ -420,8 +420,3 @@ def _insert(conn: psycopg.Connection, batch: TableRows) -> None:
 def _derive_tables(conn: psycopg.Connection) -> None:
     """Compute history, snapshots and aggregates from the transactions (database/derived.sql)."""
     run_sql_file(conn, DERIVED_SQL)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
