@@ -751,3 +751,24 @@ def test_field_filter_operators_run_on_postgres(
     result = run(api, card, [parameter])
     assert result["status"] == "completed", result.get("error")
     assert result["data"]["rows"] == [[count]]
+
+
+@pytest.mark.parametrize(
+    "parameters", [[{"type": "category"}], [{"id": "p"}], [{"id": "p", "type": "nope"}], "x"]
+)
+def test_card_parameters_need_id_and_a_known_type(api: Api, parameters: object) -> None:
+    body = {
+        "name": "Q",
+        "display": "table",
+        "visualization_settings": {},
+        "dataset_query": api.native("select 1"),
+    }
+    response = api.post("/card", {**body, "parameters": parameters})
+    assert response.status_code == 400 and "parameters" in response.json()["errors"]
+
+
+def test_dashboard_collection_must_be_a_real_id(api: Api) -> None:
+    assert api.post("/dashboard", {"name": "B", "collection_id": "root"}).status_code == 400
+    board = api.dashboard()
+    assert api.put(f"/dashboard/{board['id']}", {"collection_id": "root"}).status_code == 400
+    assert plain(api.put(f"/dashboard/{board['id']}", {"collection_id": 999}), 404, "Not found.")
