@@ -772,3 +772,14 @@ def test_dashboard_collection_must_be_a_real_id(api: Api) -> None:
     board = api.dashboard()
     assert api.put(f"/dashboard/{board['id']}", {"collection_id": "root"}).status_code == 400
     assert plain(api.put(f"/dashboard/{board['id']}", {"collection_id": 999}), 404, "Not found.")
+
+
+def test_a_dashboard_question_cannot_be_placed_on_another_dashboard(api: Api) -> None:
+    home, other = api.dashboard(), api.dashboard()
+    question = api.card(dashboard_id=home["id"])
+    assert question["dashboard_id"] == home["id"]
+    response = api.put(f"/dashboard/{other['id']}", {"dashcards": [dashcard(-1, question["id"])]})
+    assert plain(response, 400, "Invalid Request.")
+    assert (
+        api.put(f"/dashboard/{home['id']}", {"dashcards": [dashcard(-1, question["id"])]}).status_code == 200
+    )

@@ -468,6 +468,11 @@ def _apply_dashcards(
         for series_id in series:
             if series_id not in state.cards:
                 raise not_found()
+        for used in (card_id, *series):
+            owner = state.cards[used].get("dashboard_id") if used in state.cards else None
+            if owner is not None and owner != dashboard["id"]:
+                # A dashboard question belongs to its own dashboard (assert-dashcards-are-not-internal-...).
+                raise ApiError(400, "Invalid Request.")
         if current is None:
             current = {"id": state.next_id("dashcard"), "entity_id": nano_id(), "created_at": timestamp}
         current.update(
