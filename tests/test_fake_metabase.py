@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import psycopg
 import psycopg.conninfo
@@ -14,10 +13,8 @@ import requests
 
 from tests.fake_metabase import FakeMetabase
 from tests.fake_metabase.fixtures import admin_http
+from tests.paths import RECORDED
 
-RECORDED = Path("/work/shared/metabase-fixtures/recorded")
-if not RECORDED.exists():  # the fixtures may also be vendored next to the tests
-    RECORDED = Path(__file__).parent / "fixtures" / "metabase" / "recorded"
 STRONG_PASSWORD = "Fake-Admin-Pass-1"
 
 

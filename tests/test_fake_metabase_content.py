@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.fake_metabase import FakeMetabase
-
-RECORDED = Path("/work/shared/metabase-fixtures/recorded")
-if not RECORDED.exists():
-    RECORDED = Path(__file__).parent / "fixtures" / "metabase" / "recorded"
+from tests.paths import RECORDED
 
 
 def recorded(name: str) -> object:
