@@ -33,6 +33,15 @@ ENV_VARS: dict[str, str] = {
     "PROVISION_NAME": "stack_name",
 }
 
+# Settings field → its command-line flag, where it differs from `--field-name`; None: environment only.
+_FLAGS: dict[str, str | None] = {
+    "stack_name": "--name",
+    "home": None,
+    "metabase_api_key": None,
+    "admin_email": None,
+    "admin_password": None,
+}
+
 
 class Settings(BaseModel):
     """What one run of the tool is pointed at; secrets stay `SecretStr` end to end."""
@@ -100,8 +109,8 @@ class Settings(BaseModel):
             first = exc.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "settings"
             env = next((v for v, f in ENV_VARS.items() if f == field), None)
-            flag = "--" + field.replace("_", "-")
-            where = f"{flag} (or {env})" if env else flag
+            flag = _FLAGS.get(field, "--" + field.replace("_", "-"))
+            where = f"{flag} (or {env})" if flag and env else (flag or env or field)
             raise ConfigError(
                 f"{where}: {first['msg']}",
                 hint=f"check the value given by {where}",
