@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -77,7 +78,9 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     json_output: JsonOption = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More progress detail.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also show every HTTP request to Metabase on stderr.")
+    ] = False,
 ) -> None:
     """Metabase-as-code: a one-command analytics demo, and dashboards kept as YAML."""
     state = _state(ctx)
@@ -85,6 +88,31 @@ def root(
     state.output.verbose = verbose
     state.output.progress = StderrProgress(verbose=verbose)
     output_for(ctx, json_output)
+    if verbose:
+        _log_http_requests()
+
+
+class _RedactingFilter(logging.Filter):
+    """Formats each record once and redacts it: a URL's password or an API key never reaches stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from provisioner.redact import redact
+
+        message = record.getMessage()
+        if '"' not in message:  # connection bookkeeping, not a request line
+            return False
+        record.msg, record.args = redact(message), None
+        return True
+
+
+def _log_http_requests() -> None:
+    """Send urllib3's one line per request (method, path, status) to stderr; bodies are never logged."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("  http: %(message)s"))
+    handler.addFilter(_RedactingFilter())
+    logger = logging.getLogger("urllib3.connectionpool")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
 
 
 def _register() -> None:
