@@ -10,16 +10,14 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from provisioner.cli.output import Output, StderrProgress
+from provisioner.cli.output import Output
 from provisioner.errors import Interrupted, ProvisionError
 
 
 @dataclass
 class CliState:
-    """What the root callback parsed; sub-commands add their own `--json`."""
+    """What one invocation shares between the root callback, its command and the error renderer."""
 
-    json_mode: bool = False
-    verbose: bool = False
     output: Output = field(default_factory=Output)
 
 
@@ -52,7 +50,6 @@ def output_for(ctx: typer.Context, json_output: bool = False) -> Output:
     """The run's Output, switched to JSON when the command's own `--json` was given."""
     state = _state(ctx)
     if json_output:
-        state.json_mode = True
         state.output.json_mode = True
     return state.output
 
@@ -83,10 +80,6 @@ def root(
     ] = False,
 ) -> None:
     """Metabase-as-code: a one-command analytics demo, and dashboards kept as YAML."""
-    state = _state(ctx)
-    state.verbose = verbose
-    state.output.verbose = verbose
-    state.output.progress = StderrProgress(verbose=verbose)
     output_for(ctx, json_output)
     if verbose:
         _log_http_requests()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -15,10 +14,8 @@ from provisioner.errors import ProvisionError
 class StderrProgress:
     """Progress lines on stderr; the core reports through `provisioner.progress.Progress`."""
 
-    def __init__(self, stream: IO[str] | None = None, verbose: bool = False) -> None:
+    def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream
-        self.verbose = verbose
-        self._started = time.monotonic()
 
     @property
     def stream(self) -> IO[str]:
@@ -43,7 +40,6 @@ class Output:
     """Renders results and errors; `json_mode` makes stdout one JSON document."""
 
     json_mode: bool = False
-    verbose: bool = False
     progress: StderrProgress = field(default_factory=StderrProgress)
 
     def result(self, data: Any, text: str | Callable[[], str] | None = None) -> None:
