@@ -29,12 +29,6 @@ class ProvisionError(Exception):
         return out
 
 
-class NotBuiltError(ProvisionError):
-    """A step the tool does not implement yet; never reported as success."""
-
-    kind = "not_built"
-
-
 class ConfigError(ProvisionError):
     """A setting or flag is invalid; fix the value named."""
 
