@@ -450,7 +450,7 @@ class _Composer:
 def _pydantic_errors(exc: ValidationError, locator: Locator, data: Any) -> list[SpecError]:
     errors: list[SpecError] = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if p not in _UNION_TAGS or not isinstance(p, str))
+        loc = _without_union_tag(tuple(err["loc"]))
         kind = err["type"]
         msg = err["msg"].removeprefix("Value error, ")
         hint = None
@@ -475,6 +475,13 @@ def _pydantic_errors(exc: ValidationError, locator: Locator, data: Any) -> list[
             msg = f"`{err['input']}` is not allowed; use one of: {err['ctx']['expected']}"
         errors.append(locator.error(loc, msg, hint=hint))
     return errors
+
+
+def _without_union_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`loc` without the card kind pydantic inserts after `cards[i]` (`text` may also be a real key)."""
+    if len(loc) > 2 and loc[0] == "cards" and isinstance(loc[1], int) and loc[2] in _UNION_TAGS:
+        return (*loc[:2], *loc[3:])
+    return loc
 
 
 def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:

@@ -262,6 +262,17 @@ CASES: list[tuple[str, str, int, str, str]] = [
         "filters",
         "valid list",
     ),
+    # `text` is both a card kind and a key: the path must keep it where it is a real key
+    ("blank_text_card", GOOD + '  - text: ""\n', 14, "cards[1].text", "at least 1 character"),
+    (
+        "tag_named_text_bad_widget",
+        GOOD.replace("{{band}}", "{{text}}")
+        .replace("tags: {band: {field: t.band}}", "tags: {text: {field: t.band, widget: bogus}}")
+        .replace("filters: {band: band}", "filters: {text: band}"),
+        11,
+        "cards[0].tags.text.widget",
+        "`bogus` is not allowed",
+    ),
     ("yaml_syntax", GOOD.replace("name: C1", "name: [C1"), 9, "(file)", "not valid YAML"),
     ("not_a_mapping", "- just\n- a list\n", 1, "(file)", "must be a mapping"),
 ]
