@@ -229,7 +229,16 @@ SELECT
     ca.action_on AS occurred_date,
     'collection_action' AS source,
     ca.action_type AS item_type,
-    initcap(replace(ca.action_type, '_', ' ')) || ': ' || replace(ca.outcome, '_', ' ') AS title,
+    -- Spelled out rather than initcap(): initcap gives "Reminder Sms" and "Phone Call".
+    CASE ca.action_type
+        WHEN 'reminder_sms' THEN 'Reminder SMS'
+        WHEN 'phone_call' THEN 'Phone call'
+        WHEN 'letter' THEN 'Letter'
+        WHEN 'field_visit' THEN 'Field visit'
+        WHEN 'payment_plan' THEN 'Payment plan'
+        WHEN 'repossession_review' THEN 'Repossession review'
+        ELSE replace(ca.action_type, '_', ' ')
+    END || ': ' || replace(ca.outcome, '_', ' ') AS title,
     NULL AS severity,
     ca.outcome AS status,
     a.account_number,
