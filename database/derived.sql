@@ -177,9 +177,18 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) lp ON true
 LEFT JOIN LATERAL (
+    -- The first instalment from today on that is not yet paid in full: one due today and already
+    -- paid is not "next due".
     SELECT rs.due_on, rs.amount_due
     FROM repayment_schedule rs
     WHERE rs.account_id = a.id AND rs.due_on >= m.as_of
+      AND rs.amount_due > COALESCE((
+          SELECT sum(p.amount)
+          FROM payments p
+          WHERE p.account_id = rs.account_id
+            AND p.instalment_number = rs.instalment_number
+            AND p.paid_on <= m.as_of
+      ), 0)
     ORDER BY rs.due_on
     LIMIT 1
 ) nd ON true
