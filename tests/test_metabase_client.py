@@ -620,3 +620,27 @@ def test_api_key_creation_returns_the_secret_once(client: MetabaseClient) -> Non
     assert key.unmasked_key.get_secret_value() == "mb_FreshKey000111222"
     assert "mb_FreshKey" not in repr(key)
     assert client.regenerate_api_key(4).unmasked_key.get_secret_value() == "mb_Regenerated000111"
+
+
+@responses.activate
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json"])
+def test_a_secret_at_the_clipping_edge_of_a_long_answer_is_redacted_not_cut(
+    client: MetabaseClient, content_type: str
+) -> None:
+    # Long answers are clipped to one line of 400 characters: a secret straddling the cut must not
+    # leave its first characters behind (redaction has to run before clipping).
+    secret = "Zq9SecretPassword1234"
+    filler = "x" * 385 + " "
+    client.use_session(secret)
+    if content_type == "text/plain":
+        responses.get(f"{URL}/api/card/1", status=200, body=filler + secret, content_type=content_type)
+        responses.get(f"{URL}/api/card/2", status=500, body=filler + secret, content_type=content_type)
+    else:
+        responses.get(f"{URL}/api/card/1", status=200, body=json.dumps(filler + secret)[:-1])
+        responses.get(f"{URL}/api/card/2", status=500, json={"detail": filler + secret})
+    responses.get(f"{URL}/api/card/3", body=requests.ConnectionError(filler + secret))
+    for card_id in (1, 2, 3):
+        with pytest.raises(MetabaseError) as caught:
+            client.get_card(card_id)
+        shown = json.dumps(caught.value.to_dict())
+        assert secret[:6] not in shown, shown[-80:]

@@ -361,6 +361,7 @@ def _secret_values(payload: Any) -> Iterable[str]:
 
 
 def _clip(text: str) -> str:
+    """`text` on one line, shortened; only ever applied after `redact` (a cut secret escapes it)."""
     text = " ".join(text.split())
     return text if len(text) <= _MAX_MESSAGE_CHARS else text[: _MAX_MESSAGE_CHARS - 1] + "…"
 
@@ -385,7 +386,7 @@ def _errors_text(errors: Mapping[str, Any]) -> str:
 
 
 def _metabase_message(data: Any, text: str) -> tuple[str, dict[str, object]]:
-    """Metabase's own words from an error body, and its field error map."""
+    """Metabase's own words from an error body (unclipped: redact first), and its field error map."""
     if isinstance(data, Mapping):
         errors = data.get("errors") if isinstance(data.get("errors"), Mapping) else {}
         message = data.get("message") if isinstance(data.get("message"), str) else None
@@ -395,10 +396,10 @@ def _metabase_message(data: Any, text: str) -> tuple[str, dict[str, object]]:
             said = message or (_errors_text(errors) if errors else None)
         if not said and isinstance(data.get("status"), str):
             said = data["status"]
-        return (said or _clip(json.dumps(data))), dict(errors)
+        return (said or json.dumps(data)), dict(errors)
     if isinstance(data, str):
         return data, {}
-    return _clip(text) or "(empty answer)", {}
+    return text or "(empty answer)", {}
 
 
 def error_for_response(
@@ -543,7 +544,7 @@ def _decode(response: requests.Response, method: str, path: str, secrets: Iterab
                 path=path,
             ) from exc
         raise _unexpected(
-            method, path, "the answer is not JSON: " + redact(_clip(response.text), secrets)
+            method, path, "the answer is not JSON: " + _clip(redact(response.text, secrets))
         ) from exc
 
 
@@ -569,7 +570,7 @@ def _unreachable(
     base_url: str, method: str, path: str, exc: requests.RequestException, secrets: Iterable[str]
 ) -> MetabaseUnreachable:
     kind = "timed out talking" if isinstance(exc, requests.Timeout) else "could not connect"
-    detail = redact(_clip(str(exc)), list(secrets))
+    detail = _clip(redact(str(exc), list(secrets)))
     hint = (
         "is Metabase running? Start it (`provision demo` or `provision stack up`) or fix "
         "--metabase-url / METABASE_URL"
