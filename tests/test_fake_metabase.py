@@ -258,6 +258,22 @@ def test_regenerated_api_key_replaces_the_old_one_and_delete_revokes(fake_metaba
     assert gone.status_code == 401
 
 
+def test_regenerate_answers_only_id_and_key_like_newest_metabase(fake_metabase: FakeMetabase) -> None:
+    # api_keys/api.clj `PUT /:id/regenerate` :- [:map id unmasked_key masked_key prefix]: no name, no group.
+    session = admin(fake_metabase)
+    url = fake_metabase.url
+    created = session.post(f"{url}/api/api-key", json={"name": "k", "group_id": 2}).json()
+    answer = session.put(f"{url}/api/api-key/{created['id']}/regenerate")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"id", "unmasked_key", "masked_key", "prefix"}
+    key = body["unmasked_key"]
+    # generate-key: "mb_" + base64 of 32 bytes (47 characters); mask keeps the 7-character prefix.
+    assert body["id"] == created["id"] and key.startswith("mb_") and len(key) == 47
+    assert body["prefix"] == key[:7] and body["masked_key"] == key[:7] + "*" * 40
+    assert created["masked_key"] == created["unmasked_key"][:7] + "*" * 40
+
+
 # ----------------------------------------------------------------- routing errors
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import uuid
@@ -333,8 +334,17 @@ def get_groups(ctx: Ctx) -> Response:
 # ----------------------------------------------------------------- API keys
 
 
+API_KEY_PREFIX_CHARS = 7  # "mb_" and 4 characters: shown unmasked, unique per key (api_keys/schema.clj)
+
+
+def new_api_key() -> str:
+    """Return a key as `generate-key` (api_keys/models/api_key.clj) makes it: `mb_` + base64 of 32 bytes."""
+    return "mb_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 def _mask(key: str) -> str:
-    return key[:7] + "*" * 10
+    # `mask`: the prefix, then one `*` for every other character of a generated key (47 in all).
+    return key[:API_KEY_PREFIX_CHARS] + "*" * (len(new_api_key()) - API_KEY_PREFIX_CHARS)
 
 
 def api_key_json(state: FakeState, key: dict, *, unmasked: bool = False) -> dict:
@@ -393,7 +403,7 @@ def post_api_key(ctx: Ctx) -> Response:
         "id": key_id,
         "name": name,
         "group_id": group_id,
-        "key": "mb_" + secrets.token_urlsafe(32),
+        "key": new_api_key(),
         "user_id": key_user["id"],
         "created_at": timestamp,
         "updated_at": timestamp,
@@ -439,11 +449,24 @@ def put_api_key(ctx: Ctx, id: str) -> Response:
 
 
 def regenerate_api_key(ctx: Ctx, id: str) -> Response:
+    """PUT /api/api-key/:id/regenerate: a new secret; the answer is only id and key, no name or group.
+
+    Newest api_keys/api.clj declares the response `[:map id unmasked_key masked_key prefix]` (older releases
+    answered the whole key, as POST does).
+    """
     key = _api_key(ctx, id)
-    key["key"] = "mb_" + secrets.token_urlsafe(32)
+    key["key"] = new_api_key()
     key["updated_at"] = now_iso()
     key["updated_by_id"] = ctx.user["id"]
-    return Response(200, api_key_json(ctx.state, key, unmasked=True))
+    return Response(
+        200,
+        {
+            "id": key["id"],
+            "unmasked_key": key["key"],
+            "masked_key": _mask(key["key"]),
+            "prefix": key["key"][:API_KEY_PREFIX_CHARS],
+        },
+    )
 
 
 def delete_api_key(ctx: Ctx, id: str) -> Response:
