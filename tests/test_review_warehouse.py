@@ -52,3 +52,36 @@ def test_next_due_instalment_is_one_still_to_pay(owner) -> None:
         "SELECT count(*) FROM account_current_state WHERE last_payment_on = as_of AND next_due_on > as_of"
     ).fetchone()
     assert paid_today == (1,)
+
+
+def test_unknown_option_in_the_url_is_a_database_error_without_the_password() -> None:
+    from provisioner.db.connection import connect
+    from provisioner.errors import DatabaseError
+
+    with pytest.raises(DatabaseError) as caught:
+        connect("postgresql://someone:sekret-pw-123@127.0.0.1:1/db?no_such_option=1")
+    assert "no_such_option" in caught.value.message
+    assert "sekret-pw-123" not in caught.value.message
+    assert caught.value.hint
+
+
+def test_root_without_useradd_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+    import subprocess
+
+    from provisioner.errors import EnvironmentProblem
+    from provisioner.runtime import postgres
+
+    def no_such_user(name: str) -> None:
+        raise KeyError(name)
+
+    def useradd_fails(args: list[str], **kwargs: object) -> None:
+        raise subprocess.CalledProcessError(9, args, stderr="useradd: cannot lock /etc/passwd\n")
+
+    monkeypatch.setattr(postgres.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(pwd, "getpwnam", no_such_user)
+    monkeypatch.setattr(postgres.subprocess, "run", useradd_fails)
+    with pytest.raises(EnvironmentProblem) as caught:
+        postgres._system_user()
+    assert "cannot lock /etc/passwd" in caught.value.message
+    assert "--database-url" in (caught.value.hint or "")

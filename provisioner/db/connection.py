@@ -40,6 +40,8 @@ def connect(
                 sleep(0.5)
                 continue
             raise explain_connect_error(dsn, exc) from exc
+        except psycopg.Error as exc:  # e.g. ProgrammingError: an unknown option in the URL's query
+            raise explain_connect_error(dsn, exc) from exc
     if conn.info.server_version < MIN_SERVER_VERSION:
         version = conn.info.parameter_status("server_version") or str(conn.info.server_version)
         conn.close()

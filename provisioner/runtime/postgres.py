@@ -257,11 +257,21 @@ def _system_user() -> str | None:
     try:
         pwd.getpwnam(_SYSTEM_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", _SYSTEM_USER],
-            check=True,
-            capture_output=True,
-        )
+        try:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", _SYSTEM_USER],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = (getattr(exc, "stderr", None) or str(exc)).strip()
+            raise EnvironmentProblem(
+                f"PostgreSQL refuses to run as root and the user {_SYSTEM_USER} could not be created: "
+                f"{detail.splitlines()[-1] if detail else type(exc).__name__}",
+                hint=f"run as an ordinary user, create the user {_SYSTEM_USER} yourself, "
+                "or pass --database-url to use your own PostgreSQL",
+            ) from exc
     _make_traversable(_bin_dir().parent, None)
     return _SYSTEM_USER
 
