@@ -418,6 +418,24 @@ def test_database_put_keeps_the_stored_password_when_sent_masked(
     assert session.post(f"{url}/api/database/{db_id}/sync_schema").status_code == 200
 
 
+def test_database_put_merges_details_over_the_stored_ones(
+    fake_metabase: FakeMetabase, warehouse: str
+) -> None:
+    # warehouses/api.clj `upsert-sensitive-fields`: (merge (:details database) details); a PUT without the
+    # password keeps the stored one, so the connection still works; `engine: null` means "unchanged".
+    session = admin(fake_metabase)
+    url = fake_metabase.url
+    db_id = fake_metabase.add_database(warehouse)
+    stored = fake_metabase.state.databases[db_id]["details"]
+    partial = {k: v for k, v in stored.items() if k != "password"}
+    updated = session.put(f"{url}/api/database/{db_id}", json={"engine": None, "details": partial})
+    assert updated.status_code == 200 and updated.json()["engine"] == "postgres"
+    assert fake_metabase.state.databases[db_id]["details"]["password"] == stored["password"]
+    assert session.post(f"{url}/api/database/{db_id}/sync_schema").status_code == 200
+    bogus = session.put(f"{url}/api/database/{db_id}", json={"engine": "oracle"})
+    assert bogus.status_code == 400 and "engine" in bogus.json()["errors"]
+
+
 def test_database_delete_answers_204(fake_metabase: FakeMetabase, warehouse: str) -> None:
     session = admin(fake_metabase)
     db_id = fake_metabase.add_database(warehouse)

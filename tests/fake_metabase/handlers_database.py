@@ -352,7 +352,8 @@ def _validate_database_body(ctx: Ctx, *, creating: bool) -> None:
     check = Validator(ctx.body)
     check.non_blank("name", required=creating, nullable=not creating)
     engine = check.body.get("engine")
-    if (creating or "engine" in check.body) and engine not in ENGINES:
+    # POST requires an engine; PUT's is `[:maybe DBEngineString]`: null means "keep it".
+    if (creating or check.body.get("engine") is not None) and engine not in ENGINES:
         check.fail(
             "engine",
             "value must be a valid database engine.",
@@ -529,7 +530,9 @@ def put_database(ctx: Ctx, id: str) -> Response:
     _validate_database_body(ctx, creating=False)
     body = ctx.body
     if body.get("details") is not None:
-        details = copy.deepcopy(body["details"])
+        # upsert-sensitive-fields: the sent keys are merged over the stored ones (a key left out keeps its
+        # value, the password included), and a masked password means "unchanged".
+        details = {**copy.deepcopy(database["details"]), **copy.deepcopy(body["details"])}
         if details.get("password") == MASKED_PASSWORD:
             details["password"] = database["details"].get("password")
         if details != database["details"] and (body.get("engine") or database["engine"]) == "postgres":
