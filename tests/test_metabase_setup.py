@@ -513,6 +513,21 @@ def test_postgres_details_come_from_the_dsn() -> None:
     assert postgres_details("postgres://r:x@h/d").port == 5432
 
 
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://reader:Hidden-pw@db:abc/demo",
+        "postgresql://reader:Hidden-pw@db:70000/demo",
+        "postgresql://reader:Hidden-pw@db1,db2/demo",
+    ],
+)
+def test_a_dsn_metabase_cannot_use_is_a_config_error_not_a_traceback(dsn: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        postgres_details(dsn)
+    assert "one host and a port" in caught.value.message and caught.value.hint
+    assert "Hidden-pw" not in caught.value.message
+
+
 def test_a_dsn_without_user_is_a_config_error_that_hides_the_password() -> None:
     with pytest.raises(ConfigError) as caught:
         postgres_details("postgresql://:Hidden-pw@h:5432/d")

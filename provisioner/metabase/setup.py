@@ -519,9 +519,17 @@ def postgres_details(dsn: str) -> PostgresDetails:
             f"the database URL {redact(dsn, [str(password or '')])!r} lacks {', '.join(missing)}",
             hint="use postgresql://user:password@host:5432/dbname",
         )
+    host, port = str(parts.get("host") or "localhost"), str(parts.get("port") or "5432")
+    # Metabase's postgres connection takes exactly one host and a numeric port (no libpq host lists).
+    if "," in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"the database URL given for Metabase needs one host and a port 1-65535 "
+            f"(got host {host!r}, port {port!r})",
+            hint="use postgresql://user:password@host:5432/dbname",
+        )
     return PostgresDetails(
-        host=str(parts.get("host") or "localhost"),
-        port=int(parts.get("port") or 5432),
+        host=host,
+        port=int(port),
         dbname=str(parts["dbname"]),
         user=str(parts["user"]),
         password=SecretStr(str(password)) if password else None,
