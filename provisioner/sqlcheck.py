@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import pq
 
-from provisioner.db.connection import connect
-from provisioner.errors import SpecError
+from provisioner.db.connection import connect, first_line
+from provisioner.errors import DatabaseError, SpecError
+from provisioner.redact import redact_dsn
 from provisioner.spec import (
     OPTIONAL_CLAUSE,
     TAG_PATTERN,
@@ -87,19 +88,29 @@ def _field_exists(field: str, columns: set[tuple[str, str, str]]) -> bool:
 
 
 def check_sql(loaded: list[LoadedDashboard], dsn: str) -> list[SpecError]:
-    """Problems found by PostgreSQL: SQL that does not prepare, unknown table.column, viz columns absent."""
+    """Problems found by PostgreSQL: SQL that does not prepare, unknown table.column, viz columns absent.
+
+    Raises DatabaseError when the database cannot be reached or the connection fails during the check.
+    """
     errors: list[SpecError] = []
     with connect(dsn) as conn:
-        conn.read_only = True
-        columns = _columns(conn)
-        conn.rollback()
-        pgconn = conn.pgconn
-        pgconn.exec_(b"BEGIN TRANSACTION READ ONLY")
         try:
-            for item in loaded:
-                errors += _check_dashboard(conn, item, columns)
-        finally:
-            pgconn.exec_(b"ROLLBACK")
+            conn.read_only = True
+            columns = _columns(conn)
+            conn.rollback()
+            pgconn = conn.pgconn
+            pgconn.exec_(b"BEGIN TRANSACTION READ ONLY")
+            try:
+                for item in loaded:
+                    errors += _check_dashboard(conn, item, columns)
+            finally:
+                if not conn.closed:
+                    pgconn.exec_(b"ROLLBACK")
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"checking the SQL on {redact_dsn(dsn)} failed: {first_line(exc)}",
+                hint="check that the database is up and the user may read its tables and views",
+            ) from exc
     return errors
 
 
