@@ -763,6 +763,29 @@ def test_card_parameters_need_id_and_a_known_type(api: Api, parameters: object) 
     assert response.status_code == 400 and "parameters" in response.json()["errors"]
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"name": None},
+        {"slug": 5},
+        {"sectionId": ""},
+        {"values_query_type": "dropdown"},
+        {"values_source_type": "list"},
+        {"filteringParameters": [""]},
+        {"values_source_config": []},
+    ],
+)
+def test_parameter_optional_keys_follow_the_parameter_schema(api: Api, extra: dict) -> None:
+    # parameters/schema.cljc ::parameter: name/slug are `:string` (null invalid), sectionId non-blank, enums.
+    valid = {"id": "p1", "type": "string/=", "name": "Status", "slug": "status", "sectionId": "string"}
+    board = api.dashboard()
+    assert api.put(f"/dashboard/{board['id']}", {"parameters": [valid]}).status_code == 200
+    response = api.put(f"/dashboard/{board['id']}", {"parameters": [{**valid, **extra}]})
+    assert response.status_code == 400 and "parameters" in response.json()["errors"]
+    created = api.post("/dashboard", {"name": "D", "parameters": [{**valid, **extra}]})
+    assert created.status_code == 400 and "parameters" in created.json()["errors"]
+
+
 def test_dashboard_collection_must_be_a_real_id(api: Api) -> None:
     assert api.post("/dashboard", {"name": "B", "collection_id": "root"}).status_code == 400
     board = api.dashboard()

@@ -233,6 +233,29 @@ class Validator:
             raise ApiError(400, {"errors": self.errors, "specific-errors": self.specific})
 
 
+def _non_blank(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _optional_problem(parameter: dict) -> bool:
+    """Return whether an optional key breaks `::parameters.schema/parameter` (parameters/schema.cljc)."""
+    for key in ("name", "slug"):  # `:string`, not `[:maybe …]`: null is invalid too
+        if key in parameter and not isinstance(parameter[key], str):
+            return True
+    if "sectionId" in parameter and not _non_blank(parameter["sectionId"]):
+        return True
+    nullable_checks = {
+        "filteringParameters": lambda v: isinstance(v, list) and all(_non_blank(i) for i in v),
+        "temporal_units": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+        "values_query_type": lambda v: v in ("none", "list", "search"),
+        "values_source_type": lambda v: v in ("static-list", "card"),
+        "values_source_config": lambda v: isinstance(v, dict),
+    }
+    return any(
+        parameter.get(key) is not None and not ok(parameter[key]) for key, ok in nullable_checks.items()
+    )
+
+
 def parameter_problems(parameters: Any) -> str | None:
     """Return why a dashboard/card `parameters` value is invalid (malli message), or None."""
     if parameters is None:
@@ -241,15 +264,12 @@ def parameter_problems(parameters: Any) -> str | None:
     if not isinstance(parameters, list):
         return message
     for parameter in parameters:
-        if not isinstance(parameter, dict):
+        if not isinstance(parameter, dict) or not _non_blank(parameter.get("id")):
             return message
-        pid, ptype = parameter.get("id"), parameter.get("type")
-        if not isinstance(pid, str) or not pid.strip():
+        if parameter.get("type") not in PARAMETER_TYPES:
+            return f"{message}, valid parameter type"
+        if _optional_problem(parameter):
             return message
-        if ptype not in PARAMETER_TYPES:
-            return (
-                "nullable sequence of parameter must be a map with :id and :type keys, valid parameter type"
-            )
     return None
 
 
