@@ -37,6 +37,14 @@ def test_every_service_has_a_health_check_and_restart_policy(compose: dict[str, 
         assert service["restart"] == "unless-stopped", name
 
 
+def test_postgres_health_checks_go_over_tcp(compose: dict[str, Any]) -> None:
+    # The image's first-start temporary server listens on the Unix socket only; a socket check
+    # would report it ready moments before it restarts and refuses the seed's connection.
+    for name in ("warehouse", "metabase-db"):
+        command = compose["services"][name]["healthcheck"]["test"][1]
+        assert command.startswith("pg_isready -h 127.0.0.1 "), name
+
+
 def test_metabase_waits_for_healthy_databases(compose: dict[str, Any]) -> None:
     depends = compose["services"]["metabase"]["depends_on"]
     assert depends == {
