@@ -7,6 +7,7 @@ started). Commands go through a `CommandRunner`, so tests assert the exact argum
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -101,9 +102,15 @@ class SubprocessRunner:
                 f"`{args[0]}` is not installed or not on PATH",
                 hint=f"install {args[0]}, or choose another runtime with --runtime",
             ) from exc
+        except OSError as exc:  # e.g. not executable (PermissionError), wrong architecture
+            raise EnvironmentProblem(
+                f"`{args[0]}` cannot be run: {exc.strerror or exc}",
+                hint=f"check {args[0]} (its permissions and that it suits this machine), or choose "
+                "another runtime with --runtime",
+            ) from exc
         except subprocess.TimeoutExpired as exc:
             raise EnvironmentProblem(
-                f"`{' '.join(args[:3])}` did not finish within {timeout_s:.0f} s",
+                f"`{shlex.join(args)}` did not finish within {timeout_s:.0f} s",
                 hint="check that the service it talks to is responsive, then run the command again",
             ) from exc
 
