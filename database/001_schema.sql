@@ -310,6 +310,7 @@ CREATE TABLE account_current_state (
     account_id              integer PRIMARY KEY REFERENCES accounts (id),
     as_of                   date NOT NULL,
     balance_outstanding     numeric(12, 2) NOT NULL CHECK (balance_outstanding >= 0),
+    principal_outstanding   numeric(12, 2) NOT NULL CHECK (principal_outstanding >= 0),
     total_paid              numeric(12, 2) NOT NULL CHECK (total_paid >= 0),
     days_past_due           integer NOT NULL CHECK (days_past_due >= 0),
     overdue_amount          numeric(12, 2) NOT NULL CHECK (overdue_amount >= 0),
@@ -323,6 +324,10 @@ CREATE TABLE account_current_state (
 );
 COMMENT ON TABLE account_current_state IS
     'Per account as of the as-of date: balance, days past due, last payment, risk band; derived from the transactions.';
+COMMENT ON COLUMN account_current_state.balance_outstanding IS
+    'Instalments still to pay, finance charges included (the customer''s statement balance).';
+COMMENT ON COLUMN account_current_state.principal_outstanding IS
+    'Financed amount not yet repaid (the exposure): each payment repays principal in the ratio financed amount : total of instalments.';
 
 CREATE TABLE customer_current_state (
     customer_id             integer PRIMARY KEY REFERENCES customers (id),
@@ -335,7 +340,7 @@ CREATE TABLE customer_current_state (
     open_events             integer NOT NULL CHECK (open_events >= 0)
 );
 COMMENT ON TABLE customer_current_state IS
-    'Per customer: exposure and the worst risk band over its accounts; derived from account_current_state.';
+    'Per customer: exposure (principal outstanding) and the worst risk band over its accounts; derived from account_current_state.';
 
 -- ── places ──────────────────────────────────────────────────────────────────────────────────
 

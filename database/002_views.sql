@@ -4,7 +4,8 @@
 -- v_portfolio_overview          one row per account (aggregate for KPIs)
 --   as_of, account_id, account_number, customer_id, customer_name, customer_segment, region,
 --   product, oem_name, asset_model, asset_category, asset_serial, risk_band, risk_band_order,
---   days_past_due, delinquency_bucket, exposure, overdue_amount, financed_amount,
+--   days_past_due, delinquency_bucket, exposure (financed amount not yet repaid), overdue_amount,
+--   financed_amount,
 --   is_current (1 when 0 days past due, else 0), is_delinquent (1 when risk_band = 'delinquent'),
 --   is_at_risk (1 when risk_band = 'at_risk'), open_events
 --   KPIs: count(*) = accounts, sum(exposure), avg(is_current) = share current,
@@ -68,7 +69,7 @@ SELECT
     CASE acs.risk_band WHEN 'delinquent' THEN 1 WHEN 'at_risk' THEN 2 ELSE 3 END AS risk_band_order,
     acs.days_past_due,
     dh.bucket AS delinquency_bucket,
-    acs.balance_outstanding AS exposure,
+    acs.principal_outstanding AS exposure,
     acs.overdue_amount,
     a.financed_amount,
     CASE WHEN acs.days_past_due = 0 THEN 1 ELSE 0 END AS is_current,

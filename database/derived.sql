@@ -138,12 +138,15 @@ LEFT JOIN LATERAL (
 
 -- Per account: balance, arrears and risk band, from the schedule, payments and indicators.
 INSERT INTO account_current_state
-    (account_id, as_of, balance_outstanding, total_paid, days_past_due, overdue_amount, missed_instalments,
+    (account_id, as_of, balance_outstanding, principal_outstanding, total_paid, days_past_due, overdue_amount, missed_instalments,
      last_payment_on, last_payment_amount, next_due_on, next_due_amount, risk_band, open_events)
 SELECT
     a.id,
     m.as_of,
     owed.total_due - paid.total_paid,
+    -- Instalments include finance charges, so the exposure is the financed amount not yet repaid:
+    -- every payment repays principal in proportion (financed amount / total of instalments).
+    round(a.financed_amount * (owed.total_due - paid.total_paid) / NULLIF(owed.total_due, 0), 2),
     paid.total_paid,
     dh.days_past_due,
     dh.overdue_amount,
@@ -210,7 +213,7 @@ SELECT
     c.id,
     m.as_of,
     count(a.id) FILTER (WHERE a.status = 'active'),
-    COALESCE(sum(acs.balance_outstanding), 0),
+    COALESCE(sum(acs.principal_outstanding), 0),
     COALESCE(sum(acs.overdue_amount), 0),
     COALESCE(max(acs.days_past_due), 0),
     CASE COALESCE(max(CASE acs.risk_band WHEN 'delinquent' THEN 3 WHEN 'at_risk' THEN 2 ELSE 1 END), 1)

@@ -85,3 +85,12 @@ def test_root_without_useradd_is_an_environment_problem(monkeypatch: pytest.Monk
         postgres._system_user()
     assert "cannot lock /etc/passwd" in caught.value.message
     assert "--database-url" in (caught.value.hint or "")
+
+
+def test_exposure_is_below_the_financed_amount_once_instalments_are_paid(owner) -> None:
+    rows = owner.execute(
+        "SELECT account_number, exposure, financed_amount FROM v_portfolio_overview ORDER BY account_id"
+    ).fetchall()
+    assert len(rows) == 15
+    # Instalments carry finance charges; the exposure a lender reports is the principal still owed.
+    assert [number for number, exposure, financed in rows if not 0 < exposure < financed] == []

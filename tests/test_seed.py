@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 import pytest
@@ -291,17 +291,21 @@ def _expected_account_state(owner, account_id: int, as_of) -> dict[str, object]:
         "SELECT instalment_number, paid_on, amount FROM payments WHERE account_id = %s ORDER BY paid_on, id",
         (account_id,),
     )
+    financed = _one(owner, "SELECT financed_amount FROM accounts WHERE id = %s", (account_id,))
     paid = Counter()
     for number, paid_on, amount in payments:
         if paid_on <= as_of:
             paid[number] += amount
     past_due = [(due, amount - paid[n]) for n, due, amount in schedule if due < as_of and paid[n] < amount]
+    total_due = sum(a for _, _, a in schedule)
+    still_due = total_due - sum(paid.values())
     return {
         "days_past_due": (as_of - min(due for due, _ in past_due)).days if past_due else 0,
         "overdue_amount": sum((short for _, short in past_due), Decimal(0)),
         "missed_instalments": len(past_due),
-        "balance_outstanding": sum(a for _, _, a in schedule)
-        - sum(a for _, on, a in payments if on <= as_of),
+        "balance_outstanding": still_due,
+        # Payments repay principal pro rata, so the exposure stays below the financed amount.
+        "principal_outstanding": (financed * still_due / total_due).quantize(Decimal("0.01"), ROUND_HALF_UP),
         "last_payment_on": max((on for _, on, _ in payments), default=None),
     }
 
@@ -310,16 +314,17 @@ def test_account_snapshots_agree_with_payments_and_schedule(owner, seeded_databa
     snapshots = _rows(
         owner,
         "SELECT account_id, days_past_due, overdue_amount, missed_instalments, balance_outstanding, "
-        "last_payment_on, risk_band FROM account_current_state ORDER BY account_id",
+        "principal_outstanding, last_payment_on, risk_band FROM account_current_state ORDER BY account_id",
     )
     assert len(snapshots) == 15
-    for account_id, dpd, overdue, missed, balance, last_paid, band in snapshots:
+    for account_id, dpd, overdue, missed, balance, principal, last_paid, band in snapshots:
         expected = _expected_account_state(owner, account_id, seeded_database.as_of)
         actual = {
             "days_past_due": dpd,
             "overdue_amount": overdue,
             "missed_instalments": missed,
             "balance_outstanding": balance,
+            "principal_outstanding": principal,
             "last_payment_on": last_paid,
         }
         assert actual == expected, account_id
@@ -344,7 +349,7 @@ def test_customer_snapshots_sum_their_accounts(owner) -> None:
     mismatches = _rows(
         owner,
         "SELECT ccs.customer_id FROM customer_current_state ccs "
-        "JOIN (SELECT a.customer_id, sum(acs.balance_outstanding) AS exposure, "
+        "JOIN (SELECT a.customer_id, sum(acs.principal_outstanding) AS exposure, "
         "      max(acs.days_past_due) AS worst "
         "      FROM accounts a JOIN account_current_state acs ON acs.account_id = a.id GROUP BY 1) x "
         "ON x.customer_id = ccs.customer_id "
