@@ -615,7 +615,14 @@ def test_api_key_creation_returns_the_secret_once(client: MetabaseClient) -> Non
         json=created,
         match=[matchers.json_params_matcher({"name": "metabase-provisioner", "group_id": 2})],
     )
-    responses.put(f"{URL}/api/api-key/4/regenerate", json={**created, "unmasked_key": "mb_Regenerated000111"})
+    # Newest releases answer a regenerate with the key alone: no name, no group.
+    regenerated = {
+        "id": 4,
+        "unmasked_key": "mb_Regenerated000111",
+        "masked_key": "mb_Rege****",
+        "prefix": "mb_Rege",
+    }
+    responses.put(f"{URL}/api/api-key/4/regenerate", json=regenerated)
     key = client.create_api_key("metabase-provisioner", 2)
     assert key.unmasked_key.get_secret_value() == "mb_FreshKey000111222"
     assert "mb_FreshKey" not in repr(key)

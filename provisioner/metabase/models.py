@@ -194,10 +194,16 @@ class ApiKey(_Read):
     updated_at: str | None = None
 
 
-class ApiKeyCreated(ApiKey):
+class ApiKeyCreated(_Read):
     """Answer of create/regenerate: the only time Metabase shows the key itself."""
 
+    # Newest releases answer a regenerate with only id, unmasked_key, masked_key and prefix (no name or
+    # group, unlike create): nothing else may be required.
+    id: int
     unmasked_key: SecretStr
+    name: str | None = None
+    group: ApiKeyGroup | None = None
+    masked_key: str | None = None
 
 
 class ApiKeyCreate(_Write):
