@@ -577,6 +577,13 @@ def test_dashcards_of_an_archived_dashboard_cannot_change(api: Api) -> None:
     assert api.get(f"/dashboard/{board['id']}").json()["archived"] is True
 
 
+VARIABLE_MAPPING = {"parameter_id": "p", "target": ["variable", ["template-tag", "t"]]}
+NEGATIVE_STAGE_MAPPING = {
+    "parameter_id": "p",
+    "target": ["dimension", ["template-tag", "t"], {"stage-number": -1}],
+}
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -589,9 +596,18 @@ def test_dashcards_of_an_archived_dashboard_cannot_change(api: Api) -> None:
         {"dashcards": [dashcard(-1, None, parameter_mappings=[NO_PARAMETER_ID])]},
         {"dashcards": [dashcard(-1, None, parameter_mappings=[{"parameter_id": "p", "target": ["foo"]}])]},
         {"parameters": [{"id": "p"}]},
+        # dashboards/write.clj UpdatedDashboardCard / UpdatedDashboardTab, parameters/schema.cljc mappings:
+        {"dashcards": [dashcard(-1, None, visualization_settings=[])]},
+        {"dashcards": [dashcard(-1, None, action_id=0)]},
+        {"dashcards": [dashcard(-1, None, dashboard_tab_id="first")]},
+        {"dashcards": [dashcard(-1, None, inline_parameters=[""])]},
+        {"dashcards": [dashcard(-1, None, parameter_mappings=[{**VARIABLE_MAPPING, "card_id": None}])]},
+        {"dashcards": [dashcard(-1, None, parameter_mappings=[NEGATIVE_STAGE_MAPPING])]},
+        {"dashcards": [], "tabs": [{"id": -1, "name": "A", "position": None}]},
     ],
     ids=["size-0", "negative-row", "missing-col", "dup-dashcards", "dup-tabs", "blank-tab", "no-parameter-id",
-         "bad-target", "parameter-without-type"],
+         "bad-target", "parameter-without-type", "settings-not-map", "action-id-0", "tab-id-text",
+         "blank-inline-parameter", "mapping-card-id-null", "negative-stage-number", "tab-position-null"],
 )  # fmt: skip
 def test_put_dashboard_rejects_invalid_bodies(api: Api, body: dict) -> None:
     board = api.dashboard()

@@ -47,13 +47,21 @@ def _valid_target(target: Any) -> bool:
     if tag == "dimension":
         if len(target) not in (2, 3):
             return False
-        if len(target) == 3 and target[2] is not None and not isinstance(target[2], dict):
+        if len(target) == 3 and target[2] is not None and not _valid_dimension_options(target[2]):
             return False
         inner = target[1]
         if isinstance(inner, list) and inner and inner[0] in ("field", "expression"):
             return len(inner) in (2, 3)
         return _valid_template_tag_ref(inner)
     return False
+
+
+def _valid_dimension_options(options: Any) -> bool:
+    # ::dimension.options: a map whose optional `stage-number` is an integer >= 0.
+    if not isinstance(options, dict):
+        return False
+    stage = options.get("stage-number", 0)
+    return _is_int(stage) and stage >= 0
 
 
 def _valid_template_tag_ref(ref: Any) -> bool:
@@ -85,9 +93,23 @@ def _dashcard_problems(dashcards: list) -> list[str]:
                 problems.append(
                     f"[{index}].{key}: should be an integer >= {minimum}, received: {received(value)}"
                 )
-        card_id = dashcard.get("card_id")
-        if card_id is not None and not (_is_int(card_id) and card_id > 0):
-            problems.append(f"[{index}].card_id: should be a positive int, received: {received(card_id)}")
+        for key in ("card_id", "action_id"):  # [:maybe ms/PositiveInt]
+            value = dashcard.get(key)
+            if value is not None and not (_is_int(value) and value > 0):
+                problems.append(f"[{index}].{key}: should be a positive int, received: {received(value)}")
+        tab_id = dashcard.get("dashboard_tab_id")
+        if tab_id is not None and not _is_int(tab_id):
+            problems.append(f"[{index}].dashboard_tab_id: should be an int, received: {received(tab_id)}")
+        settings = dashcard.get("visualization_settings")
+        if settings is not None and not isinstance(settings, dict):
+            problems.append(
+                f"[{index}].visualization_settings: should be a map, received: {received(settings)}"
+            )
+        inline = dashcard.get("inline_parameters")
+        if inline is not None and not (
+            isinstance(inline, list) and all(isinstance(i, str) and i.strip() for i in inline)
+        ):
+            problems.append(f"[{index}].inline_parameters: should be a sequence of non-blank strings")
         mappings = dashcard.get("parameter_mappings")
         if mappings is not None:
             if not isinstance(mappings, list):
@@ -117,8 +139,8 @@ def _mapping_problems(index: int, mapping: Any) -> list[str]:
             f"[{index}].parameter_mappings.target: Invalid parameter :target, must be either :field, "
             f":dimension, or :variable; got: {received(mapping.get('target'))}"
         )
-    card_id = mapping.get("card_id")
-    if card_id is not None and not (_is_int(card_id) and card_id > 0):
+    # `[:card_id {:optional true} ::lib.schema.id/card]`: may be left out, but null is not a card id.
+    if "card_id" in mapping and not (_is_int(mapping["card_id"]) and mapping["card_id"] > 0):
         problems.append(f"[{index}].parameter_mappings.card_id: should be a positive int")
     return problems
 
@@ -139,6 +161,9 @@ def _tab_problems(tabs: list) -> list[str]:
         name = tab.get("name")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"[{index}].name: non-blank string, received: {received(name)}")
+        position = tab.get("position", 0)  # optional, but when sent an integer >= 0 (not null)
+        if not (_is_int(position) and position >= 0):
+            problems.append(f"[{index}].position: should be an integer >= 0, received: {received(position)}")
     return problems
 
 
