@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from provisioner.errors import EnvironmentProblem
+from provisioner.config import Settings
+from provisioner.db.roles import with_credentials
+from provisioner.errors import DatabaseError, EnvironmentProblem
+from provisioner.progress import RecordingProgress
 from provisioner.runtime.base import SubprocessRunner
+from provisioner.runtime.local import APP_DATABASE, LocalRuntime
+from tests.conftest import PgServer
 
 
 def test_a_program_that_cannot_be_executed_is_an_environment_problem(tmp_path: Path) -> None:
@@ -27,3 +35,36 @@ def test_a_timeout_names_the_whole_command() -> None:
         SubprocessRunner().run(args, timeout_s=0.2)
     # The sub-command (for compose it comes after the project, file and env-file options) is named.
     assert "up --wait" in caught.value.message and "did not finish within 0 s" in caught.value.message
+
+
+@pytest.fixture
+def plain_role_dsn(pg_server: PgServer) -> Iterator[str]:
+    """A login role that may neither create databases nor drop others' (no CREATEDB, no superuser)."""
+    role, password = f"rv_plain_{uuid.uuid4().hex[:8]}", "plain-pw-123"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(f'DROP DATABASE IF EXISTS "{APP_DATABASE}" WITH (FORCE)')
+    yield with_credentials(pg_server.dsn(), role, password)
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{APP_DATABASE}" WITH (FORCE)')
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_app_database_that_cannot_be_created_is_a_database_error(
+    clean_environ: Path, plain_role_dsn: str
+) -> None:
+    runtime = LocalRuntime(Settings.load({}, home=clean_environ))
+    with pytest.raises(DatabaseError, match="could not create Metabase's application database") as caught:
+        runtime._ensure_app_database(plain_role_dsn, RecordingProgress())
+    assert "CREATEDB" in (caught.value.hint or "")
+
+
+def test_app_database_that_cannot_be_dropped_is_a_database_error(
+    clean_environ: Path, plain_role_dsn: str, pg_server: PgServer
+) -> None:
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{APP_DATABASE}"')  # owned by the superuser, not the role
+    runtime = LocalRuntime(Settings.load({}, home=clean_environ))
+    with pytest.raises(DatabaseError, match="could not drop Metabase's application database") as caught:
+        runtime._drop_app_database(plain_role_dsn, RecordingProgress())
+    assert "own" in (caught.value.hint or "")

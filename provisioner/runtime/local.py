@@ -326,26 +326,39 @@ class LocalRuntime:
 
     def _ensure_app_database(self, warehouse_dsn: str, progress: Progress) -> SecretStr:
         """The application database's DSN on the warehouse server, created if missing."""
-        from provisioner.db.connection import connect
+        import psycopg
+
+        from provisioner.db.connection import connect, first_line
 
         with connect(_with_database(warehouse_dsn, "postgres"), autocommit=True, wait_s=30) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (APP_DATABASE,)).fetchone()
-            if exists is None:
-                try:
+            try:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (APP_DATABASE,)
+                ).fetchone()
+                if exists is None:
                     conn.execute(f'CREATE DATABASE "{APP_DATABASE}"')
-                except Exception as exc:
-                    raise DatabaseError(
-                        f"could not create Metabase's application database {APP_DATABASE}: {exc}",
-                        hint="the warehouse's user needs CREATEDB; or omit --database-url (embedded server)",
-                    ) from exc
-                progress.info(f"created Metabase's application database {APP_DATABASE}")
+                    progress.info(f"created Metabase's application database {APP_DATABASE}")
+            except psycopg.Error as exc:
+                raise DatabaseError(
+                    f"could not create Metabase's application database {APP_DATABASE}: {first_line(exc)}",
+                    hint="the warehouse's user needs CREATEDB; or omit --database-url (embedded server)",
+                ) from exc
         return SecretStr(_with_database(warehouse_dsn, APP_DATABASE))
 
     def _drop_app_database(self, warehouse_dsn: str, progress: Progress) -> None:
-        from provisioner.db.connection import connect
+        import psycopg
+
+        from provisioner.db.connection import connect, first_line
 
         with connect(_with_database(warehouse_dsn, "postgres"), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{APP_DATABASE}" WITH (FORCE)')
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{APP_DATABASE}" WITH (FORCE)')
+            except psycopg.Error as exc:
+                raise DatabaseError(
+                    f"could not drop Metabase's application database {APP_DATABASE}: {first_line(exc)}",
+                    hint=f"the warehouse's user must own {APP_DATABASE}; drop it as its owner, "
+                    "then run the command again",
+                ) from exc
         progress.info(f"dropped Metabase's application database {APP_DATABASE}")
 
     def _warehouse_status(self) -> ServiceStatus:
