@@ -49,3 +49,12 @@ def test_setup_waits_as_long_as_a_first_start_needs(starting_forever, tmp_path) 
     with pytest.raises(MetabaseUnreachable, match="within 600 s"):
         prepare_metabase(_settings(tmp_path), progress=RecordingProgress(), clock=clock, sleep=clock.sleep)
     assert 600 <= clock.now < 605
+
+
+def test_a_started_metabase_without_its_app_database_is_reported_as_such_not_as_starting(tmp_path) -> None:
+    clock = FakeClock()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
+        mocked.get(f"{URL}/api/health", json={"status": "Unable to get app-db connection"}, status=503)
+        with pytest.raises(MetabaseUnreachable) as caught:
+            open_client(_settings(tmp_path), progress=RecordingProgress(), clock=clock, sleep=clock.sleep)
+    assert "last: unhealthy (Unable to get app-db connection)" in caught.value.message

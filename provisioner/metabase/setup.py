@@ -129,7 +129,11 @@ def wait_for_health(
                 if last is not None:
                     progress.info("Metabase is ready")
                 return
-            seen = "starting" + (f" ({status.progress:.0%})" if status.progress is not None else "")
+            if status.status == "initializing":
+                seen = "starting" + (f" ({status.progress:.0%})" if status.progress is not None else "")
+            else:
+                # e.g. "Unable to get app-db connection": started, but its application database is down.
+                seen = f"unhealthy ({status.status})"
         except MetabaseUnreachable as exc:
             # Nothing listening yet, or a proxy's 502/503/504: keep waiting. Any other answer
             # (an HTML page, a 404) means this URL is not a Metabase: waiting will not help.
