@@ -262,7 +262,8 @@ def execute(
         for card, card_id in changed_cards:
             answer = client.run_card(card_id)
             if not answer.ok:
-                error = (answer.error or answer.status or "failed").strip().splitlines()[0][:300]
+                said = (answer.error or "").strip().splitlines() or [answer.status or "failed"]
+                error = said[0][:300]
                 result.failed_queries.append(
                     FailedQuery(f"{card.dashboard_key}/{card.key}", card.name, card_id, error)
                 )

@@ -7,9 +7,13 @@ from typing import Any
 
 import psycopg
 import pytest
+import responses
 
 from provisioner import dashboards, sqlcheck
+from provisioner.apply import execute
 from provisioner.errors import DatabaseError
+from provisioner.metabase.client import MetabaseClient
+from provisioner.plan import Action, DesiredCard, Plan
 
 DASHBOARD = """\
 key: d
@@ -45,3 +49,34 @@ def test_a_connection_lost_during_the_sql_check_is_a_database_error(
     password = psycopg.conninfo.conninfo_to_dict(pg_dsn)["password"]
     assert "checking the SQL" in caught.value.message
     assert password not in caught.value.message + (caught.value.hint or "")
+
+
+@responses.activate
+def test_a_failed_card_run_with_a_blank_error_is_reported_not_raised() -> None:
+    card = DesiredCard(
+        dashboard_key="d",
+        key="q",
+        ident="d/q",
+        name="Q",
+        description=None,
+        display="table",
+        sql="SELECT 1",
+        template_tags={},
+        visualization_settings={"provisioner.key": "d/q"},
+        collection_path=("C",),
+        database_id=1,
+    )
+    plan = Plan(
+        [
+            Action("collection", "unchanged", "C", "C", id=3, desired=("C",)),
+            Action("card", "update", "d/q", "Q", id=5, changes=["sql"], desired=card),
+        ]
+    )
+    base = "http://mb.test"
+    responses.put(f"{base}/api/card/5", json={"id": 5, "name": "Q"})
+    # Metabase answers 202 even when the query fails; the message may be empty.
+    responses.post(f"{base}/api/card/5/query", status=202, json={"status": "failed", "error": " \n"})
+    with MetabaseClient(base, sleep=lambda _s: None) as client:
+        result = execute(plan, client, metabase_url=base)
+    assert [(f.key, f.card_id, f.error) for f in result.failed_queries] == [("d/q", 5, "failed")]
+    assert not result.ok
