@@ -2,8 +2,10 @@
 
 Cost per run: one list of databases, one metadata per database, one list of collections, one
 items list per collection under the top-level collections the YAML names, and one GET per
-dashboard there (dashboards come back with their cards hydrated, so cards need no request of
-their own). Constant per dashboard, never per card or field.
+dashboard there (dashboards come back with their cards hydrated, so their cards need no request
+of their own). Never per field, nor per card on a managed dashboard; only a card in those
+collections that sits on no managed dashboard (a person's, or one left by an interrupted run or
+removed from the YAML) costs one GET, since a collection item does not show the card's mark.
 """
 
 from __future__ import annotations

@@ -582,8 +582,9 @@ def build_plan(
             actions.append(Action("dashboard", "create", dash.key, dash.name, desired=dash))
             continue
         coll_id = _collection_id(actual, dash.collection_path)
+        # A card still to be created is missing from the actual dashcards, so `cards` differs here
+        # and the dashboard's PUT places it: no separate bookkeeping of new cards is needed.
         diffs = dashboard_differences(dash, existing_dash, coll_id)
-        # A card that will be created or recreated changes the dashboard's dashcards too.
         actions.append(
             Action(
                 "dashboard",
