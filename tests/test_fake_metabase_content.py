@@ -818,3 +818,28 @@ def test_a_dashboard_question_cannot_be_placed_on_another_dashboard(api: Api) ->
     assert (
         api.put(f"/dashboard/{home['id']}", {"dashcards": [dashcard(-1, question["id"])]}).status_code == 200
     )
+
+
+def test_new_dashcard_series_must_not_be_archived(api: Api) -> None:
+    # dashboards/write.clj create-dashcards!: check-not-archived on the card AND every series card.
+    main, extra = api.card(), api.card()
+    api.put(f"/card/{extra['id']}", {"archived": True})
+    board = api.dashboard()
+    response = api.put(f"/dashboard/{board['id']}", {"dashcards": [dashcard(-1, main["id"], series=[extra])]})
+    assert response.status_code == 404 and response.json()["error_code"] == "archived"
+    assert api.get(f"/dashboard/{board['id']}").json()["dashcards"] == []
+
+
+def test_a_card_already_on_the_dashboard_stays_when_it_became_another_dashboards_question(api: Api) -> None:
+    # assert-dashcards-are-not-internal-to-other-dashboards grandfathers cards the dashboard shows already.
+    board, other = api.dashboard(), api.dashboard()
+    card = api.card()
+    placed = api.put(f"/dashboard/{board['id']}", {"dashcards": [dashcard(-1, card["id"])]}).json()
+    api.fake.state.cards[card["id"]]["dashboard_id"] = other["id"]
+    kept = dashcard(placed["dashcards"][0]["id"], card["id"], row=3)
+    assert api.put(f"/dashboard/{board['id']}", {"dashcards": [kept]}).status_code == 200
+    again = api.put(f"/dashboard/{board['id']}", {"dashcards": [kept, dashcard(-1, card["id"])]})
+    assert again.status_code == 200
+    fresh = api.dashboard()
+    assert plain(api.put(f"/dashboard/{fresh['id']}", {"dashcards": [dashcard(-1, card["id"])]}), 400,
+                 "Invalid Request.")  # fmt: skip

@@ -476,6 +476,8 @@ def _apply_dashcards(
     # The diff runs against the dashcards a read shows; those of trashed cards are kept aside untouched.
     existing = {dc["id"]: dc for dc in dashboard["dashcards"] if _visible(state, dc)}
     hidden = [dc for dc in dashboard["dashcards"] if not _visible(state, dc)]
+    # Cards the dashboard shows already may stay even if they became another dashboard's questions (UXW-4870).
+    grandfathered = {i for dc in existing.values() for i in (dc.get("card_id"), *dc["series"]) if i}
     result = []
     for wanted in dashcards:
         tab_id = wanted.get("dashboard_tab_id")
@@ -485,15 +487,18 @@ def _apply_dashcards(
             raise ApiError(500, _fk_violation(tab_id))
         current = existing.get(wanted["id"])
         card_id = wanted.get("card_id")
-        if current is None:  # only new dashcards are read-checked (create-dashcards!)
-            _check_card_usable(state, card_id)
+        series = [s.get("id") for s in wanted.get("series") or []]
+        if current is None:  # create-dashcards! checks the card and its series are readable and not archived
+            for used in (card_id, *series):
+                _check_card_usable(state, used)
         elif card_id is not None and card_id not in state.cards:
             raise not_found()
-        series = [s.get("id") for s in wanted.get("series") or []]
         for series_id in series:
             if series_id not in state.cards:
                 raise not_found()
         for used in (card_id, *series):
+            if used in grandfathered:
+                continue
             owner = state.cards[used].get("dashboard_id") if used in state.cards else None
             if owner is not None and owner != dashboard["id"]:
                 # A dashboard question belongs to its own dashboard (assert-dashcards-are-not-internal-...).
