@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import requests
 from pydantic import BaseModel, ValidationError
@@ -91,7 +91,6 @@ class MetabaseClient:
         # requests meant to use only the API key. Auth is by header alone.
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         self._secrets: set[str] = set()
-        self.auth_kind: Literal["none", "session", "api_key"] = "none"
         # HTTP requests actually sent (retries included), for tests and benchmarks.
         self.request_count = 0
         self.request_counts: Counter[str] = Counter()
@@ -103,14 +102,12 @@ class MetabaseClient:
         self._session.headers.pop("X-API-Key", None)
         self._session.headers["X-Metabase-Session"] = session_id
         self._secrets.add(session_id)
-        self.auth_kind = "session"
 
     def use_api_key(self, key: str) -> None:
         """Authenticate every later call with an API key (`X-API-Key`)."""
         self._session.headers.pop("X-Metabase-Session", None)
         self._session.headers["X-API-Key"] = key
         self._secrets.add(key)
-        self.auth_kind = "api_key"
 
     def close(self) -> None:
         """Release the HTTP connection pool."""

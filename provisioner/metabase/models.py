@@ -103,13 +103,6 @@ class SessionProperties(_Read):
     def version_tag(self) -> str | None:
         return self.version.tag
 
-    @property
-    def major(self) -> int | None:
-        """The major version (65 for v0.65.4 and v1.65.4); None when the tag is not a release tag."""
-        from provisioner.metabase.versions import parse_major
-
-        return parse_major(self.version.tag)
-
 
 def _reveal(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()

@@ -71,7 +71,6 @@ class AuthenticatedClient:
     who: str
     auth: Literal["api_key", "session"]
     version: str
-    major: int | None
     user_email: str | None = None
     created_admin: bool = False
     created_api_key: bool = False
@@ -257,7 +256,7 @@ def _authenticate(
     checked = check_version(props.version_tag)  # raises below the supported range, before any write
     if checked.warning:
         progress.warn(checked.warning)
-    authed = AuthenticatedClient(client, who="", auth="session", version=checked.tag, major=checked.major)
+    authed = AuthenticatedClient(client, who="", auth="session", version=checked.tag)
 
     if not props.has_user_setup:
         if not allow_setup:
@@ -395,7 +394,6 @@ def _identify(client: MetabaseClient, authed: AuthenticatedClient, state: StateD
         authed.who = f"API key {API_KEY_NAME!r}{owner}"
     else:
         authed.who = authed.user_email or "session"
-    client.auth_kind = authed.auth
     return authed
 
 
