@@ -374,6 +374,13 @@ def test_query_runs_on_postgres_with_cols_and_rows(api: Api) -> None:
     ]
 
 
+@pytest.mark.parametrize("body", [{"ignore_cache": "yes"}, {"collection_preview": 1}, {"dashboard_id": 0}])
+def test_card_query_validates_its_body(api: Api, body: dict) -> None:
+    # queries/api/card.clj POST /:card-id/query: ignore_cache :boolean, collection_preview, dashboard_id.
+    response = api.post(f"/card/{api.card()['id']}/query", body)
+    assert response.status_code == 400 and set(response.json()["errors"]) == set(body)
+
+
 def test_raw_value_tags_are_quoted_literals(api: Api) -> None:
     card = api.card("select count(*) from customers where name = {{who}}", {"who": text_tag("who")})
     assert run(api, card, [variable("who", "Ann")])["data"]["rows"] == [[1]]

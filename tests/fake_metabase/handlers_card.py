@@ -680,8 +680,12 @@ def run_query(state: FakeState, legacy: dict, parameters: Any, context: str) -> 
 def post_card_query(ctx: Ctx, id: str) -> Response:
     """POST /api/card/:id/query: run the saved query with the request's `parameters`."""
     card = _card(ctx, id)
-    body = ctx.body if isinstance(ctx.body, dict) else {}
-    return run_query(ctx.state, card["dataset_query"], body.get("parameters"), "question")
+    check = Validator(ctx.body)
+    check.boolean("ignore_cache")
+    check.boolean("collection_preview")
+    check.positive_int("dashboard_id")
+    check.raise_if_failed()
+    return run_query(ctx.state, card["dataset_query"], check.body.get("parameters"), "question")
 
 
 def post_dataset(ctx: Ctx) -> Response:
