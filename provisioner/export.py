@@ -163,7 +163,8 @@ def dashboard_document(
     key = managed[0].split("/", 1)[0] if managed else slug(dashboard.name)
     doc: dict[str, Any] = {"key": key, "name": dashboard.name}
     if collection_path is None:
-        warnings.append(f"{dashboard.name!r} is in the root collection; written under `Exported`")
+        where = "the root" if dashboard.collection_id is None else "a personal or archived"
+        warnings.append(f"{dashboard.name!r} is in {where} collection; written under `Exported`")
         collection_path = ("Exported",)
     doc["collection"] = "/".join(collection_path)
     if dashboard.description:
@@ -353,12 +354,23 @@ def _list_representer(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
     )
 
 
+class _Document(dict[str, Any]):
+    """The top-level mapping: always block style, however few and flat its values."""
+
+
+def _document_representer(dumper: yaml.SafeDumper, value: _Document) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", value.items(), flow_style=False)
+
+
 _Dumper.add_representer(str, _str_representer)
 _Dumper.add_representer(dict, _dict_representer)
 _Dumper.add_representer(list, _list_representer)
+_Dumper.add_representer(_Document, _document_representer)
 
 
 def render(document: dict[str, Any]) -> str:
     """The YAML text of a dashboard document, with the schema comment editors read."""
-    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110, indent=2)
+    body = yaml.dump(
+        _Document(document), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110, indent=2
+    )
     return "# yaml-language-server: $schema=./schema.json\n" + body

@@ -11,8 +11,10 @@ import responses
 
 from provisioner import dashboards, sqlcheck
 from provisioner.apply import execute
+from provisioner.config import Settings
 from provisioner.errors import DatabaseError
 from provisioner.metabase.client import MetabaseClient
+from provisioner.metabase.models import DashboardCreate
 from provisioner.plan import Action, DesiredCard, Plan
 
 DASHBOARD = """\
@@ -80,3 +82,15 @@ def test_a_failed_card_run_with_a_blank_error_is_reported_not_raised() -> None:
         result = execute(plan, client, metabase_url=base)
     assert [(f.key, f.card_id, f.error) for f in result.failed_queries] == [("d/q", 5, "failed")]
     assert not result.ok
+
+
+def test_export_names_a_personal_collection_as_such(fake_metabase: Any, tmp_path: Path) -> None:
+    with MetabaseClient(fake_metabase.url, sleep=lambda _s: None) as client:
+        client.use_session(fake_metabase.admin_session())
+        personal = next(c for c in client.list_collections() if c.personal_owner_id is not None)
+        assert isinstance(personal.id, int)
+        made = client.create_dashboard(DashboardCreate(name="Mine", collection_id=personal.id))
+        settings = Settings.load({}, cwd=tmp_path, metabase_url=fake_metabase.url)
+        result = dashboards.export(settings, [str(made.id)], out_dir=tmp_path / "out", client=client)
+    assert result.warnings[0] == "'Mine' is in a personal or archived collection; written under `Exported`"
+    assert "collection: Exported\n" in (tmp_path / "out" / "mine.yaml").read_text()
