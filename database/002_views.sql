@@ -372,3 +372,29 @@ LEFT JOIN last_action la ON la.account_id = a.id
 WHERE acs.risk_band <> 'healthy';
 COMMENT ON VIEW v_collection_priority IS
     'Collections queue: accounts that are not healthy, ranked (delinquent first, then most days past due).';
+
+-- Metabase shows a column's comment as its description: explain the columns a name cannot.
+COMMENT ON COLUMN v_portfolio_overview.exposure IS
+    'Financed amount not yet repaid (principal outstanding).';
+COMMENT ON COLUMN v_portfolio_overview.is_current IS
+    '1 when the account is 0 days past due, else 0: average it for the share current.';
+COMMENT ON COLUMN v_portfolio_overview.is_delinquent IS
+    '1 when the risk band is delinquent, else 0: average it for the share delinquent.';
+COMMENT ON COLUMN v_portfolio_overview.is_at_risk IS '1 when the risk band is at_risk, else 0.';
+COMMENT ON COLUMN v_portfolio_overview.risk_band_order IS 'Sort key: 1 delinquent, 2 at_risk, 3 healthy.';
+COMMENT ON COLUMN v_account_risk_dashboard.risk_band_order IS 'Sort key: 1 delinquent, 2 at_risk, 3 healthy.';
+COMMENT ON COLUMN v_account_risk_dashboard.balance_outstanding IS
+    'Instalments still to pay, finance charges included.';
+COMMENT ON COLUMN v_account_risk_dashboard.indicator_change IS
+    'Latest indicator score minus the previous one (negative: getting worse).';
+COMMENT ON COLUMN v_account_risk_dashboard.dpd_30_days_ago IS 'Days past due 30 days before the as-of date.';
+COMMENT ON COLUMN v_account_risk_dashboard.dpd_60_days_ago IS 'Days past due 60 days before the as-of date.';
+COMMENT ON COLUMN v_asset_telemetry_dashboard.utilisation_pct IS
+    'Operating hours as a share of an 8-hour shift: above 100 means more than one shift.';
+COMMENT ON COLUMN v_open_events.age_days IS 'Days from opening to the as-of date.';
+COMMENT ON COLUMN v_open_events.severity_order IS 'Sort key: 1 critical, 2 warning, 3 info.';
+COMMENT ON COLUMN v_indicator_trends.is_latest IS 'True for the latest score, false for the previous one.';
+COMMENT ON COLUMN v_indicator_trends.trend IS
+    'falling or rising when the score moved 5 points or more, else stable.';
+COMMENT ON COLUMN v_collection_priority.priority_rank IS
+    'Call order: 1 first (delinquent, then most days past due).';

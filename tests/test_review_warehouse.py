@@ -134,3 +134,26 @@ def test_an_events_metric_evidence_is_the_metric_value_shown_for_its_asset(owner
     ).fetchall()
     assert mismatches == []
     assert owner.execute("SELECT count(*) FROM events WHERE context -> 'metric' ? 'code'").fetchone() == (10,)
+
+
+@pytest.mark.parametrize(
+    ("view", "column"),
+    [
+        ("v_portfolio_overview", "exposure"),
+        ("v_portfolio_overview", "is_current"),
+        ("v_account_risk_dashboard", "dpd_30_days_ago"),
+        ("v_account_risk_dashboard", "balance_outstanding"),
+        ("v_asset_telemetry_dashboard", "utilisation_pct"),
+        ("v_open_events", "severity_order"),
+        ("v_collection_priority", "priority_rank"),
+    ],
+)
+def test_columns_a_name_cannot_explain_carry_a_description_for_metabase(
+    owner, view: str, column: str
+) -> None:
+    description = owner.execute(
+        "SELECT col_description(a.attrelid, a.attnum) FROM pg_attribute a "
+        "WHERE a.attrelid = %s::regclass AND a.attname = %s",
+        (view, column),
+    ).fetchone()
+    assert description is not None and description[0]
