@@ -45,6 +45,8 @@ class FakeRunner:
             key = "info"
         elif args == COMPOSE_VERSION_COMMAND:
             key = "version"
+        elif args[:3] == ["docker", "volume", "ls"]:
+            key = "volumes"
         else:
             key = args[8]
         code, out, err = self.answers.get(key, (0, "2.29.1\n" if key == "version" else "", ""))
@@ -73,11 +75,22 @@ def _prefix(settings: Settings, env_name: str = ".env", project: str = "metabase
     ]
 
 
+VOLUMES_COMMAND = ["docker", "volume", "ls", "--quiet", "--filter", "label=com.docker.compose.project="]
+
+
+def _volumes_command(project: str = "metabase-demo") -> list[str]:
+    return [*VOLUMES_COMMAND[:-1], VOLUMES_COMMAND[-1] + project]
+
+
 def test_up_issues_compose_up_wait_and_returns_host_and_network_endpoints(settings: Settings) -> None:
     runner = FakeRunner()
     endpoints = _runtime(settings, runner).start(RecordingProgress())
 
-    assert runner.calls == [COMPOSE_VERSION_COMMAND, [*_prefix(settings), "up", "--detach", "--wait"]]
+    assert runner.calls == [
+        COMPOSE_VERSION_COMMAND,
+        _volumes_command(),  # before generating passwords: none may exist for this project yet
+        [*_prefix(settings), "up", "--detach", "--wait"],
+    ]
     env = ComposeEnv.parse(settings.home / ".env")
     assert endpoints.metabase_url == f"http://127.0.0.1:{env.metabase_port}"
     dsn = endpoints.warehouse_dsn.get_secret_value()
@@ -148,7 +161,10 @@ def test_existing_reader_password_is_reused_in_new_env(settings: Settings) -> No
 def test_named_project_gets_its_own_env_file_and_project_name(settings: Settings) -> None:
     runner = FakeRunner()
     _runtime(settings, runner, name="second").start(RecordingProgress())
-    assert runner.calls[1:] == [[*_prefix(settings, ".env.second", "second"), "up", "--detach", "--wait"]]
+    assert runner.calls[1:] == [
+        _volumes_command("second"),
+        [*_prefix(settings, ".env.second", "second"), "up", "--detach", "--wait"],
+    ]
     assert (settings.home / ".env.second").exists()
     assert not (settings.home / ".env").exists()
 
@@ -159,7 +175,7 @@ def test_down_keeps_volumes_and_destroy_removes_them(settings: Settings) -> None
     runtime.start(RecordingProgress())
     runtime.stop(RecordingProgress())
     runtime.destroy(RecordingProgress())
-    assert runner.calls[2:] == [
+    assert runner.calls[3:] == [
         [*_prefix(settings), "down"],
         [*_prefix(settings), "down", "--volumes", "--remove-orphans"],
     ]
@@ -167,11 +183,75 @@ def test_down_keeps_volumes_and_destroy_removes_them(settings: Settings) -> None
     assert not (settings.home / ".env").exists()
 
 
-def test_down_without_a_started_demo_issues_nothing(settings: Settings) -> None:
+def test_down_without_a_started_demo_removes_nothing(settings: Settings) -> None:
     runner = FakeRunner()
-    _runtime(settings, runner).stop(RecordingProgress())
+    progress = RecordingProgress()
+    _runtime(settings, runner).stop(progress)
+    _runtime(settings, runner).destroy(progress)
+    # Only the look for volumes an earlier, lost env file left behind; no compose command at all.
+    assert runner.calls == [_volumes_command()]
+    assert "was ever started here" in progress.text
+
+
+def test_down_without_docker_and_without_a_demo_says_nothing_to_remove(settings: Settings) -> None:
+    class NoDocker(FakeRunner):
+        def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+            raise EnvironmentProblem("`docker` is not installed or not on PATH")
+
+    progress = RecordingProgress()
+    _runtime(settings, NoDocker()).destroy(progress)
+    assert "was ever started here" in progress.text
+
+
+LEFTOVERS = "metabase-demo_metabase-app-db\nmetabase-demo_warehouse-data\n"
+
+
+def test_up_refuses_volumes_whose_env_file_is_lost(settings: Settings) -> None:
+    # New passwords would not open them: PostgreSQL keeps the password it was initialised with.
+    runner = FakeRunner({"volumes": (0, LEFTOVERS, "")})
+    with pytest.raises(EnvironmentProblem, match="already has volumes") as caught:
+        _runtime(settings, runner).start(RecordingProgress())
+    assert "metabase-demo_warehouse-data" in caught.value.message
+    assert "provision down --volumes" in (caught.value.hint or "")
+    assert runner.calls == [COMPOSE_VERSION_COMMAND, _volumes_command()]
+    assert not (settings.home / ".env").exists()
+
+
+def test_down_volumes_removes_a_project_whose_env_file_is_lost(settings: Settings) -> None:
+    runner = FakeRunner({"volumes": (0, LEFTOVERS, "")})
+    placeholder = settings.home / ".env.metabase-demo.placeholder"
+    seen: list[str] = []
+    original = runner.run
+
+    def run(args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        if "down" in args:
+            seen.append(placeholder.read_text())
+        return original(args, timeout_s=timeout_s)
+
+    runner.run = run  # type: ignore[method-assign]
     _runtime(settings, runner).destroy(RecordingProgress())
-    assert runner.calls == []
+
+    prefix = _prefix(settings, ".env.metabase-demo.placeholder")
+    assert runner.calls == [_volumes_command(), [*prefix, "down", "--volumes", "--remove-orphans"]]
+    # Every variable the compose file requires has a value, or compose refuses to load it.
+    assert "WAREHOUSE_OWNER_USER=" in seen[0] and "MB_ENCRYPTION_SECRET_KEY=" in seen[0]
+    assert not placeholder.exists()
+
+
+def test_down_volumes_removes_a_project_whose_env_file_is_damaged(settings: Settings) -> None:
+    settings.home.mkdir(parents=True)
+    (settings.home / ".env").write_text("METABASE_PORT=3000\nMB_APP_DB_PASSWORD=left-in-damaged-file\n")
+    runner = FakeRunner({"down": (1, "", "volume in use: left-in-damaged-file\n")})
+    with pytest.raises(EnvironmentProblem) as caught:
+        _runtime(settings, runner).destroy(RecordingProgress())
+    # Not the "damaged" error again (that hint sends the user here), and no secret in the message.
+    assert "docker compose down` failed" in caught.value.message
+    assert "left-in-damaged-file" not in caught.value.message
+    assert runner.calls[-1][7] == str(settings.home / ".env.metabase-demo.placeholder")
+
+    runner.answers["down"] = (0, "", "")
+    _runtime(settings, runner).destroy(RecordingProgress())
+    assert not (settings.home / ".env").exists()
 
 
 def test_failed_up_saves_redacted_logs_and_names_them(settings: Settings) -> None:
@@ -287,6 +367,7 @@ def test_up_and_down_commands_issue_compose_for_the_named_project(settings: Sett
     prefix = _prefix(settings, ".env.sales-eu", "sales-eu")
     assert runner.calls == [
         COMPOSE_VERSION_COMMAND,
+        _volumes_command("sales-eu"),
         [*prefix, "up", "--detach", "--wait"],
         [*prefix, "down"],
         [*prefix, "down", "--volumes", "--remove-orphans"],

@@ -82,8 +82,22 @@ class ComposeEnv(BaseModel):
         except ValidationError as exc:
             raise EnvironmentProblem(
                 f"{path} is incomplete or damaged",
-                hint=f"restore it, or run `provision down --volumes` and delete {path} to start afresh",
+                hint="restore it, or delete this demo and its data to start afresh: "
+                "`provision down --volumes` (with the same --name)",
             ) from exc
+
+    @classmethod
+    def placeholder(cls) -> ComposeEnv:
+        """Values that only satisfy the compose file's required variables (for `down`, which uses none)."""
+        unused = SecretStr("unused")
+        return cls(
+            metabase_port=1,
+            warehouse_port=1,
+            warehouse_owner_password=unused,
+            warehouse_reader_password=unused,
+            mb_app_db_password=unused,
+            mb_encryption_secret_key=unused,
+        )
 
     def owner_dsn(self) -> SecretStr:
         """The warehouse owner's DSN as seen from this machine."""
@@ -160,8 +174,8 @@ class ComposeRuntime:
 
     # -- the commands ---------------------------------------------------------------------
 
-    def base_command(self) -> list[str]:
-        """`docker compose` with this project's name, compose file and env file."""
+    def base_command(self, env_path: Path | None = None) -> list[str]:
+        """`docker compose` with this project's name, compose file and env file (default: its own)."""
         path = self._compose_path or compose_file()
         return [
             "docker",
@@ -171,12 +185,14 @@ class ComposeRuntime:
             "--file",
             str(path),
             "--env-file",
-            str(self.env_path),
+            str(env_path or self.env_path),
         ]
 
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints once every service is healthy; raises EnvironmentProblem naming the saved log."""
         self.require_compose()
+        if not self.env_path.exists():
+            self._refuse_volumes_of_a_lost_env_file()
         env = self.ensure_env(progress)
         progress.info(f"docker compose project {self.project!r}: starting and waiting for health checks")
         timeout_s = self.settings.health_timeout_s + 300  # image pulls come on top of start-up
@@ -219,12 +235,31 @@ class ComposeRuntime:
         self._run(["down"], timeout_s=_DOWN_S)
 
     def destroy(self, progress: Progress) -> None:
-        """Remove containers and volumes (keeps the env file: its ports stay reserved for this demo)."""
-        if not self.env_path.exists():
-            progress.info(f"no docker demo {self.project!r} was ever started here")
-            return
-        progress.info(f"docker compose project {self.project!r}: removing containers and volumes")
-        self._run(["down", "--volumes", "--remove-orphans"], timeout_s=_DOWN_S)
+        """Remove containers and volumes, then the env file; raises EnvironmentProblem if compose fails.
+
+        Also removes a project whose env file is lost or damaged (its passwords unknown), which
+        would otherwise block every later start.
+        """
+        if self._env_is_readable():
+            progress.info(f"docker compose project {self.project!r}: removing containers and volumes")
+            self._run(["down", "--volumes", "--remove-orphans"], timeout_s=_DOWN_S)
+        else:
+            try:
+                leftovers = self._project_volumes()
+            except EnvironmentProblem:  # no docker here: nothing of ours can exist either
+                leftovers = []
+            if not leftovers and not self.env_path.exists():
+                progress.info(f"no docker demo {self.project!r} was ever started here")
+                return
+            progress.info(f"docker compose project {self.project!r}: removing containers and volumes")
+            # Compose loads the whole file, required variables included, even for `down`, which
+            # uses none of their values: placeholders stand in for the lost ones.
+            placeholder = self.state.root / f".env.{self.project}.placeholder"
+            write_private(placeholder, ComposeEnv.placeholder().render())
+            try:
+                self._run(["down", "--volumes", "--remove-orphans"], timeout_s=_DOWN_S, env_path=placeholder)
+            finally:
+                placeholder.unlink(missing_ok=True)
         # The volumes are gone, so the old passwords no longer bind anything: new ones next start.
         self.env_path.unlink(missing_ok=True)
 
@@ -294,6 +329,41 @@ class ComposeRuntime:
             )
         return env
 
+    def _env_is_readable(self) -> bool:
+        try:
+            ComposeEnv.parse(self.env_path)
+        except (FileNotFoundError, EnvironmentProblem):
+            return False
+        return True
+
+    def _project_volumes(self) -> list[str]:
+        """The names of the volumes compose created for this project (they outlive `down`)."""
+        done = self.runner.run(
+            [
+                "docker",
+                "volume",
+                "ls",
+                "--quiet",
+                "--filter",
+                f"label=com.docker.compose.project={self.project}",
+            ],
+            timeout_s=_QUICK_S,
+        )
+        return done.stdout.split() if done.returncode == 0 else []
+
+    def _refuse_volumes_of_a_lost_env_file(self) -> None:
+        # New random passwords would not open volumes initialised with the old ones: PostgreSQL
+        # keeps its first password, so the start would fail minutes later with an auth error.
+        leftovers = self._project_volumes()
+        if leftovers:
+            raise EnvironmentProblem(
+                f"docker compose project {self.project!r} already has volumes ({', '.join(leftovers)}), "
+                f"but {self.env_path}, which holds their passwords, is missing",
+                hint="run from the directory (or PROVISION_HOME) that started that demo, or pick another "
+                "--name; to delete that demo and its data instead: `provision down --volumes` "
+                "(with the same --name), then run this again",
+            )
+
     def _reader_password(self) -> str:
         # Keep a reader password that seeding already used elsewhere (e.g. another runtime).
         stored = self.state.credential("reader")
@@ -304,9 +374,9 @@ class ComposeRuntime:
     # -- helpers --------------------------------------------------------------------------------
 
     def _run(
-        self, args: list[str], *, timeout_s: float, check: bool = True
+        self, args: list[str], *, timeout_s: float, check: bool = True, env_path: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        done = self.runner.run([*self.base_command(), *args], timeout_s=timeout_s)
+        done = self.runner.run([*self.base_command(env_path), *args], timeout_s=timeout_s)
         if check and done.returncode != 0:
             raise EnvironmentProblem(
                 f"`docker compose {args[0]}` failed: {self._last_line(done)}",
@@ -319,18 +389,23 @@ class ComposeRuntime:
         return self._redact(lines[-1]) if lines else f"exit {done.returncode}"
 
     def _redact(self, text: str) -> str:
-        if not self.env_path.exists():
-            return redact(text)
-        env = ComposeEnv.parse(self.env_path)
-        return redact(
-            text,
-            [
-                env.warehouse_owner_password.get_secret_value(),
-                env.warehouse_reader_password.get_secret_value(),
-                env.mb_app_db_password.get_secret_value(),
-                env.mb_encryption_secret_key.get_secret_value(),
-            ],
-        )
+        return redact(text, self._env_secrets())
+
+    def _env_secrets(self) -> list[str]:
+        # Read leniently: an error about a damaged env file must still hide the secrets it holds.
+        try:
+            lines = self.env_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        secret_vars = {
+            name.upper() for name, field in ComposeEnv.model_fields.items() if field.annotation is SecretStr
+        }
+        found = []
+        for line in lines:
+            key, sep, value = line.partition("=")
+            if sep and key.strip() in secret_vars and value.strip():
+                found.append(value.strip())
+        return found
 
     def _save_logs(self) -> Path:
         """The containers' recent logs, redacted, saved under logs/ for the error hint."""
