@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:  # imported for the type only: keeps `provision --help` fast
+    from provisioner.config import Settings
 
 
 class RuntimeName(StrEnum):
@@ -55,7 +58,7 @@ MetabaseCommandOption = Annotated[
     typer.Option(
         "--metabase-command",
         help="Command that starts Metabase instead of `java -jar`, for --runtime local; placeholders "
-        "{port} and {state_dir} (env METABASE_COMMAND).",
+        "{port}, {host}, {state_dir} and {log_file} (env METABASE_COMMAND).",
     ),
 ]
 
@@ -68,7 +71,7 @@ def runtime_settings(
     metabase_jar: Path | None = None,
     metabase_command: str | None = None,
     **more: Any,
-) -> Any:  # -> Settings (imported lazily: keeps --help fast)
+) -> Settings:
     """Settings from the environment plus the runtime flags (None = not given) and any `more` overrides."""
     from provisioner.cli.app import settings_for
 
