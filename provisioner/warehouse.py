@@ -69,7 +69,7 @@ def resolve_warehouse(
     if settings.database_url is not None:
         return _external(settings.database_url)
     server = _server(settings)
-    password = _superuser_password(settings)
+    password = _superuser_password(settings, server)
     if start:
         was_running = server.running() is not None
         if not was_running:
@@ -119,10 +119,10 @@ def db_status(settings: Settings) -> DbStatus:
     info = server.running()
     if info is None:
         return DbStatus(running=False, data_dir=str(server.data_dir))
-    password = _superuser_password(settings)
-    dsn = info.dsn(password, DEMO_DATABASE)
-    seeded, detail = None, None
+    seeded, detail, dsn_redacted = None, None, None
     try:
+        dsn = info.dsn(_superuser_password(settings, server), DEMO_DATABASE)
+        dsn_redacted = redact_dsn(dsn)
         seeded = seed_status(dsn)
     except DatabaseError as exc:
         detail = exc.message  # status reports; it never fails because the demo is not there yet
@@ -131,7 +131,7 @@ def db_status(settings: Settings) -> DbStatus:
         pid=info.pid,
         port=info.port,
         data_dir=str(info.data_dir),
-        dsn_redacted=redact_dsn(dsn),
+        dsn_redacted=dsn_redacted,
         seeded=seeded,
         detail=detail,
     )
@@ -167,11 +167,18 @@ def _server(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(StateDir(settings.home).postgres_dir)
 
 
-def _superuser_password(settings: Settings) -> str:
+def _superuser_password(settings: Settings, server: EmbeddedPostgres) -> str:
     state = StateDir(settings.home)
     stored = state.credential(POSTGRES_SECTION)
     if stored and stored.get("password"):
         return str(stored["password"])
+    if server.initialized:
+        # A new password would not log in to this cluster, and storing one would hide the cause.
+        raise DatabaseError(
+            f"the embedded PostgreSQL in {server.root} was set up with a password that is no longer "
+            f"in {state.credentials_file}",
+            hint="`provision down --volumes` deletes it; `provision seed` then rebuilds the demo",
+        )
     # Stored before initdb uses it, so a crash can never leave a cluster with an unknown password.
     password = secrets.token_urlsafe(24)
     state.ensure()

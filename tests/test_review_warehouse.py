@@ -157,3 +157,20 @@ def test_columns_a_name_cannot_explain_carry_a_description_for_metabase(
         (view, column),
     ).fetchone()
     assert description is not None and description[0]
+
+
+def test_lost_superuser_password_is_explained_not_replaced(clean_environ) -> None:
+    from provisioner.config import Settings
+    from provisioner.errors import DatabaseError
+    from provisioner.state import StateDir
+    from provisioner.warehouse import db_status, resolve_warehouse
+
+    settings = Settings.load({}, home=clean_environ)
+    data_dir = StateDir(clean_environ).postgres_dir / "data"
+    data_dir.mkdir(parents=True)
+    (data_dir / "PG_VERSION").write_text("16\n")  # a cluster initialised with a password we lost
+    with pytest.raises(DatabaseError) as caught:
+        resolve_warehouse(settings)
+    assert "password" in caught.value.message and "down --volumes" in (caught.value.hint or "")
+    assert StateDir(clean_environ).credential("postgres") is None  # no made-up password stored
+    assert db_status(settings).running is False
