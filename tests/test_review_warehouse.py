@@ -174,3 +174,15 @@ def test_lost_superuser_password_is_explained_not_replaced(clean_environ) -> Non
     assert "password" in caught.value.message and "down --volumes" in (caught.value.hint or "")
     assert StateDir(clean_environ).credential("postgres") is None  # no made-up password stored
     assert db_status(settings).running is False
+
+
+@pytest.mark.parametrize("offset", ["soon", 10**9])
+def test_a_bad_date_offset_in_a_seed_file_is_a_seed_data_error_with_a_hint(offset: object) -> None:
+    from datetime import date
+
+    from provisioner.db.seed_files import SeedDataError, _resolve_date
+
+    with pytest.raises(SeedDataError) as caught:
+        _resolve_date("paid_on", offset, None, date(2026, 1, 31), "payments.csv")
+    assert "payments.csv: paid_on_offset_days" in caught.value.message
+    assert caught.value.hint

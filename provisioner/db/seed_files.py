@@ -201,8 +201,10 @@ def _resolve_date(column: str, offset: Any, at: Any, as_of: date, filename: str)
         return None
     try:
         day = as_of + timedelta(days=int(offset))
-    except (TypeError, ValueError) as exc:
-        raise SeedDataError(f"{filename}: {column}_offset_days must be whole days, got {offset!r}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SeedDataError(
+            f"{filename}: {column}_offset_days must be whole days, got {offset!r}", hint=_DAMAGED
+        ) from exc
     if at is None:
         return day
     return datetime.combine(day, _parse_time(at, filename), tzinfo=UTC)
