@@ -381,6 +381,7 @@ def field_path(loc: Iterable[Any]) -> str:
     return out or "(file)"
 
 
+_UNREADABLE = object()  # a node YAML cannot turn into a value; its error is recorded
 _ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -392,13 +393,32 @@ class _Composer:
         self.environ = environ
         self.errors: list[SpecError] = []
         self._constructor = yaml.SafeLoader("")
+        self._open: set[int] = set()  # the mappings and lists being built: an alias to one recurses
+        self.unreadable: set[str] = set()  # field paths already reported as unreadable
 
     def build(self, node: yaml.Node, loc: tuple[Any, ...]) -> Any:
         self.locator.values[loc] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self._open:
+                self._unreadable(node, loc, "an alias (`*name`) refers to the mapping or list holding it")
+                return None
+            self._open.add(id(node))
+            try:
+                return self._build_collection(node, loc)
+            finally:
+                self._open.discard(id(node))
+        value = self._construct(node, loc)
+        if isinstance(value, str):
+            value = self._expand(value, loc)
+        return value
+
+    def _build_collection(self, node: yaml.MappingNode | yaml.SequenceNode, loc: tuple[Any, ...]) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
+                key = self._construct(key_node, loc)
+                if key is _UNREADABLE:
+                    continue
                 if not isinstance(key, str | int | float | bool) or key is None:
                     key = str(key)
                 child = (*loc, key)
@@ -419,12 +439,30 @@ class _Composer:
                 self.locator.keys[child] = Mark(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 out[key] = self.build(value_node, child)
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
-        value = self._constructor.construct_object(node, deep=True)
-        if isinstance(value, str):
-            value = self._expand(value, loc)
-        return value
+        return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+
+    def _construct(self, node: yaml.Node, loc: tuple[Any, ...]) -> Any:
+        """The Python value of a scalar or key node; `_UNREADABLE` (and an error) if YAML cannot give one."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            # `!tags` the safe loader does not know, `!!int x`, `<<` merge keys: a file problem, not a crash.
+            problem = getattr(exc, "problem", None) or str(exc)
+            self._unreadable(node, loc, f"cannot read this value: {problem}")
+            return _UNREADABLE
+
+    def _unreadable(self, node: yaml.Node, loc: tuple[Any, ...], problem: str) -> None:
+        self.unreadable.add(field_path(loc))
+        self.errors.append(
+            SpecError(
+                self.locator.path,
+                node.start_mark.line + 1,
+                field_path(loc),
+                problem,
+                column=node.start_mark.column + 1,
+                hint="write plain YAML: no `!tags`, `<<` merge keys or self-referring aliases",
+            )
+        )
 
     def _expand(self, value: str, loc: tuple[Any, ...]) -> str:
         def replace(match: re.Match[str]) -> str:
@@ -545,9 +583,9 @@ def load_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedDas
     try:
         spec = DashboardSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecErrors(
-            sorted(errors + _pydantic_errors(exc, locator, data), key=lambda e: (e.line, e.column))
-        ) from exc
+        # A value YAML could not read is reported once, not again as pydantic's "invalid string".
+        found = [e for e in _pydantic_errors(exc, locator, data) if e.field not in composer.unreadable]
+        raise SpecErrors(sorted(errors + found, key=lambda e: (e.line, e.column))) from exc
     loaded = LoadedDashboard(path, spec, locator)
     errors += _read_sql(loaded)
     errors += check_dashboard(loaded)

@@ -273,6 +273,15 @@ CASES: list[tuple[str, str, int, str, str]] = [
         "cards[0].tags.text.widget",
         "`bogus` is not allowed",
     ),
+    ("unknown_yaml_tag", GOOD.replace("name: C1", "name: !secret C1"), 8, "cards[0].name", "!secret"),
+    ("bad_explicit_int", GOOD.replace("name: Demo", "name: !!int Demo"), 2, "name", "cannot read"),
+    (
+        "self_referring_alias",
+        GOOD.replace("cards:\n", "cards: &loop\n") + "  - *loop\n",
+        6,  # YAML keeps no mark of the alias itself: the line of its anchor, the path of its use
+        "cards[1]",
+        "refers to the mapping or list holding it",
+    ),
     ("yaml_syntax", GOOD.replace("name: C1", "name: [C1"), 9, "(file)", "not valid YAML"),
     ("not_a_mapping", "- just\n- a list\n", 1, "(file)", "must be a mapping"),
 ]
@@ -364,3 +373,11 @@ def test_cli_validate_accepts_the_shipped_dashboards() -> None:
     result = CliRunner().invoke(app, ["dashboards", "validate", str(shipped), "--json"])
     assert result.exit_code == 0, result.stderr
     assert len(json.loads(result.stdout)["dashboards"]) == 5
+
+
+def test_an_unreadable_value_is_reported_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD.replace("name: Demo", "name: !vault Demo"))
+    with pytest.raises(SpecErrors) as caught:
+        load_file(path, environ={})
+    assert [(e.line, e.field) for e in caught.value.errors] == [(2, "name")]
+    assert "!vault" in caught.value.errors[0].problem and caught.value.errors[0].hint
