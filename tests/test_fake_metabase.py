@@ -441,6 +441,8 @@ def test_database_delete_answers_204(fake_metabase: FakeMetabase, warehouse: str
     db_id = fake_metabase.add_database(warehouse)
     response = session.delete(f"{fake_metabase.url}/api/database/{db_id}")
     assert response.status_code == 204 and response.content == b""
+    # server/middleware/misc.clj add-content-type*: a nil body is not a string, so it is labelled JSON.
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
     assert session.get(f"{fake_metabase.url}/api/database/{db_id}").status_code == 404
 
 

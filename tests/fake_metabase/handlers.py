@@ -70,7 +70,8 @@ class Response:
     def encode(self) -> tuple[bytes, str | None]:
         """Return the body bytes and content type, as Metabase's content-type middleware picks them."""
         if self.empty:
-            return b"", None
+            # generic-204-no-content has a nil body: add-content-type* calls anything not a string JSON.
+            return b"", "application/json; charset=utf-8"
         if isinstance(self.body, str):
             return self.body.encode(), "text/plain"
         return json.dumps(self.body).encode(), "application/json; charset=utf-8"
