@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -47,7 +48,7 @@ def sleeps() -> Sleeps:
 
 
 @pytest.fixture
-def client(sleeps: Sleeps) -> MetabaseClient:
+def client(sleeps: Sleeps) -> Iterator[MetabaseClient]:
     with MetabaseClient(URL, timeout_s=5, retries=3, sleep=sleeps) as mb:
         yield mb
 
@@ -651,3 +652,17 @@ def test_a_secret_at_the_clipping_edge_of_a_long_answer_is_redacted_not_cut(
             client.get_card(card_id)
         shown = json.dumps(caught.value.to_dict())
         assert secret[:6] not in shown, shown[-80:]
+
+
+@responses.activate
+def test_a_schema_sync_metabase_cannot_run_says_the_database_is_unreachable(client: MetabaseClient) -> None:
+    responses.post(
+        f"{URL}/api/database/2/sync_schema",
+        status=422,
+        body="Connection to 127.0.0.1:5432 refused.",
+        **PLAIN,
+    )
+    with pytest.raises(MetabaseError) as caught:
+        client.sync_schema(2)
+    assert "cannot reach the database" in caught.value.message and "refused" in caught.value.message
+    assert caught.value.status == 422 and "reachable from Metabase" in (caught.value.hint or "")
