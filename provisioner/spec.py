@@ -560,10 +560,9 @@ def load_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedDas
     """One dashboard file, parsed and checked; raises SpecErrors listing every problem found."""
     environ = os.environ if environ is None else environ
     locator = Locator(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecErrors([SpecError(path, 1, "(file)", f"cannot read: {exc.strerror}")]) from exc
+    text, unreadable = _read_text(path)
+    if text is None:
+        raise SpecErrors([SpecError(path, 1, "(file)", f"cannot read: {unreadable}")])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -646,17 +645,30 @@ def _read_sql(loaded: LoadedDashboard) -> list[SpecError]:
             continue
         assert card.sql_file is not None
         target = (loaded.path.parent / card.sql_file).resolve()
-        try:
-            loaded.sql[card.key] = target.read_text(encoding="utf-8")
-        except OSError:
+        text, unreadable = _read_text(target)
+        if text is None:
             errors.append(
                 loaded.locator.error(
                     ("cards", index, "sql_file"),
-                    f"file not found: {target}",
+                    f"{unreadable}: {target}",
                     hint="sql_file is relative to the YAML file",
                 )
             )
+        else:
+            loaded.sql[card.key] = text
     return errors
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(the file's text, None), or (None, why it cannot be read)."""
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except FileNotFoundError:
+        return None, "file not found"
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start} cannot be decoded)"
+    except OSError as exc:
+        return None, (exc.strerror or type(exc).__name__).lower()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -381,3 +381,23 @@ def test_an_unreadable_value_is_reported_once(tmp_path: Path) -> None:
         load_file(path, environ={})
     assert [(e.line, e.field) for e in caught.value.errors] == [(2, "name")]
     assert "!vault" in caught.value.errors[0].problem and caught.value.errors[0].hint
+
+
+def test_files_that_are_not_utf8_are_errors_naming_the_file(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(GOOD.replace("name: Demo", "name: Démo").encode("latin-1"))
+    with pytest.raises(SpecErrors) as caught:
+        load_file(latin1, environ={})
+    [error] = caught.value.errors
+    assert (error.path, error.field) == (latin1, "(file)") and "not UTF-8" in error.problem
+
+    (tmp_path / "q.sql").write_bytes("SELECT 'é' AS band".encode("latin-1"))
+    path = _write(
+        tmp_path,
+        GOOD.replace("sql: SELECT band, 1 AS n FROM t WHERE true [[AND {{band}}]]", "sql_file: q.sql"),
+    )
+    with pytest.raises(SpecErrors) as caught:
+        load_file(path, environ={})
+    assert [(e.line, e.field) for e in caught.value.errors if "not UTF-8" in e.problem] == [
+        (10, "cards[0].sql_file")
+    ]
