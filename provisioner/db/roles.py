@@ -217,16 +217,6 @@ def _role_state(conn: psycopg.Connection, role: str) -> tuple[bool, bool]:
     return True, row[0] == ROLE_MARKER
 
 
-def drop_reader(conn: psycopg.Connection, role: str) -> None:
-    """Drop a role this tool created, after revoking what it holds in this database (tests, teardown)."""
-    from psycopg import sql
-
-    exists, ours = _role_state(conn, role)
-    if exists and ours:
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
-
-
 def metabase_connection(settings: Settings, warehouse: Warehouse) -> MetabaseConnection:
     """The DSN Metabase should use: the reader DSN flag, else the stored reader role, else the owner's.
 
