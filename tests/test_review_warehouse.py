@@ -6,6 +6,7 @@ Against the session's `seeded_database` (real PostgreSQL), read-only.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -186,3 +187,13 @@ def test_a_bad_date_offset_in_a_seed_file_is_a_seed_data_error_with_a_hint(offse
         _resolve_date("paid_on", offset, None, date(2026, 1, 31), "payments.csv")
     assert "payments.csv: paid_on_offset_days" in caught.value.message
     assert caught.value.hint
+
+
+def test_silent_telematics_alert_follows_the_first_missed_daily_report(owner) -> None:
+    last_seen, opened_at = owner.execute(
+        "SELECT s.last_seen_at, e.opened_at FROM events e "
+        "JOIN event_definitions d ON d.id = e.event_definition_id AND d.code = 'telematics_silent' "
+        "JOIN asset_current_state s ON s.asset_id = e.asset_id"
+    ).fetchone()
+    # Readings come once a day: the unit is silent only once the next one is overdue.
+    assert opened_at - last_seen > timedelta(days=1)
