@@ -176,7 +176,10 @@ def export(
     progress: Progress | None = None,
     client: MetabaseClient | None = None,
 ) -> ExportResult:
-    """Write existing dashboards (by exact name or id) as YAML in `out_dir`; raises MetabaseNotFound."""
+    """Write existing dashboards (by exact name or id) as YAML in `out_dir`.
+
+    Raises MetabaseNotFound, MetabaseError, ConfigError (`out_dir` cannot be written).
+    """
     progress = progress or NullProgress()
     with _metabase(settings, client, progress) as mb:
         return export_dashboards(mb, dashboards, out_dir=out_dir, progress=progress)

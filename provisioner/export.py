@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from provisioner.errors import MetabaseError, MetabaseNotFound
+from provisioner.errors import ConfigError, MetabaseError, MetabaseNotFound
 from provisioner.metabase.models import Card, Dashboard, DashCard, DatabaseMetadata
 from provisioner.observe import collection_paths
 from provisioner.progress import NullProgress, Progress
@@ -53,14 +53,16 @@ def export_dashboards(
     out_dir: Path,
     progress: Progress | None = None,
 ) -> ExportResult:
-    """Write each dashboard (by id or exact name) as `<out_dir>/<key>.yaml`; raises MetabaseNotFound."""
+    """Write each dashboard (by id or exact name) as `<out_dir>/<key>.yaml`.
+
+    Raises MetabaseNotFound (no such dashboard), MetabaseError, ConfigError (`out_dir` not writable).
+    """
     progress = progress or NullProgress()
     result = ExportResult()
     collections = mb.list_collections()
     paths_by_id = {c.id: path for path, c in collection_paths(collections).items()}
     databases = [d for d in mb.list_databases() if not d.is_sample and not d.is_audit]
     metadata: dict[int, DatabaseMetadata] = {}
-    out_dir.mkdir(parents=True, exist_ok=True)
     for wanted in dashboards:
         dashboard = mb.get_dashboard(_find_dashboard(mb, wanted, collections))
         progress.step(f"Exporting dashboard {dashboard.name!r} (id {dashboard.id})")
@@ -74,12 +76,24 @@ def export_dashboards(
             several_databases=len(databases) > 1,
         )
         target = out_dir / f"{document['key']}.yaml"
-        target.write_text(render(document), encoding="utf-8")
+        _write(target, render(document))
         result.files.append(str(target))
         result.warnings += warnings
     for warning in result.warnings:
         progress.warn(warning)
     return result
+
+
+def _write(target: Path, text: str) -> None:
+    """Write one exported file, creating its directory; raises ConfigError if that is impossible."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {target}: {(exc.strerror or type(exc).__name__).lower()}",
+            hint="give --out a directory you can write to",
+        ) from exc
 
 
 def _find_dashboard(mb: MetabaseClient, wanted: str, collections: list[Any]) -> int:

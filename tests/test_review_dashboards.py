@@ -12,7 +12,7 @@ import responses
 from provisioner import dashboards, sqlcheck
 from provisioner.apply import execute
 from provisioner.config import Settings
-from provisioner.errors import DatabaseError
+from provisioner.errors import ConfigError, DatabaseError
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import DashboardCreate
 from provisioner.plan import Action, DesiredCard, Plan
@@ -94,3 +94,16 @@ def test_export_names_a_personal_collection_as_such(fake_metabase: Any, tmp_path
         result = dashboards.export(settings, [str(made.id)], out_dir=tmp_path / "out", client=client)
     assert result.warnings[0] == "'Mine' is in a personal or archived collection; written under `Exported`"
     assert "collection: Exported\n" in (tmp_path / "out" / "mine.yaml").read_text()
+
+
+def test_export_to_an_unwritable_out_is_a_config_error(fake_metabase: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the directory should go")
+    with MetabaseClient(fake_metabase.url, sleep=lambda _s: None) as client:
+        client.use_session(fake_metabase.admin_session())
+        made = client.create_dashboard(DashboardCreate(name="Board", collection_id=None))
+        settings = Settings.load({}, cwd=tmp_path, metabase_url=fake_metabase.url)
+        with pytest.raises(ConfigError) as caught:
+            dashboards.export(settings, [str(made.id)], out_dir=blocker, client=client)
+    assert str(blocker) in caught.value.message and caught.value.hint
+    assert blocker.read_text() == "a file where the directory should go"
