@@ -101,15 +101,30 @@ def test_setup_rejects_weak_passwords(fake_metabase: FakeMetabase, password: str
     body["user"]["password"] = password
     response = requests.post(f"{fake_metabase.url}/api/setup", json=body)
     assert response.status_code == 400
-    assert "password" in response.json()["errors"]
+    assert set(response.json()["errors"]) == {"user"} and "password" in response.json()["errors"]["user"]
 
 
 def test_setup_requires_site_name_and_a_valid_email(fake_metabase: FakeMetabase) -> None:
+    # setup/api.clj declares nested maps, so api/macros.clj `invalid-params-errors` nests errors by path.
     body = setup_body(fake_metabase, prefs={})
     body["user"]["email"] = "not-an-email"
     response = requests.post(f"{fake_metabase.url}/api/setup", json=body)
     assert response.status_code == 400
-    assert set(response.json()["errors"]) == {"site_name", "email"}
+    errors = response.json()["errors"]
+    assert errors == {
+        "user": {"email": "value must be a valid email address."},
+        "prefs": {"site_name": "value must be a non-blank string."},
+    }
+    assert set(response.json()["specific-errors"]) == {"user", "prefs"}
+
+
+def test_setup_without_user_or_prefs_maps_is_a_400_naming_them(fake_metabase: FakeMetabase) -> None:
+    body = setup_body(fake_metabase)
+    del body["user"]
+    body["prefs"] = "ACME"
+    response = requests.post(f"{fake_metabase.url}/api/setup", json=body)
+    assert response.status_code == 400 and set(response.json()["errors"]) == {"user", "prefs"}
+    assert requests.get(f"{fake_metabase.url}/api/session/properties").json()["has-user-setup"] is False
 
 
 def test_setup_creates_the_admin_logs_in_and_cannot_run_twice(fake_metabase: FakeMetabase) -> None:

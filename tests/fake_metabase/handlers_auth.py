@@ -17,6 +17,7 @@ from tests.fake_metabase.handlers import (
     not_found,
     now_iso,
     positive_id,
+    received,
 )
 from tests.fake_metabase.state import FakeState
 
@@ -180,44 +181,63 @@ def get_properties(ctx: Ctx) -> Response:
 
 
 def post_setup(ctx: Ctx) -> Response:
-    """POST /api/setup: create the first admin and log them in."""
+    """POST /api/setup: create the first admin and log them in.
+
+    The newest endpoint declares `[:map [:token …] [:user [:map …]] [:prefs [:map …]]]`, and api/macros.clj
+    `invalid-params-errors` nests each error under its path: `{"errors": {"user": {"password": …}}}`.
+    """
     body = ctx.body if isinstance(ctx.body, dict) else {}
-    user = body.get("user") if isinstance(body.get("user"), dict) else {}
-    prefs = body.get("prefs") if isinstance(body.get("prefs"), dict) else {}
-    flat = {
-        "token": body.get("token"),
-        "email": user.get("email"),
-        "password": user.get("password"),
-        "site_name": prefs.get("site_name"),
-        "first_name": user.get("first_name"),
-        "last_name": user.get("last_name"),
-    }
-    check = Validator(flat)
-    # The endpoint's schema names the destructured keys, so errors come back flat, not nested.
-    token = flat["token"]
+    errors: dict[str, Any] = {}
+    specific: dict[str, Any] = {}
+    token = body.get("token")
     if not (isinstance(token, str) and token == ctx.state.setup_token):
-        check.fail("token", "Token does not match the setup token.", f"setup token, received: {token!r}")
-    email = flat["email"]
-    if not (isinstance(email, str) and _EMAIL_RE.match(email)):
-        check.fail("email", "value must be a valid email address.", "valid email address")
-    if not password_is_valid(flat["password"]):
-        check.fail("password", "password is too common.", "password is too common.")
-    check.non_blank("site_name", required=True, nullable=False)
-    check.non_blank("first_name")
-    check.non_blank("last_name")
-    check.raise_if_failed()
+        errors["token"] = "Token does not match the setup token."
+        specific["token"] = [f"setup token, received: {received(token)}"]
+    user, user_check = _nested_map(body, "user", errors, specific)
+    if user_check is not None:
+        email = user.get("email")
+        if not (isinstance(email, str) and _EMAIL_RE.match(email)):
+            user_check.fail("email", "value must be a valid email address.", "valid email address")
+        if not password_is_valid(user.get("password")):
+            user_check.fail("password", "password is too common.", "password is too common.")
+        user_check.non_blank("first_name")
+        user_check.non_blank("last_name")
+    prefs, prefs_check = _nested_map(body, "prefs", errors, specific)
+    if prefs_check is not None:
+        prefs_check.non_blank("site_name", required=True, nullable=False)
+    for key, check in (("user", user_check), ("prefs", prefs_check)):
+        if check is not None and check.errors:
+            errors[key], specific[key] = check.errors, check.specific
+    if errors:
+        raise ApiError(400, {"errors": errors, "specific-errors": specific})
     if ctx.state.has_user_setup():
         raise ApiError(403, SETUP_DONE)
     new_user = create_user(
         ctx.state,
-        email=email,
-        first_name=flat["first_name"],
-        last_name=flat["last_name"],
-        password=flat["password"],
+        email=user["email"],
+        first_name=user.get("first_name"),
+        last_name=user.get("last_name"),
+        password=user["password"],
         superuser=True,
     )
-    ctx.state.site_name = flat["site_name"]
+    ctx.state.site_name = prefs["site_name"]
     return _new_session(ctx, new_user)
+
+
+def _nested_map(
+    body: dict, key: str, errors: dict[str, Any], specific: dict[str, Any]
+) -> tuple[dict, Validator | None]:
+    """Return `body[key]` and a Validator for it, or record the 400 for a missing or non-map value."""
+    value = body.get(key)
+    if isinstance(value, dict):
+        return value, Validator(value)
+    errors[key] = "value must be a map."
+    specific[key] = [
+        "missing required key, received: nil"
+        if value is None
+        else f"invalid type, received: {received(value)}"
+    ]
+    return {}, None
 
 
 def create_user(
