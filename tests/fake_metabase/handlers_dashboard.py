@@ -73,6 +73,17 @@ def _valid_template_tag_ref(ref: Any) -> bool:
     return isinstance(name, str) and name.strip() != ""
 
 
+def _id_problems(index: int, item: dict, seen: set[int]) -> list[str]:
+    """Return the problem with an item's `id` (an integer, unique in its array: maps-with-unique-key)."""
+    item_id = item.get("id")
+    if not _is_int(item_id):
+        return [f"[{index}].id: should be an integer, received: {received(item_id)}"]
+    if item_id in seen:
+        return [f"[{index}].id: ids must be unique, received duplicate: {item_id}"]
+    seen.add(item_id)
+    return []
+
+
 def _dashcard_problems(dashcards: list) -> list[str]:
     """Return malli-style problems of a `dashcards` array (UpdatedDashboardCard, unique ids)."""
     problems: list[str] = []
@@ -81,12 +92,7 @@ def _dashcard_problems(dashcards: list) -> list[str]:
         if not isinstance(dashcard, dict):
             problems.append(f"[{index}] should be a map, received: {received(dashcard)}")
             continue
-        if not _is_int(dashcard.get("id")):
-            problems.append(f"[{index}].id: should be an integer, received: {received(dashcard.get('id'))}")
-        elif dashcard["id"] in seen:
-            problems.append(f"[{index}].id: ids must be unique, received duplicate: {dashcard['id']}")
-        else:
-            seen.add(dashcard["id"])
+        problems.extend(_id_problems(index, dashcard, seen))
         for key, minimum in (("size_x", 1), ("size_y", 1), ("row", 0), ("col", 0)):
             value = dashcard.get(key)
             if not _is_int(value) or value < minimum:
@@ -152,12 +158,7 @@ def _tab_problems(tabs: list) -> list[str]:
         if not isinstance(tab, dict):
             problems.append(f"[{index}] should be a map, received: {received(tab)}")
             continue
-        if not _is_int(tab.get("id")):
-            problems.append(f"[{index}].id: should be an integer, received: {received(tab.get('id'))}")
-        elif tab["id"] in seen:
-            problems.append(f"[{index}].id: ids must be unique, received duplicate: {tab['id']}")
-        else:
-            seen.add(tab["id"])
+        problems.extend(_id_problems(index, tab, seen))
         name = tab.get("name")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"[{index}].name: non-blank string, received: {received(name)}")
