@@ -197,3 +197,13 @@ def test_silent_telematics_alert_follows_the_first_missed_daily_report(owner) ->
     ).fetchone()
     # Readings come once a day: the unit is silent only once the next one is overdue.
     assert opened_at - last_seen > timedelta(days=1)
+
+
+def test_db_status_text_shows_why_the_demo_data_is_unknown() -> None:
+    from provisioner.cli.db import _status_text
+    from provisioner.warehouse import DbStatus
+
+    status = DbStatus(running=True, pid=42, port=5433, data_dir="/x/data", detail="password not stored")
+    text = _status_text(status)
+    assert "demo data: unknown (password not stored)" in text
+    assert "url: None" not in text and "not seeded" not in text

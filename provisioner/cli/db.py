@@ -153,9 +153,13 @@ def _status_text(status: DbStatus) -> str:
     lines = [
         f"embedded PostgreSQL: running (pid {status.pid}) on 127.0.0.1:{status.port}",
         f"  data: {status.data_dir}",
-        f"  url: {status.dsn_redacted}   (`provision db url` prints it with the password)",
     ]
-    lines.append(
-        f"  demo data: {status.seeded.summary if status.seeded else 'not seeded (run `provision seed`)'}"
-    )
+    if status.dsn_redacted:
+        lines.append(f"  url: {status.dsn_redacted}   (`provision db url` prints it with the password)")
+    if status.seeded:
+        lines.append(f"  demo data: {status.seeded.summary}")
+    elif status.detail:
+        lines.append(f"  demo data: unknown ({status.detail})")
+    else:
+        lines.append("  demo data: not seeded (run `provision seed`)")
     return "\n".join(lines)
