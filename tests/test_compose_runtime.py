@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 from pathlib import Path
@@ -37,10 +38,14 @@ class FakeRunner:
 
     def __init__(self, answers: dict[str, tuple[int, str, str]] | None = None) -> None:
         self.calls: list[list[str]] = []
+        self.envs: list[dict[str, str] | None] = []
         self.answers = answers or {}
 
-    def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
+        self.envs.append(env)
         if args[:2] == ["docker", "info"]:
             key = "info"
         elif args == COMPOSE_VERSION_COMMAND:
@@ -127,6 +132,25 @@ def test_env_file_is_private_random_and_complete(settings: Settings) -> None:
     assert len(env.mb_encryption_secret_key.get_secret_value()) >= 32
 
 
+def test_compose_runs_without_shell_variables_that_would_override_the_env_file(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Compose ranks the shell above --env-file: an exported METABASE_PORT would move Metabase
+    # away from the port the tool polls, an exported key would replace the generated one.
+    monkeypatch.setenv("METABASE_PORT", "9999")
+    monkeypatch.setenv("MB_ENCRYPTION_SECRET_KEY", "from-the-shell")
+    monkeypatch.setenv("METABASE_VERSION", "v0.64.6.x")  # meant for compose: kept
+    runner = FakeRunner({"up": (1, "", "unhealthy\n")})
+    with pytest.raises(EnvironmentProblem):
+        _runtime(settings, runner).start(RecordingProgress())
+    compose_envs = [env for args, env in zip(runner.calls, runner.envs, strict=True) if "--env-file" in args]
+    assert [args[8] for args in runner.calls if "--env-file" in args] == ["up", "logs"]
+    for env in compose_envs:
+        assert env is not None
+        assert "METABASE_PORT" not in env and "MB_ENCRYPTION_SECRET_KEY" not in env
+        assert env["METABASE_VERSION"] == "v0.64.6.x" and env["PATH"] == os.environ["PATH"]
+
+
 def test_env_file_is_never_regenerated(settings: Settings) -> None:
     runtime = _runtime(settings, FakeRunner())
     runtime.start(RecordingProgress())
@@ -195,7 +219,9 @@ def test_down_without_a_started_demo_removes_nothing(settings: Settings) -> None
 
 def test_down_without_docker_and_without_a_demo_says_nothing_to_remove(settings: Settings) -> None:
     class NoDocker(FakeRunner):
-        def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        def run(
+            self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
             raise EnvironmentProblem("`docker` is not installed or not on PATH")
 
     progress = RecordingProgress()
@@ -223,10 +249,12 @@ def test_down_volumes_removes_a_project_whose_env_file_is_lost(settings: Setting
     seen: list[str] = []
     original = runner.run
 
-    def run(args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    def run(
+        args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         if "down" in args:
             seen.append(placeholder.read_text())
-        return original(args, timeout_s=timeout_s)
+        return original(args, timeout_s=timeout_s, env=env)
 
     runner.run = run  # type: ignore[method-assign]
     _runtime(settings, runner).destroy(RecordingProgress())

@@ -31,7 +31,9 @@ class DockerRunner:
         self.engine, self.compose, self.ps = engine, compose, ps
         self.calls: list[list[str]] = []
 
-    def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
         if args[:2] == ["docker", "info"]:
             ok = self.engine is not None

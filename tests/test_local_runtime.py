@@ -191,7 +191,9 @@ def test_jar_command_uses_the_java_found(settings: Settings, tmp_path: Path) -> 
     jar.write_bytes(b"PK")
 
     class Java21:
-        def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+        def run(
+            self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
             return subprocess.CompletedProcess(args, 0, "", 'openjdk version "21.0.4" 2024-07-16\n')
 
     with_jar = settings.model_copy(update={"metabase_command": None, "metabase_jar": jar})

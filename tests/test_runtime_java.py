@@ -17,7 +17,9 @@ class JavaRunner:
         self.versions = versions
         self.calls: list[list[str]] = []
 
-    def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
         if args[0] not in self.versions:
             raise EnvironmentProblem(f"`{args[0]}` is not installed")

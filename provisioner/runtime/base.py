@@ -84,18 +84,28 @@ class Runtime(Protocol):
 class CommandRunner(Protocol):
     """Runs an external command (docker, java) and returns its completed process."""
 
-    def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
-        """The finished command with text stdout/stderr; raises EnvironmentProblem if it cannot run."""
+    def run(
+        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The finished command (in `env`, default ours) with text output; raises EnvironmentProblem."""
 
 
 class SubprocessRunner:
     """Runs commands with `subprocess.run`, output captured as text."""
 
-    def run(self, args: list[str], *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """The finished command; raises EnvironmentProblem when it is missing or times out."""
         try:
             return subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL, check=False
+                args,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                stdin=subprocess.DEVNULL,
+                check=False,
+                env=env,
             )
         except FileNotFoundError as exc:
             raise EnvironmentProblem(

@@ -9,6 +9,7 @@ with.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -376,7 +377,9 @@ class ComposeRuntime:
     def _run(
         self, args: list[str], *, timeout_s: float, check: bool = True, env_path: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        done = self.runner.run([*self.base_command(env_path), *args], timeout_s=timeout_s)
+        done = self.runner.run(
+            [*self.base_command(env_path), *args], timeout_s=timeout_s, env=_environment_for_compose()
+        )
         if check and done.returncode != 0:
             raise EnvironmentProblem(
                 f"`docker compose {args[0]}` failed: {self._last_line(done)}",
@@ -412,13 +415,23 @@ class ComposeRuntime:
         log = self.state.logs_dir / f"docker-{self.project}.log"
         try:
             done = self.runner.run(
-                [*self.base_command(), "logs", "--no-color", "--tail", "200"], timeout_s=_QUICK_S
+                [*self.base_command(), "logs", "--no-color", "--tail", "200"],
+                timeout_s=_QUICK_S,
+                env=_environment_for_compose(),
             )
             text = self._redact((done.stdout or "") + (done.stderr or ""))
         except EnvironmentProblem as exc:
             text = f"could not read the logs: {exc.message}\n"
         write_private(log, text)
         return log
+
+
+def _environment_for_compose() -> dict[str, str]:
+    """Our environment without the env file's variables: compose would prefer the shell's values."""
+    # A METABASE_PORT or MB_ENCRYPTION_SECRET_KEY exported for other work would otherwise silently
+    # replace the generated port or key (compose ranks the shell above --env-file).
+    generated = {name.upper() for name in ComposeEnv.model_fields}
+    return {key: value for key, value in os.environ.items() if key not in generated}
 
 
 def _password() -> str:
