@@ -200,6 +200,7 @@ def test_silent_telematics_alert_follows_the_first_missed_daily_report(owner) ->
 
 
 def test_db_status_text_shows_why_the_demo_data_is_unknown() -> None:
+    import provisioner.cli.app  # noqa: F401  (the CLI package is imported through its root app)
     from provisioner.cli.db import _status_text
     from provisioner.warehouse import DbStatus
 
