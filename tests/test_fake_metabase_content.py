@@ -850,3 +850,19 @@ def test_a_card_already_on_the_dashboard_stays_when_it_became_another_dashboards
     fresh = api.dashboard()
     assert plain(api.put(f"/dashboard/{fresh['id']}", {"dashcards": [dashcard(-1, card["id"])]}), 400,
                  "Invalid Request.")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/card/999", {"name": ""}),
+        ("/dashboard/999", {"width": "wide"}),
+        ("/collection/999", {"description": ""}),
+        ("/database/999", {"name": ""}),
+    ],
+)
+def test_an_invalid_body_is_a_400_before_the_object_is_looked_up(api: Api, path: str, body: dict) -> None:
+    # api/macros.clj decode-and-validate-params runs before the handler, so a bad body beats a missing id.
+    response = api.put(path, body)
+    assert response.status_code == 400 and set(response.json()["errors"]) == set(body)
+    assert plain(api.put(path, {}), 404, "Not found.")

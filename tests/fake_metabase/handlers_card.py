@@ -510,8 +510,8 @@ def put_card(ctx: Ctx, id: str) -> Response:
     """PUT /api/card/:id: partial update; `archived` soft-deletes (archived_directly true)."""
     user = ctx.user
     assert user is not None
+    _validate_card_body(ctx, creating=False)  # defendpoint checks the body before the handler looks it up
     card = _card(ctx, id)
-    _validate_card_body(ctx, creating=False)
     body = ctx.body
     if body.get("dataset_query") is not None:
         legacy = normalize_query(ctx.state, body["dataset_query"])

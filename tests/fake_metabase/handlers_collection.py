@@ -296,15 +296,7 @@ def _set_archived(state: FakeState, collection: dict, archived: bool) -> None:
 
 def put_collection(ctx: Ctx, id: str) -> Response:
     """PUT /api/collection/:id: rename, describe, move, archive (omitted `archived` means unarchived)."""
-    collection = _get(ctx, id)
-    body = ctx.body if isinstance(ctx.body, dict) else {}
-    if collection["type"] == "trash":
-        raise ApiError(403, "You don't have permissions to do that.")
-    if collection["personal_owner_id"] and (
-        body.get("archived") or "parent_id" in body or body.get("name") not in (None, collection["name"])
-    ):
-        # A personal collection keeps its name and place; only its description may change.
-        raise ApiError(403, "You don't have permissions to do that.")
+    # defendpoint checks the body before the handler looks the collection up or checks permissions.
     check = Validator(ctx.body)
     check.non_blank("name")
     check.non_blank("description")
@@ -322,6 +314,14 @@ def put_collection(ctx: Ctx, id: str) -> Response:
                 f"should be a positive int, received: {parent!r}",
             )
     check.raise_if_failed()
+    collection = _get(ctx, id)
+    if collection["type"] == "trash":
+        raise ApiError(403, "You don't have permissions to do that.")
+    if collection["personal_owner_id"] and (
+        body.get("archived") or "parent_id" in body or body.get("name") not in (None, collection["name"])
+    ):
+        # A personal collection keeps its name and place; only its description may change.
+        raise ApiError(403, "You don't have permissions to do that.")
     if body.get("name") is not None:
         collection["name"] = body["name"]
         collection["slug"] = slugify(body["name"])

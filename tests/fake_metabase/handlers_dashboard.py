@@ -541,8 +541,8 @@ def put_dashboard(ctx: Ctx, id: str) -> Response:
     """
     user = ctx.user
     assert user is not None
+    _validate_updates(ctx)  # defendpoint checks the body before the handler looks the dashboard up
     dashboard = _dashboard(ctx, id)
-    _validate_updates(ctx)
     body = ctx.body
     if "collection_id" in body:
         dashboard["collection_id"] = collection_for_write(ctx.state, body["collection_id"])

@@ -525,9 +525,9 @@ def get_schemas(ctx: Ctx, id: str) -> Response:
 
 def put_database(ctx: Ctx, id: str) -> Response:
     """PUT /api/database/:id: partial update; the masked password keeps the stored one."""
+    _validate_database_body(ctx, creating=False)  # defendpoint checks the body before the handler runs
     ctx.require_superuser()
     database = _database(ctx, id)
-    _validate_database_body(ctx, creating=False)
     body = ctx.body
     if body.get("details") is not None:
         # upsert-sensitive-fields: the sent keys are merged over the stored ones (a key left out keeps its
