@@ -19,6 +19,7 @@ from provisioner.errors import EnvironmentProblem, ProvisionError
 from provisioner.progress import NullProgress, Progress
 from provisioner.redact import describe_secret
 from provisioner.runtime.base import (
+    COMPOSE_VERSION_COMMAND,
     CommandRunner,
     RuntimeChoice,
     SubprocessRunner,
@@ -134,7 +135,7 @@ def check_compose(runner: CommandRunner) -> Check:
     """Docker Compose v2 is installed and new enough for `up --wait`."""
     hint = "install the Docker Compose v2 plugin (https://docs.docker.com/compose/install/)"
     try:
-        done = runner.run(["docker", "compose", "version", "--short"], timeout_s=20)
+        done = runner.run(COMPOSE_VERSION_COMMAND, timeout_s=20)
     except EnvironmentProblem as exc:
         return Check(name="docker compose", ok=False, detail=exc.message, hint=hint)
     version = parse_compose_version(done.stdout) if done.returncode == 0 else None

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 RuntimeChoice = Literal["auto", "docker", "local", "external"]
 DEFAULT_NAME = "metabase-demo"
+COMPOSE_VERSION_COMMAND = ["docker", "compose", "version", "--short"]
 
 
 class Endpoints(BaseModel):
@@ -138,7 +139,7 @@ def docker_engine_version(runner: CommandRunner) -> str | None:
 def compose_available(runner: CommandRunner) -> bool:
     """True when the Docker Compose v2 plugin answers `docker compose version`."""
     try:
-        done = runner.run(["docker", "compose", "version", "--short"], timeout_s=20)
+        done = runner.run(COMPOSE_VERSION_COMMAND, timeout_s=20)
     except EnvironmentProblem:
         return False
     return done.returncode == 0 and bool(done.stdout.strip())

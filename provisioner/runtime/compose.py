@@ -21,6 +21,7 @@ from provisioner.errors import EnvironmentProblem
 from provisioner.progress import Progress
 from provisioner.redact import redact
 from provisioner.runtime.base import (
+    COMPOSE_VERSION_COMMAND,
     DEFAULT_NAME,
     CommandRunner,
     Endpoints,
@@ -42,7 +43,6 @@ READER_USER = "metabase_reader"
 WAREHOUSE_SERVICE = "warehouse"
 METABASE_SERVICE = "metabase"
 _QUICK_S = 60.0
-COMPOSE_VERSION_COMMAND = ["docker", "compose", "version", "--short"]
 _DOWN_S = 180.0
 
 
