@@ -666,3 +666,28 @@ def test_a_schema_sync_metabase_cannot_run_says_the_database_is_unreachable(clie
         client.sync_schema(2)
     assert "cannot reach the database" in caught.value.message and "refused" in caught.value.message
     assert caught.value.status == 422 and "reachable from Metabase" in (caught.value.hint or "")
+
+
+@responses.activate
+def test_nested_setup_errors_are_named_by_path_with_the_admin_password_hint(client: MetabaseClient) -> None:
+    # The newest POST /api/setup nests validation errors under the body's `user` and `prefs` maps.
+    responses.post(
+        f"{URL}/api/setup",
+        status=400,
+        json={
+            "errors": {
+                "user": {"password": "password is too common."},
+                "prefs": {"site_name": "value must be a non-blank string."},
+            },
+            "specific-errors": {"user": {"password": ["password is too common."]}},
+        },
+    )
+    with pytest.raises(MetabaseError) as caught:
+        client.setup("tok-1", SetupUser(email="a@b.c", password="Qwerty123"), "Demo")
+    assert caught.value.errors == {
+        "user.password": "password is too common.",
+        "prefs.site_name": "value must be a non-blank string.",
+    }
+    assert "user.password: password is too common." in caught.value.message
+    assert "METABASE_ADMIN_PASSWORD" in (caught.value.hint or "")
+    assert "Qwerty123" not in json.dumps(caught.value.to_dict())

@@ -29,6 +29,7 @@ from provisioner.metabase.models import (
     ApiKeyCreated,
     Card,
     CardCreate,
+    CardQuery,
     CardUpdate,
     Collection,
     CollectionCreate,
@@ -131,15 +132,12 @@ class MetabaseClient:
         method: str,
         path: str,
         *,
-        body: BaseModel | Mapping[str, Any] | None = None,
+        body: BaseModel | None = None,
         params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
     ) -> Any:
         """The decoded JSON answer (None for an empty body); raises a MetabaseError subclass."""
-        payload: Any = None
-        if isinstance(body, BaseModel):
-            payload = body.model_dump(mode="json", exclude_none=True)
-        elif body is not None:
-            payload = dict(body)
+        # Bodies are models, never hand-built dicts: exact on write.
+        payload = None if body is None else body.model_dump(mode="json", exclude_none=True)
         secrets = self._secrets | set(_secret_values(payload))
         url = f"{self.base_url}{path}"
         attempts = 1 + (self.retries if method in IDEMPOTENT_METHODS else 0)
@@ -175,7 +173,7 @@ class MetabaseClient:
             raise _unexpected("GET", path, str(exc)) from exc
         return [_parse(model, item, "GET", path) for item in items]
 
-    def _send(self, method: str, path: str, model: type[M], body: BaseModel | Mapping[str, Any] | None) -> M:
+    def _send(self, method: str, path: str, model: type[M], body: BaseModel | None) -> M:
         return _parse(model, self._request(method, path, body=body), method, path)
 
     # --- health, setup, auth ---
@@ -316,11 +314,12 @@ class MetabaseClient:
         self, card_id: int, parameters: Iterable[QueryParameter | Mapping[str, Any]] = ()
     ) -> QueryResult:
         """The card's query result; `status` says whether the SQL failed (HTTP is 202 either way)."""
-        values = [
-            p.model_dump(mode="json", exclude_none=True) if isinstance(p, BaseModel) else dict(p)
-            for p in parameters
-        ]
-        return self._send("POST", f"/api/card/{card_id}/query", QueryResult, {"parameters": values})
+        body = CardQuery(
+            parameters=[
+                p if isinstance(p, QueryParameter) else QueryParameter.model_validate(p) for p in parameters
+            ]
+        )
+        return self._send("POST", f"/api/card/{card_id}/query", QueryResult, body)
 
     def run_native(self, database_id: int, sql: str) -> QueryResult:
         """The result of ad-hoc SQL (`POST /api/dataset`); check `status`."""
@@ -382,10 +381,23 @@ def _errors_text(errors: Mapping[str, Any]) -> str:
     return "; ".join(f"{key}: {value}" for key, value in errors.items())
 
 
+def _flat_errors(errors: Mapping[str, Any], prefix: str = "") -> dict[str, object]:
+    """Metabase's field error map with dotted keys: `{"user.password": …}`."""
+    # Endpoints whose body schema nests maps (POST /api/setup: `user`, `prefs`) nest their errors the same
+    # way (api/macros.clj `invalid-params-errors` does `assoc-in` by the value's path).
+    flat: dict[str, object] = {}
+    for key, value in errors.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat_errors(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _metabase_message(data: Any, text: str) -> tuple[str, dict[str, object]]:
     """Metabase's own words from an error body (unclipped: redact first), and its field error map."""
     if isinstance(data, Mapping):
-        errors = data.get("errors") if isinstance(data.get("errors"), Mapping) else {}
+        errors = _flat_errors(data["errors"]) if isinstance(data.get("errors"), Mapping) else {}
         message = data.get("message") if isinstance(data.get("message"), str) else None
         if message and errors:
             said = f"{message.rstrip('.')} ({_errors_text(errors)})"
@@ -393,7 +405,7 @@ def _metabase_message(data: Any, text: str) -> tuple[str, dict[str, object]]:
             said = message or (_errors_text(errors) if errors else None)
         if not said and isinstance(data.get("status"), str):
             said = data["status"]
-        return (said or json.dumps(data)), dict(errors)
+        return (said or json.dumps(data)), errors
     if isinstance(data, str):
         return data, {}
     return text or "(empty answer)", {}
@@ -434,7 +446,7 @@ def error_for_response(
                 "`provision metabase setup` again, it reads the current one from /api/session/properties",
                 **common,
             )
-        if path == "/api/setup" and {"email", "password"} & set(errors):
+        if path == "/api/setup" and {"email", "password"} & {k.rpartition(".")[2] for k in errors}:
             return MetabaseError(
                 message,
                 hint="Metabase refused the admin's email or password: fix METABASE_ADMIN_EMAIL / "
