@@ -562,6 +562,12 @@ class QueryParameter(_Write):
     value: Any = None
 
 
+class CardQuery(_Write):
+    """Body of `POST /api/card/:id/query`: filter values; none runs the card with its defaults."""
+
+    parameters: list[QueryParameter] = Field(default_factory=list)
+
+
 class QueryColumn(_Read):
     name: str
     display_name: str | None = None
