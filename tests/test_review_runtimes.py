@@ -68,3 +68,19 @@ def test_app_database_that_cannot_be_dropped_is_a_database_error(
     with pytest.raises(DatabaseError, match="could not drop Metabase's application database") as caught:
         runtime._drop_app_database(plain_role_dsn, RecordingProgress())
     assert "own" in (caught.value.hint or "")
+
+
+def test_metabase_ignores_an_application_database_exported_for_another_metabase(
+    clean_environ: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import SecretStr
+
+    # Metabase prefers MB_DB_CONNECTION_URI over MB_DB_HOST & co: inherited, it would win.
+    monkeypatch.setenv("MB_DB_CONNECTION_URI", "postgres://elsewhere:5432/production_metabase")
+    monkeypatch.setenv("MB_DB_FILE", "/srv/metabase/metabase.db")
+    monkeypatch.setenv("MB_EMOJI_IN_LOGS", "false")  # other Metabase settings pass through
+    runtime = LocalRuntime(Settings.load({}, home=clean_environ))
+    env = runtime._environment(3123, SecretStr("postgresql://owner:pw@127.0.0.1:5544/metabase_app"))
+    assert "MB_DB_CONNECTION_URI" not in env and "MB_DB_FILE" not in env
+    assert (env["MB_DB_HOST"], env["MB_DB_PORT"], env["MB_DB_DBNAME"]) == ("127.0.0.1", "5544", APP_DATABASE)
+    assert env["MB_EMOJI_IN_LOGS"] == "false"

@@ -199,7 +199,9 @@ class LocalRuntime:
 
     def _environment(self, port: int, app_db: SecretStr) -> dict[str, str]:
         parts = urlsplit(app_db.get_secret_value())
-        env = dict(os.environ)
+        # An MB_DB_CONNECTION_URI (or MB_DB_FILE) exported for another Metabase would win over the
+        # MB_DB_* set below and point this one at that application database.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MB_DB_")}
         env.update(
             MB_JETTY_HOST=HOST,
             MB_JETTY_PORT=str(port),
