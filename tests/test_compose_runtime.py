@@ -266,6 +266,16 @@ def test_down_volumes_removes_a_project_whose_env_file_is_lost(settings: Setting
     assert not placeholder.exists()
 
 
+def test_down_stops_a_project_whose_env_file_is_damaged(settings: Settings) -> None:
+    settings.home.mkdir(parents=True)
+    (settings.home / ".env").write_text("METABASE_PORT=3000\n")
+    runner = FakeRunner()
+    _runtime(settings, runner).stop(RecordingProgress())
+    assert runner.calls == [[*_prefix(settings, ".env.metabase-demo.placeholder"), "down"]]
+    # Stopping keeps the data, so the env file (to be restored by the user) is left alone.
+    assert (settings.home / ".env").read_text() == "METABASE_PORT=3000\n"
+
+
 def test_down_volumes_removes_a_project_whose_env_file_is_damaged(settings: Settings) -> None:
     settings.home.mkdir(parents=True)
     (settings.home / ".env").write_text("METABASE_PORT=3000\nMB_APP_DB_PASSWORD=left-in-damaged-file\n")

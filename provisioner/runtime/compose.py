@@ -233,7 +233,7 @@ class ComposeRuntime:
             progress.info(f"no docker demo {self.project!r} was ever started here")
             return
         progress.info(f"docker compose project {self.project!r}: stopping")
-        self._run(["down"], timeout_s=_DOWN_S)
+        self._down([])
 
     def destroy(self, progress: Progress) -> None:
         """Remove containers and volumes, then the env file; raises EnvironmentProblem if compose fails.
@@ -241,28 +241,36 @@ class ComposeRuntime:
         Also removes a project whose env file is lost or damaged (its passwords unknown), which
         would otherwise block every later start.
         """
-        if self._env_is_readable():
-            progress.info(f"docker compose project {self.project!r}: removing containers and volumes")
-            self._run(["down", "--volumes", "--remove-orphans"], timeout_s=_DOWN_S)
-        else:
+        if not self.env_path.exists():
             try:
                 leftovers = self._project_volumes()
             except EnvironmentProblem:  # no docker here: nothing of ours can exist either
                 leftovers = []
-            if not leftovers and not self.env_path.exists():
+            if not leftovers:
                 progress.info(f"no docker demo {self.project!r} was ever started here")
                 return
-            progress.info(f"docker compose project {self.project!r}: removing containers and volumes")
-            # Compose loads the whole file, required variables included, even for `down`, which
-            # uses none of their values: placeholders stand in for the lost ones.
-            placeholder = self.state.root / f".env.{self.project}.placeholder"
-            write_private(placeholder, ComposeEnv.placeholder().render())
-            try:
-                self._run(["down", "--volumes", "--remove-orphans"], timeout_s=_DOWN_S, env_path=placeholder)
-            finally:
-                placeholder.unlink(missing_ok=True)
+        progress.info(f"docker compose project {self.project!r}: removing containers and volumes")
+        self._down(["--volumes", "--remove-orphans"])
         # The volumes are gone, so the old passwords no longer bind anything: new ones next start.
         self.env_path.unlink(missing_ok=True)
+
+    def _down(self, options: list[str]) -> None:
+        """`docker compose down` with `options`, even when the env file is lost or damaged."""
+        try:
+            ComposeEnv.parse(self.env_path)
+        except (FileNotFoundError, EnvironmentProblem):
+            pass
+        else:
+            self._run(["down", *options], timeout_s=_DOWN_S)
+            return
+        # Compose loads the whole file, required variables included, even for `down`, which uses
+        # none of their values: placeholders stand in for the lost ones.
+        placeholder = self.state.root / f".env.{self.project}.placeholder"
+        write_private(placeholder, ComposeEnv.placeholder().render())
+        try:
+            self._run(["down", *options], timeout_s=_DOWN_S, env_path=placeholder)
+        finally:
+            placeholder.unlink(missing_ok=True)
 
     def status(self) -> RuntimeStatus:
         """The services compose reports for this project (none when never started)."""
@@ -329,13 +337,6 @@ class ComposeRuntime:
                 },
             )
         return env
-
-    def _env_is_readable(self) -> bool:
-        try:
-            ComposeEnv.parse(self.env_path)
-        except (FileNotFoundError, EnvironmentProblem):
-            return False
-        return True
 
     def _project_volumes(self) -> list[str]:
         """The names of the volumes compose created for this project (they outlive `down`)."""
