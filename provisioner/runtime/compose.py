@@ -2,8 +2,8 @@
 
 Every command names the project (`--project-name`, so several demos live side by side), the
 compose file and the generated env file. The env file holds random passwords and the ports; it
-is written once and never regenerated, because the volumes keep the passwords they were created
-with.
+lives exactly as long as the volumes (written before the first start, deleted by `down --volumes`),
+because PostgreSQL keeps the passwords a volume was initialised with.
 """
 
 from __future__ import annotations
