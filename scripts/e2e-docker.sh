@@ -74,6 +74,9 @@ for tag in $VERSIONS; do
     home="$WORK/$project"
     out="$WORK/$project-out"
     mkdir -p "$out"
+    # A project left by an earlier run (E2E_KEEP=1, a killed run) has volumes whose passwords this
+    # fresh state directory lacks, and `provision` refuses to start over them: remove it first.
+    PROVISION_HOME="$home" "$PROVISION" down --volumes --runtime docker --name "$project" >/dev/null 2>&1 || true
     # Removed on Ctrl-C or an error too: nothing is left running on the machine.
     trap 'remove_project "$project" "$home"' EXIT
     if ! (run_version "$tag" "$project" "$home" "$out"); then
