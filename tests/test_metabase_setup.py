@@ -236,6 +236,37 @@ def test_weak_admin_password_is_refused_with_a_hint_and_not_kept(
     assert run_setup(fake_metabase, home, fake_time).created_admin  # a generated one works
 
 
+@responses.activate
+def test_losing_a_setup_race_to_another_admin_keeps_the_credentials_known_before(
+    home: Path, fake_time: FakeTime
+) -> None:
+    # Metabase says "not set up", but someone else's setup lands before ours (403) and our login then
+    # fails: the generated password was never valid and must not replace what was stored (another URL's).
+    url = "http://race.test"
+    known = {"metabase_url": "http://other.test", "email": "old@demo.local", "password": "Known-Pa55"}
+    StateDir(home).save_credential("admin", known)
+    responses.get(f"{url}/api/health", json={"status": "ok"})
+    responses.get(
+        f"{url}/api/session/properties",
+        json={"has-user-setup": False, "setup-token": "tok", "version": {"tag": "v0.65.4"}},
+    )
+    responses.post(
+        f"{url}/api/setup",
+        status=403,
+        body="The /api/setup route can only be used to create the first user, "
+        "however a user currently exists.",
+        content_type="text/plain",
+    )
+    responses.post(
+        f"{url}/api/session", status=401, json={"errors": {"password": "did not match stored password"}}
+    )
+    settings = Settings.load({"METABASE_URL": url}, cwd=home.parent, home=home)
+    with pytest.raises(MetabaseAuthError):
+        setup_metabase(settings, progress=RecordingProgress(), clock=fake_time.clock, sleep=fake_time.sleep)
+    assert [c.request.url.removeprefix(url) for c in responses.calls][-2:] == ["/api/setup", "/api/session"]
+    assert StateDir(home).credential("admin") == known
+
+
 def test_second_setup_only_reads(fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime) -> None:
     run_setup(fake_metabase, home, fake_time)
     fake_metabase.clear_requests()

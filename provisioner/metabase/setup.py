@@ -350,7 +350,12 @@ def _first_run_setup(
             raise
         # Someone finished setup between our read and our call: log in instead.
         progress.warn("Metabase was set up meanwhile; logging in instead")
-        session_id = client.login(email, password)
+        try:
+            session_id = client.login(email, password)
+        except MetabaseAuthError:
+            # Another admin was created, not ours: what we stored was never valid, keep what we knew.
+            state.save_credential("admin", previous)
+            raise
     else:
         authed.created_admin = True
     client.use_session(session_id)
