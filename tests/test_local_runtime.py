@@ -18,6 +18,8 @@ from provisioner.config import Settings
 from provisioner.errors import ConfigError, EnvironmentProblem
 from provisioner.progress import RecordingProgress
 from provisioner.runtime.local import APP_DATABASE, LocalRuntime
+from provisioner.runtime.postgres import free_port
+from provisioner.state import write_private
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = shlex.quote(sys.executable)
@@ -28,6 +30,8 @@ FAKE_COMMAND = f"{PYTHON} -m tests.fake_metabase --port {{port}} --state-file {{
 def settings(clean_environ: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     # The fake runs from the repository (tests is a package there), whatever the working directory.
     monkeypatch.setenv("PYTHONPATH", str(REPO))
+    # A remembered ephemeral port, not the default 3000 that concurrent test runs would race for.
+    write_private(clean_environ / "run" / "metabase.port", f"{free_port()}\n")
     return Settings.load(
         {},
         home=clean_environ,
@@ -123,7 +127,7 @@ def test_stale_pid_file_is_replaced(runtime: LocalRuntime, settings: Settings) -
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     pid_file = settings.home / "run" / "metabase.pid"
-    pid_file.parent.mkdir(parents=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{gone.pid}\n")
 
     assert runtime.running_pid() is None
@@ -134,7 +138,7 @@ def test_stale_pid_file_is_replaced(runtime: LocalRuntime, settings: Settings) -
 
 def test_pid_of_an_unrelated_process_is_not_ours(runtime: LocalRuntime, settings: Settings) -> None:
     pid_file = settings.home / "run" / "metabase.pid"
-    pid_file.parent.mkdir(parents=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{os.getpid()}\n")  # alive, but not a process group leader we started
     assert runtime.running_pid() is None
 

@@ -14,6 +14,8 @@ import requests
 from typer.testing import CliRunner
 
 from provisioner.cli.app import app
+from provisioner.runtime.postgres import free_port
+from provisioner.state import write_private
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = shlex.quote(sys.executable)
@@ -26,6 +28,8 @@ def local_demo(clean_environ: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("PROVISION_RUNTIME", "local")
     monkeypatch.setenv("METABASE_COMMAND", FAKE_COMMAND)
+    # A remembered ephemeral port, not the default 3000 that concurrent test runs would race for.
+    write_private(clean_environ / "run" / "metabase.port", f"{free_port()}\n")
     try:
         yield clean_environ
     finally:
