@@ -14,6 +14,12 @@ from provisioner.redact import REDACTED, describe_secret, redact, redact_dsn
         ("postgresql://:s3cret@db/demo", f"postgresql://:{REDACTED}@db/demo"),
         ("postgresql://owner@db/demo", "postgresql://owner@db/demo"),
         ("postgres://u:p%40ss@h/d?sslmode=require", f"postgres://u:{REDACTED}@h/d?sslmode=require"),
+        ("host=h password=sekret port=1", f"host=h password={REDACTED} port=1"),
+        ("host=h password = 'se cret' dbname=d", f"host=h password = {REDACTED} dbname=d"),
+        (
+            "postgresql://h/d?user=u&password=sekret&sslmode=require",
+            f"postgresql://h/d?user=u&password={REDACTED}&sslmode=require",
+        ),
     ],
 )
 def test_redact_dsn_hides_the_password(dsn: str, expected: str) -> None:
