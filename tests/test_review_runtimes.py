@@ -62,8 +62,10 @@ def test_app_database_that_cannot_be_created_is_a_database_error(
 def test_app_database_that_cannot_be_dropped_is_a_database_error(
     clean_environ: Path, plain_role_dsn: str, pg_server: PgServer
 ) -> None:
-    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{APP_DATABASE}"')  # owned by the superuser, not the role
+    # Created by the tool as the superuser: ours, but not the role's to drop.
+    LocalRuntime(Settings.load({}, home=clean_environ))._ensure_app_database(
+        pg_server.dsn(), RecordingProgress()
+    )
     runtime = LocalRuntime(Settings.load({}, home=clean_environ))
     with pytest.raises(DatabaseError, match="could not drop Metabase's application database") as caught:
         runtime._drop_app_database(plain_role_dsn, RecordingProgress())
@@ -84,3 +86,46 @@ def test_metabase_ignores_an_application_database_exported_for_another_metabase(
     assert "MB_DB_CONNECTION_URI" not in env and "MB_DB_FILE" not in env
     assert (env["MB_DB_HOST"], env["MB_DB_PORT"], env["MB_DB_DBNAME"]) == ("127.0.0.1", "5544", APP_DATABASE)
     assert env["MB_EMOJI_IN_LOGS"] == "false"
+
+
+@pytest.fixture
+def no_app_database(pg_server: PgServer) -> Iterator[str]:
+    """The superuser DSN of the session server, with no application database before or after."""
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{APP_DATABASE}" WITH (FORCE)')
+    yield pg_server.dsn()
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{APP_DATABASE}" WITH (FORCE)')
+
+
+def test_someone_elses_app_database_on_the_users_server_is_neither_used_nor_dropped(
+    clean_environ: Path, no_app_database: str
+) -> None:
+    with psycopg.connect(no_app_database, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{APP_DATABASE}"')  # e.g. a real Metabase's, on a shared server
+    runtime = LocalRuntime(Settings.load({}, home=clean_environ, database_url=no_app_database))
+
+    with pytest.raises(DatabaseError, match="was not created by this tool") as caught:
+        runtime._ensure_app_database(no_app_database, RecordingProgress())
+    assert "--database-url" in (caught.value.hint or "")
+    progress = RecordingProgress()
+    runtime._drop_app_database(no_app_database, progress)
+    assert "left alone" in progress.text
+    with psycopg.connect(no_app_database) as conn:
+        kept = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (APP_DATABASE,)).fetchone()
+    assert kept is not None
+
+
+def test_the_app_database_the_tool_created_is_reused_then_dropped(
+    clean_environ: Path, no_app_database: str
+) -> None:
+    runtime = LocalRuntime(Settings.load({}, home=clean_environ, database_url=no_app_database))
+    first = runtime._ensure_app_database(no_app_database, RecordingProgress())
+    progress = RecordingProgress()
+    again = runtime._ensure_app_database(no_app_database, progress)
+    assert first.get_secret_value() == again.get_secret_value() and "created" not in progress.text
+
+    runtime._drop_app_database(no_app_database, progress)
+    with psycopg.connect(no_app_database) as conn:
+        gone = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (APP_DATABASE,)).fetchone()
+    assert gone is None and f"dropped Metabase's application database {APP_DATABASE}" in progress.text

@@ -30,15 +30,20 @@ from provisioner.errors import (
     ProvisionError,
 )
 from provisioner.progress import Progress
-from provisioner.redact import redact
+from provisioner.redact import redact, redact_dsn
 from provisioner.runtime.base import CommandRunner, Endpoints, RuntimeStatus, ServiceStatus, SubprocessRunner
 from provisioner.runtime.postgres import HOST, free_port, port_is_free
 from provisioner.state import StateDir, write_private
 
 if TYPE_CHECKING:
+    import psycopg
+
     from provisioner.config import Settings
 
 APP_DATABASE = "metabase_app"
+# Set on the application database we create: on the user's server (--database-url) a database of
+# that name without it belongs to someone else, and is neither used nor dropped.
+APP_DATABASE_MARKER = "metabase-provisioner: application database of the demo's Metabase"
 DEFAULT_PORT = 3000
 _POLL_S = 0.25  # first start of the jar takes a minute; the fake, a fraction of a second
 _LOG_TAIL_LINES = 5
@@ -327,19 +332,34 @@ class LocalRuntime:
     # -- the application database -----------------------------------------------------------
 
     def _ensure_app_database(self, warehouse_dsn: str, progress: Progress) -> SecretStr:
-        """The application database's DSN on the warehouse server, created if missing."""
+        """The application database's DSN on the warehouse server, created (and marked ours) if missing.
+
+        Raises DatabaseError when it cannot be created, or when on the user's server it exists
+        without our mark (someone else's database of that name).
+        """
         import psycopg
+        from psycopg import sql
 
         from provisioner.db.connection import connect, first_line
 
         with connect(_with_database(warehouse_dsn, "postgres"), autocommit=True, wait_s=30) as conn:
             try:
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (APP_DATABASE,)
-                ).fetchone()
-                if exists is None:
+                exists, ours = _app_database_state(conn)
+                if not exists:
                     conn.execute(f'CREATE DATABASE "{APP_DATABASE}"')
+                    conn.execute(
+                        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                            sql.Identifier(APP_DATABASE), sql.Literal(APP_DATABASE_MARKER)
+                        )
+                    )
                     progress.info(f"created Metabase's application database {APP_DATABASE}")
+                elif not ours and self.settings.database_url is not None:
+                    raise DatabaseError(
+                        f"the database {APP_DATABASE} on {redact_dsn(warehouse_dsn)} was not created by "
+                        "this tool; the demo's Metabase will not use it as its application database",
+                        hint=f"if it is a leftover of this demo, drop it ({APP_DATABASE}); otherwise omit "
+                        "--database-url to run the demo on the embedded PostgreSQL",
+                    )
             except psycopg.Error as exc:
                 raise DatabaseError(
                     f"could not create Metabase's application database {APP_DATABASE}: {first_line(exc)}",
@@ -354,6 +374,10 @@ class LocalRuntime:
 
         with connect(_with_database(warehouse_dsn, "postgres"), autocommit=True) as conn:
             try:
+                exists, ours = _app_database_state(conn)
+                if exists and not ours:
+                    progress.warn(f"the database {APP_DATABASE} was not created by this tool: left alone")
+                    return
                 conn.execute(f'DROP DATABASE IF EXISTS "{APP_DATABASE}" WITH (FORCE)')
             except psycopg.Error as exc:
                 raise DatabaseError(
@@ -361,7 +385,8 @@ class LocalRuntime:
                     hint=f"the warehouse's user must own {APP_DATABASE}; drop it as its owner, "
                     "then run the command again",
                 ) from exc
-        progress.info(f"dropped Metabase's application database {APP_DATABASE}")
+        if exists:
+            progress.info(f"dropped Metabase's application database {APP_DATABASE}")
 
     def _warehouse_status(self) -> ServiceStatus:
         if self.settings.database_url is not None:
@@ -376,6 +401,14 @@ class LocalRuntime:
         return ServiceStatus(
             name="warehouse", state="running", detail=f"embedded PostgreSQL, pid {info.pid}, port {info.port}"
         )
+
+
+def _app_database_state(conn: psycopg.Connection) -> tuple[bool, bool]:
+    """(exists, created by this tool) for the application database."""
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (APP_DATABASE,)
+    ).fetchone()
+    return (False, False) if row is None else (True, row[0] == APP_DATABASE_MARKER)
 
 
 def _with_database(dsn: str, database: str) -> str:
