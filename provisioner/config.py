@@ -74,6 +74,11 @@ class Settings(BaseModel):
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://, e.g. http://localhost:3000")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # It would be printed in progress and errors; credentials have their own settings.
+            raise ValueError(
+                "must not contain a user or password; use METABASE_API_KEY or METABASE_ADMIN_EMAIL/PASSWORD"
+            )
         return value
 
     @field_validator("database_url", "reader_database_url", "metabase_database_url")

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provisioner.errors import ConfigError
+
+_DAMAGED_HINT = "restore it from a backup, or move it away and run `provision demo --fresh` to start over"
+
 
 @dataclass(frozen=True)
 class StateDir:
@@ -47,11 +51,22 @@ class StateDir:
         return self.root
 
     def read_credentials(self) -> dict[str, Any]:
-        """All stored credentials; empty when none were stored yet."""
+        """All stored credentials; empty when none were stored yet. Raises ConfigError if unreadable."""
         try:
-            return json.loads(self.credentials_file.read_text())
+            data = json.loads(self.credentials_file.read_text())
         except FileNotFoundError:
             return {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.credentials_file} cannot be read: {type(exc).__name__}",
+                hint=_DAMAGED_HINT,
+            ) from exc
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{self.credentials_file} is not a JSON object",
+                hint=_DAMAGED_HINT,
+            )
+        return data
 
     def credential(self, section: str) -> dict[str, Any] | None:
         """One section of the credentials file, or None."""

@@ -27,6 +27,7 @@ def test_home_defaults_to_dot_provision_in_the_working_directory(tmp_path: Path)
         ({"stack_name": "Bad Name"}, {}, "--name (or PROVISION_NAME)"),
         ({"metabase_url": "localhost:3000"}, {}, "--metabase-url (or METABASE_URL)"),
         ({}, {"DATABASE_URL": "mysql://u:secret-pw@h/d"}, "--database-url (or DATABASE_URL)"),
+        ({}, {"METABASE_URL": "http://admin:secret-pw@mb:3000"}, "--metabase-url (or METABASE_URL)"),
     ],
 )
 def test_an_invalid_value_names_its_flag_and_never_echoes_it(overrides, env, named, tmp_path) -> None:
@@ -34,3 +35,14 @@ def test_an_invalid_value_names_its_flag_and_never_echoes_it(overrides, env, nam
         Settings.load(env, cwd=tmp_path, **overrides)
     assert caught.value.message.startswith(named)
     assert "secret-pw" not in caught.value.message + (caught.value.hint or "")
+
+
+def test_a_damaged_credentials_file_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    from provisioner.state import StateDir
+
+    state = StateDir(tmp_path)
+    state.ensure()
+    state.credentials_file.write_text('{"admin": {"password": "tru')
+    with pytest.raises(ConfigError, match="cannot be read") as caught:
+        state.credential("admin")
+    assert "tru" not in caught.value.message
