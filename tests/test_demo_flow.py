@@ -27,7 +27,8 @@ from provisioner.errors import MetabaseError
 from provisioner.progress import RecordingProgress
 from provisioner.runtime.external import ExternalRuntime
 from provisioner.runtime.local import LocalRuntime
-from provisioner.state import StateDir
+from provisioner.runtime.postgres import free_port
+from provisioner.state import StateDir, write_private
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_DASHBOARDS = sorted(p for p in (REPO / "dashboards").glob("*.yaml"))
@@ -60,6 +61,8 @@ def local(clean_environ: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sett
     """Settings for a local-runtime demo whose Metabase is the fake, run as a process."""
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     settings = Settings.load(os.environ, runtime="local", metabase_command=FAKE_COMMAND)
+    # A remembered ephemeral port, not the default 3000 that concurrent test runs would race for.
+    write_private(LocalRuntime(settings).port_file, f"{free_port()}\n")
     try:
         yield settings
     finally:
