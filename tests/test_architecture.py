@@ -34,3 +34,15 @@ def test_nothing_imports_click() -> None:
 
 def test_errors_module_imports_nothing_from_the_package() -> None:
     assert "provisioner" not in _imports(PACKAGE / "errors.py")
+
+
+def test_every_cli_module_imports_on_its_own() -> None:
+    import subprocess
+    import sys
+
+    modules = sorted(p.stem for p in (PACKAGE / "cli").glob("*.py") if p.stem != "__init__")
+    code = "; ".join(f"import provisioner.cli.{m}" for m in modules)
+    for module in modules:  # each first, in a fresh interpreter: no import cycle through cli.app
+        first = f"import provisioner.cli.{module}; {code}"
+        done = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True)
+        assert done.returncode == 0, f"{module}: {done.stderr[-400:]}"

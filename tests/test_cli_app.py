@@ -9,7 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from provisioner.cli.app import _log_http_requests, _RendersProvisionErrors, output_for
+from provisioner.cli.app import _log_http_requests, _RendersProvisionErrors
+from provisioner.cli.context import output_for
 from provisioner.errors import DatabaseError
 
 

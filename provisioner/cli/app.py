@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from provisioner.cli.output import Output
+from provisioner.cli.context import JsonOption, output_for, state_of
 from provisioner.errors import Interrupted, ProvisionError
-
-
-@dataclass
-class CliState:
-    """What one invocation shares between the root callback, its command and the error renderer."""
-
-    output: Output = field(default_factory=Output)
 
 
 class _RendersProvisionErrors(TyperGroup):
@@ -28,37 +19,12 @@ class _RendersProvisionErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except ProvisionError as error:
-            _state(ctx).output.error(error)
+            state_of(ctx).output.error(error)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             error = Interrupted("interrupted", hint="run the same command again: it resumes")
-            _state(ctx).output.error(error)
+            state_of(ctx).output.error(error)
             raise typer.Exit(error.exit_code) from None
-
-
-def _state(ctx: typer.Context) -> CliState:
-    root = ctx.find_root()
-    if not isinstance(root.obj, CliState):
-        root.obj = CliState()
-    return root.obj
-
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
-
-
-def output_for(ctx: typer.Context, json_output: bool = False) -> Output:
-    """The run's Output, switched to JSON when the command's own `--json` was given."""
-    state = _state(ctx)
-    if json_output:
-        state.output.json_mode = True
-    return state.output
-
-
-def settings_for(**overrides: Any):  # -> Settings (imported lazily: keeps --help fast)
-    """Settings from the environment plus this command's flags (None = flag not given)."""
-    from provisioner.config import Settings
-
-    return Settings.load(os.environ, **overrides)
 
 
 app = typer.Typer(

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from provisioner.cli.app import JsonOption, output_for, settings_for
+from provisioner.cli.context import JsonOption, output_for, settings_for
 
 dashboards_app = typer.Typer(no_args_is_help=True, help="Dashboards as YAML: validate, plan, apply, export.")
 

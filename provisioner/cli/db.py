@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provisioner.cli.app import JsonOption, output_for, settings_for
-from provisioner.cli.options import DatabaseUrlOption
+from provisioner.cli.context import JsonOption, output_for, settings_for
+from provisioner.cli.options import AsOfOption, DatabaseUrlOption, parse_as_of
 from provisioner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,12 +25,6 @@ PortOption = Annotated[
         help="Port of the embedded PostgreSQL on 127.0.0.1 (default: the last one used, else a free one).",
     ),
 ]
-AsOfOption = Annotated[
-    str | None,
-    typer.Option(
-        "--as-of", help="Date the demo data is relative to, YYYY-MM-DD (default today).", show_default=False
-    ),
-]
 ReaderDatabaseUrlOption = Annotated[
     str | None,
     typer.Option(
@@ -40,18 +33,6 @@ ReaderDatabaseUrlOption = Annotated[
         "(env DATABASE_READER_URL).",
     ),
 ]
-
-
-def parse_as_of(text: str | None) -> date | None:
-    """The --as-of date, or None for today; ConfigError if it is not YYYY-MM-DD."""
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError as exc:
-        raise ConfigError(
-            f"--as-of: {text!r} is not a date", hint="use YYYY-MM-DD, e.g. --as-of 2026-01-31"
-        ) from exc
 
 
 def register_top_level(app: typer.Typer) -> None:

@@ -6,15 +6,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from provisioner.cli.app import JsonOption, output_for
-from provisioner.cli.db import AsOfOption, parse_as_of
+from provisioner.cli.context import JsonOption, output_for
 from provisioner.cli.options import (
+    AsOfOption,
     DatabaseUrlOption,
     MetabaseCommandOption,
     MetabaseJarOption,
     MetabaseUrlOption,
     NameOption,
     RuntimeOption,
+    parse_as_of,
     runtime_settings,
 )
 

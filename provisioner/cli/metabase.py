@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from provisioner.cli.app import JsonOption, output_for, settings_for
+from provisioner.cli.context import JsonOption, output_for, settings_for
 
 metabase_app = typer.Typer(no_args_is_help=True, help="Set up Metabase and register the database.")
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from provisioner.errors import ConfigError
 
 if TYPE_CHECKING:  # imported for the type only: keeps `provision --help` fast
     from provisioner.config import Settings
@@ -73,7 +76,7 @@ def runtime_settings(
     **more: Any,
 ) -> Settings:
     """Settings from the environment plus the runtime flags (None = not given) and any `more` overrides."""
-    from provisioner.cli.app import settings_for
+    from provisioner.cli.context import settings_for
 
     return settings_for(
         runtime=runtime.value if runtime is not None else None,
@@ -84,3 +87,23 @@ def runtime_settings(
         metabase_command=metabase_command,
         **more,
     )
+
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Date the demo data is relative to, YYYY-MM-DD (default today).", show_default=False
+    ),
+]
+
+
+def parse_as_of(text: str | None) -> date | None:
+    """The --as-of date, or None for today; ConfigError if it is not YYYY-MM-DD."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"--as-of: {text!r} is not a date", hint="use YYYY-MM-DD, e.g. --as-of 2026-01-31"
+        ) from exc

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from provisioner.cli.app import JsonOption, output_for
+from provisioner.cli.context import JsonOption, output_for
 from provisioner.cli.options import (
     DatabaseUrlOption,
     MetabaseCommandOption,
