@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from provisioner.errors import ConfigError
 
 DEFAULT_METABASE_URL = "http://localhost:3000"
+DEFAULT_STACK_NAME = "metabase-demo"
 
 # Environment variable → Settings field.
 ENV_VARS: dict[str, str] = {
@@ -62,7 +63,7 @@ class Settings(BaseModel):
     sync_timeout_s: float = 300.0
     # Runtimes: how the demo's Metabase and warehouse are run (see provisioner.runtime).
     runtime: Literal["auto", "docker", "local", "external"] = "auto"
-    stack_name: str = Field(default="metabase-demo", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    stack_name: str = Field(default=DEFAULT_STACK_NAME, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     metabase_command: str | None = Field(
         default=None, description="starts Metabase instead of `java -jar`; placeholders {port}, {state_dir}"
     )
@@ -106,7 +107,12 @@ class Settings(BaseModel):
             if environ.get(var):
                 values[field] = environ[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        values.setdefault("home", cwd / ".provision")
+        # Each named demo keeps its own state (admin, API key, passwords), so demos side by side
+        # never overwrite each other's credentials.
+        name = values.get("stack_name") or DEFAULT_STACK_NAME
+        values.setdefault(
+            "home", cwd / (".provision" if name == DEFAULT_STACK_NAME else f".provision-{name}")
+        )
         values["home"] = Path(values["home"]).expanduser().absolute()
         try:
             return cls(**values)

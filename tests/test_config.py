@@ -21,6 +21,13 @@ def test_home_defaults_to_dot_provision_in_the_working_directory(tmp_path: Path)
     assert Settings.load({}, cwd=tmp_path).home == tmp_path / ".provision"
 
 
+def test_each_named_demo_keeps_its_own_state(tmp_path: Path) -> None:
+    assert Settings.load({}, cwd=tmp_path, stack_name="acme").home == tmp_path / ".provision-acme"
+    assert Settings.load({"PROVISION_NAME": "acme"}, cwd=tmp_path).home == tmp_path / ".provision-acme"
+    given = tmp_path / "elsewhere"
+    assert Settings.load({"PROVISION_HOME": str(given)}, cwd=tmp_path, stack_name="acme").home == given
+
+
 @pytest.mark.parametrize(
     ("overrides", "env", "named"),
     [

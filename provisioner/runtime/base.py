@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field, SecretStr
 
+from provisioner.config import DEFAULT_STACK_NAME
 from provisioner.errors import EnvironmentProblem
 from provisioner.progress import Progress
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from provisioner.config import Settings
 
 RuntimeChoice = Literal["auto", "docker", "local", "external"]
-DEFAULT_NAME = "metabase-demo"
+DEFAULT_NAME = DEFAULT_STACK_NAME  # the compose project name when --name is not given
 COMPOSE_VERSION_COMMAND = ["docker", "compose", "version", "--short"]
 
 
