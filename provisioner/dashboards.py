@@ -81,14 +81,14 @@ def validate(
 
 @contextmanager
 def _metabase(
-    settings: Settings, client: MetabaseClient | None, progress: Progress
+    settings: Settings, client: MetabaseClient | None, progress: Progress, *, read_only: bool = False
 ) -> Iterator[MetabaseClient]:
     if client is not None:
         yield client
         return
     from provisioner.metabase.setup import open_client
 
-    opened = open_client(settings, progress=progress).client
+    opened = open_client(settings, progress=progress, read_only=read_only).client
     try:
         yield opened
     finally:
@@ -130,7 +130,7 @@ def plan(
     """
     progress = progress or NullProgress()
     loaded = load_paths(paths, environ)
-    with _metabase(settings, client, progress) as mb:
+    with _metabase(settings, client, progress, read_only=True) as mb:
         progress.step(f"Reading Metabase for {len(loaded)} dashboard(s)")
         computed = _compute_plan(mb, loaded, prune=prune)
     return computed
@@ -181,5 +181,5 @@ def export(
     Raises MetabaseNotFound, MetabaseError, ConfigError (`out_dir` cannot be written).
     """
     progress = progress or NullProgress()
-    with _metabase(settings, client, progress) as mb:
+    with _metabase(settings, client, progress, read_only=True) as mb:
         return export_dashboards(mb, dashboards, out_dir=out_dir, progress=progress)

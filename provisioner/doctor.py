@@ -260,7 +260,7 @@ def check_credentials(settings: Settings, clock: Callable[[], float] = time.mono
         update={"health_timeout_s": PROBE_TIMEOUT_S, "http_timeout_s": PROBE_TIMEOUT_S}
     )
     try:
-        authed = open_client(quick, progress=NullProgress(), clock=clock)
+        authed = open_client(quick, progress=NullProgress(), clock=clock, read_only=True)
     except ProvisionError as exc:
         return Check(name="credentials", ok=False, detail=exc.message, hint=exc.hint)
     authed.client.close()

@@ -145,7 +145,7 @@ def probe_sync_and_dashboards(
         update={"health_timeout_s": PROBE_TIMEOUT_S, "http_timeout_s": PROBE_TIMEOUT_S}
     )
     try:
-        authed = open_client(quick, progress=NullProgress(), clock=clock)
+        authed = open_client(quick, progress=NullProgress(), clock=clock, read_only=True)
     except ProvisionError as exc:
         unknown = DashboardsState(in_sync=None, detail="cannot log in to Metabase", hint=exc.hint)
         return None, unknown, exc.message

@@ -164,6 +164,7 @@ def open_client(
     progress: Progress,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
+    read_only: bool = False,
 ) -> AuthenticatedClient:
     """An authenticated client: METABASE_API_KEY > stored key > admin login (then a new key).
 
@@ -171,8 +172,15 @@ def open_client(
     MetabaseError if Metabase is not set up yet (run `provision metabase setup`).
     """
     timeout_s = min(settings.health_timeout_s, RUNNING_HEALTH_TIMEOUT_S)
+    # read_only (plan, status, doctor): after a login, do not create or regenerate the tool's API key.
     return _open(
-        settings, progress=progress, clock=clock, sleep=sleep, allow_setup=False, timeout_s=timeout_s
+        settings,
+        progress=progress,
+        clock=clock,
+        sleep=sleep,
+        allow_setup=False,
+        timeout_s=timeout_s,
+        create_key=not read_only,
     )
 
 
@@ -237,18 +245,19 @@ def _open(
     sleep: Sleep,
     allow_setup: bool,
     timeout_s: float,
+    create_key: bool = True,
 ) -> AuthenticatedClient:
     client = MetabaseClient(settings.metabase_url, timeout_s=settings.http_timeout_s, sleep=sleep)
     try:
         wait_for_health(client, timeout_s=timeout_s, progress=progress, clock=clock, sleep=sleep)
-        return _authenticate(client, settings, progress, allow_setup)
+        return _authenticate(client, settings, progress, allow_setup, create_key)
     except BaseException:
         client.close()
         raise
 
 
 def _authenticate(
-    client: MetabaseClient, settings: Settings, progress: Progress, allow_setup: bool
+    client: MetabaseClient, settings: Settings, progress: Progress, allow_setup: bool, create_key: bool
 ) -> AuthenticatedClient:
     state = StateDir(settings.home)
     url = settings.metabase_url
@@ -293,8 +302,8 @@ def _authenticate(
             client.current_user()
         except MetabaseAuthError:
             progress.warn(
-                f"the stored API key for {url} was rejected (expired or revoked): "
-                "logging in as the admin to create a new one"
+                f"the stored API key for {url} was rejected (expired or revoked): logging in as the admin"
+                + (" to create a new one" if create_key else "")
             )
         else:
             authed.auth = "api_key"
@@ -309,7 +318,8 @@ def _authenticate(
     progress.info(f"Logging in to Metabase as {email}")
     client.use_session(client.login(email, password))
     authed.user_email = email
-    _ensure_api_key(client, state, url, progress, authed)
+    if create_key:
+        _ensure_api_key(client, state, url, progress, authed)
     return _identify(client, authed, state)
 
 
