@@ -58,27 +58,3 @@ def test_a_started_metabase_without_its_app_database_is_reported_as_such_not_as_
         with pytest.raises(MetabaseUnreachable) as caught:
             open_client(_settings(tmp_path), progress=RecordingProgress(), clock=clock, sleep=clock.sleep)
     assert "last: unhealthy (Unable to get app-db connection)" in caught.value.message
-
-
-def test_read_only_commands_log_in_without_creating_an_api_key(fake_metabase, tmp_path) -> None:
-    from provisioner.metabase.setup import open_client
-    from provisioner.state import StateDir
-
-    settings = Settings.load(
-        {"METABASE_ADMIN_EMAIL": "admin@example.com", "METABASE_ADMIN_PASSWORD": "Fake-Admin-Pass-1"},
-        home=tmp_path,
-        metabase_url=fake_metabase.url,
-    )
-    fake_metabase.admin_session()  # set up by someone else; this home has no API key
-    fake_metabase.clear_requests()
-
-    authed = open_client(settings, progress=RecordingProgress(), read_only=True)
-    authed.client.close()
-
-    writes = [(r.method, r.path) for r in fake_metabase.mutating_requests()]
-    assert writes == [("POST", "/api/session")]
-    assert StateDir(tmp_path).credential("api_key") is None
-
-    authed = open_client(settings, progress=RecordingProgress())
-    authed.client.close()
-    assert ("POST", "/api/api-key") in [(r.method, r.path) for r in fake_metabase.mutating_requests()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import socket
 import string
 import time
 from collections.abc import Callable, Sequence
@@ -372,22 +373,30 @@ def _first_run_setup(
     authed.user_email = email
 
 
+def api_key_name(state: StateDir) -> str:
+    """The tool's API key name for this machine and state directory: `metabase-provisioner (HOST 1a2b3c4d)`.
+
+    One key per checkout: regenerating a lost key never revokes the key a teammate or CI uses.
+    """
+    digest = hashlib.sha256(str(state.root.resolve()).encode()).hexdigest()[:8]
+    return f"{API_KEY_NAME} ({socket.gethostname()[:40]} {digest})"
+
+
 def _ensure_api_key(
     client: MetabaseClient, state: StateDir, url: str, progress: Progress, authed: AuthenticatedClient
 ) -> None:
     """Create (or regenerate, if one with our name exists) the tool's API key and switch to it."""
-    existing = next((k for k in client.list_api_keys() if k.name == API_KEY_NAME), None)
+    name = api_key_name(state)
+    existing = next((k for k in client.list_api_keys() if k.name == name), None)
     if existing is not None:
-        # The stored key was lost or revoked; a duplicate name would be rejected: regenerate.
-        progress.info(f"Regenerating the Metabase API key {API_KEY_NAME!r}")
+        # This checkout's stored key was lost or revoked; a duplicate name would be rejected: regenerate.
+        progress.info(f"Regenerating the Metabase API key {name!r}")
         created = client.regenerate_api_key(existing.id)
     else:
-        progress.info(f"Creating the Metabase API key {API_KEY_NAME!r}")
-        created = client.create_api_key(API_KEY_NAME, _administrators_group_id(client))
+        progress.info(f"Creating the Metabase API key {name!r}")
+        created = client.create_api_key(name, _administrators_group_id(client))
     key = created.unmasked_key.get_secret_value()
-    state.save_credential(
-        "api_key", {"metabase_url": url, "key": key, "id": created.id, "name": API_KEY_NAME}
-    )
+    state.save_credential("api_key", {"metabase_url": url, "key": key, "id": created.id, "name": name})
     client.use_api_key(key)
     authed.auth = "api_key"
     authed.created_api_key = True
@@ -406,7 +415,8 @@ def _identify(client: MetabaseClient, authed: AuthenticatedClient, state: StateD
         authed.who = "the API key from METABASE_API_KEY"
     elif authed.auth == "api_key":
         owner = f" (admin {authed.user_email})" if authed.user_email else ""
-        authed.who = f"API key {API_KEY_NAME!r}{owner}"
+        stored = state.credential("api_key") or {}
+        authed.who = f"API key {stored.get('name') or API_KEY_NAME!r}{owner}"
     else:
         authed.who = authed.user_email or "session"
     return authed
