@@ -10,18 +10,13 @@ from typing import Annotated
 import typer
 
 from provisioner.cli.context import JsonOption, output_for, settings_for
+from provisioner.cli.options import MetabaseAddressOption
 
 dashboards_app = typer.Typer(no_args_is_help=True, help="Dashboards as YAML: validate, plan, apply, export.")
 
 PathsArgument = Annotated[
     list[Path] | None,
     typer.Argument(help="Dashboard files or directories (default: dashboards/).", show_default=False),
-]
-MetabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--metabase-url", help="Metabase address (env METABASE_URL; default http://localhost:3000)."
-    ),
 ]
 PruneOption = Annotated[
     bool,
@@ -56,7 +51,7 @@ def plan_command(
     ctx: typer.Context,
     paths: PathsArgument = None,
     prune: PruneOption = False,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show what `apply` would change; changes nothing. Exit 2 when changes are pending."""
@@ -75,7 +70,7 @@ def apply_command(
     ctx: typer.Context,
     paths: PathsArgument = None,
     prune: PruneOption = False,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create or update collections, cards and dashboards; unchanged objects are not touched."""
@@ -96,7 +91,7 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the YAML files to.")] = Path(
         "dashboards"
     ),
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Write existing Metabase dashboards as dashboard YAML (field ids back to table.column)."""

@@ -7,21 +7,15 @@ from typing import Annotated
 import typer
 
 from provisioner.cli.context import JsonOption, output_for, settings_for
+from provisioner.cli.options import MetabaseAddressOption
 
 metabase_app = typer.Typer(no_args_is_help=True, help="Set up Metabase and register the database.")
-
-MetabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--metabase-url", help="Metabase address (env METABASE_URL; default http://localhost:3000)."
-    ),
-]
 
 
 @metabase_app.command("setup")
 def setup_command(
     ctx: typer.Context,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Wait for Metabase, create its admin on first run, and an API key for this tool."""
@@ -61,7 +55,7 @@ def connect_command(
             "default: the read-only role on the --database-url host.",
         ),
     ] = None,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Register the demo database in Metabase as the read-only role and wait for its tables."""

@@ -40,6 +40,12 @@ NameOption = Annotated[
         "(default metabase-demo; env PROVISION_NAME).",
     ),
 ]
+MetabaseAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metabase-url", help="Metabase address (env METABASE_URL; default http://localhost:3000)."
+    ),
+]
 MetabaseUrlOption = Annotated[
     str | None,
     typer.Option("--metabase-url", help="An existing Metabase, for --runtime external (env METABASE_URL)."),
