@@ -61,9 +61,9 @@ def resolve_warehouse(
 ) -> Warehouse:
     """The warehouse to seed: settings.database_url (not connected to), else the embedded server.
 
-    The embedded server is started when `start` (EnvironmentProblem if `port` is taken) and its
-    demo database created if missing. Raises DatabaseError when it is not running and `start` is
-    False, or when it cannot be reached.
+    With `start`, the embedded server is started (EnvironmentProblem if `port` is taken) and its
+    demo database created if missing; without it nothing is changed (status and doctor only look).
+    Raises DatabaseError when it is not running and `start` is False, or when it cannot be reached.
     """
     progress = progress or NullProgress()
     if settings.database_url is not None:
@@ -85,7 +85,8 @@ def resolve_warehouse(
                 hint="start it with `provision db start` (or pass --database-url to use your own PostgreSQL)",
             )
         info = running
-    _ensure_demo_database(info, password, progress)
+    if start:
+        _ensure_demo_database(info, password, progress)
     return Warehouse(
         dsn=SecretStr(info.dsn(password, DEMO_DATABASE)),
         host=HOST,

@@ -148,3 +148,25 @@ def test_seed_warns_when_the_reader_url_role_does_not_exist(pg_dsn: str, clean_e
     assert result.counts["events"] == 10
     assert result.reader.fallback_warning and "does not exist" in result.reader.fallback_warning
     assert f"CREATE ROLE {role} LOGIN" in (result.reader.dba_sql or "")
+
+
+def test_looking_at_the_embedded_warehouse_changes_nothing(clean_environ: Path) -> None:
+    settings = Settings.load({"PROVISION_HOME": str(clean_environ)})
+    started = resolve_warehouse(settings, start=True)
+    admin = started.dsn.get_secret_value().rsplit("/", 1)[0] + "/postgres"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
+
+        looked = resolve_warehouse(settings, start=False)  # what status and doctor do
+
+        assert looked.port == started.port
+        with psycopg.connect(admin) as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DEMO_DATABASE]).fetchall()
+        assert found == []
+        resolve_warehouse(settings, start=True)  # what seed and demo do: created again
+        with psycopg.connect(admin) as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DEMO_DATABASE]).fetchall()
+        assert found == [(1,)]
+    finally:
+        destroy_embedded(settings)
