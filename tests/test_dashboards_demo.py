@@ -66,7 +66,7 @@ def test_every_card_returns_rows_on_the_seeded_database(seeded_database: Any) ->
 
 
 def test_sql_check_reports_a_bad_query_and_a_missing_viz_column(seeded_database: Any, tmp_path: Path) -> None:
-    text = (DEMO / "locations.yaml").read_text()
+    text = (DEMO / "5-locations.yaml").read_text()
     broken = text.replace(
         "SELECT poi_type, sum(visit_count) AS visits\n      FROM v_poi_summary",
         "SELECT poi_type, sum(visit_count) AS visits\n      FROM v_poi_summry",
@@ -123,7 +123,7 @@ def test_demo_collection_follows_the_environment(
     client.use_session(session)
     settings = Settings.load({}, cwd=tmp_path, metabase_url=fake_metabase.url)
     plan = dashboards.plan(
-        settings, [DEMO / "locations.yaml"], client=client, environ={"DEMO_COLLECTION": "Acme"}
+        settings, [DEMO / "5-locations.yaml"], client=client, environ={"DEMO_COLLECTION": "Acme"}
     )
     created = [a.key for a in plan.actions if a.kind == "collection"]
     assert created == ["Acme", "Acme/Locations"]
@@ -132,7 +132,7 @@ def test_demo_collection_follows_the_environment(
 
 def test_sql_check_catches_a_field_filter_on_an_aliased_table(seeded_database: Any, tmp_path: Path) -> None:
     # Metabase substitutes "table"."column" for a field filter: an alias in FROM breaks the card at run time.
-    text = (DEMO / "locations.yaml").read_text()
+    text = (DEMO / "5-locations.yaml").read_text()
     aliased = text.replace(
         "SELECT owner_type, sum(visit_count) AS visits\n      FROM v_poi_summary\n",
         "SELECT owner_type, sum(visit_count) AS visits\n      FROM v_poi_summary AS p\n",
