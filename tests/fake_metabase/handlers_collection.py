@@ -234,17 +234,8 @@ def post_collection(ctx: Ctx) -> Response:
     check.non_blank("description")
     check.one_of("authority_level", {"official"})
     check.non_blank("namespace")
+    check.positive_int("parent_id")
     body = check.body
-    if "parent_id" in body:
-        parent = body["parent_id"]
-        if parent is not None and not (
-            isinstance(parent, int) and not isinstance(parent, bool) and parent > 0
-        ):
-            check.fail(
-                "parent_id",
-                "nullable value must be an integer greater than zero.",
-                f"should be a positive int, received: {parent!r}",
-            )
     check.raise_if_failed()
     if body.get("authority_level") == "official":
         raise ApiError(
@@ -302,17 +293,8 @@ def put_collection(ctx: Ctx, id: str) -> Response:
     check.non_blank("description")
     check.boolean("archived")
     check.one_of("authority_level", {"official"})
+    check.positive_int("parent_id")
     body = check.body
-    if "parent_id" in body:
-        parent = body["parent_id"]
-        if parent is not None and not (
-            isinstance(parent, int) and not isinstance(parent, bool) and parent > 0
-        ):
-            check.fail(
-                "parent_id",
-                "nullable value must be an integer greater than zero.",
-                f"should be a positive int, received: {parent!r}",
-            )
     check.raise_if_failed()
     collection = _get(ctx, id)
     if collection["type"] == "trash":
