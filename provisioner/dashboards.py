@@ -15,6 +15,7 @@ from provisioner import sqlcheck
 from provisioner.apply import ApplyResult, execute
 from provisioner.errors import SpecError, SpecErrors
 from provisioner.export import ExportResult, export_dashboards
+from provisioner.id_cache import IdCache
 from provisioner.observe import observe, resolve_databases
 from provisioner.plan import DesiredCard, DesiredDashboard, Plan, build_plan, desired_state
 from provisioner.progress import NullProgress, Progress
@@ -23,6 +24,7 @@ from provisioner.spec import LoadedDashboard, json_schema, load_paths
 if TYPE_CHECKING:
     from provisioner.config import Settings
     from provisioner.metabase.client import MetabaseClient
+    from provisioner.metabase.models import DatabaseMetadata
 
 DEFAULT_DIR = Path("dashboards")
 
@@ -95,9 +97,16 @@ def _metabase(
         opened.close()
 
 
-def _compute_plan(client: MetabaseClient, loaded: list[LoadedDashboard], *, prune: bool) -> Plan:
+def _compute_plan(
+    client: MetabaseClient,
+    loaded: list[LoadedDashboard],
+    *,
+    prune: bool,
+    known_ids: Mapping[str, int] | None = None,
+    databases: Sequence[DatabaseMetadata] = (),
+) -> Plan:
     start = client.request_count
-    database_ids, metadata = resolve_databases(client, loaded)
+    database_ids, metadata = resolve_databases(client, loaded, known=databases)
     dashboards: list[DesiredDashboard] = []
     cards: list[DesiredCard] = []
     errors: list[SpecError] = []
@@ -109,8 +118,12 @@ def _compute_plan(client: MetabaseClient, loaded: list[LoadedDashboard], *, prun
         errors += item_errors
     if errors:
         raise SpecErrors(errors)
-    actual = observe(client, dashboards)
+    # Pruning must see everything that left the YAML: never through the remembered ids.
+    actual = observe(client, dashboards, None if prune else known_ids)
     plan = build_plan(dashboards, cards, actual, prune=prune)
+    if not actual.complete and any(a.action == "create" for a in plan.actions):
+        # What the shortcut did not find may exist elsewhere (left by an interrupted run): look.
+        plan = build_plan(dashboards, cards, observe(client, dashboards), prune=prune)
     plan.requests = client.request_count - start
     return plan
 
@@ -130,9 +143,10 @@ def plan(
     """
     progress = progress or NullProgress()
     loaded = load_paths(paths, environ)
+    known_ids = IdCache.of(settings.home).dashboards(settings.metabase_url)
     with _metabase(settings, client, progress, read_only=True) as mb:
         progress.step(f"Reading Metabase for {len(loaded)} dashboard(s)")
-        computed = _compute_plan(mb, loaded, prune=prune)
+        computed = _compute_plan(mb, loaded, prune=prune, known_ids=known_ids)
     return computed
 
 
@@ -145,22 +159,37 @@ def apply(
     client: MetabaseClient | None = None,
     environ: Mapping[str, str] | None = None,
     run_cards: bool = True,
+    databases: Sequence[DatabaseMetadata] = (),
 ) -> ApplyResult:
     """Create or update collections, cards and dashboards (archive removed ones with `prune`).
 
-    Re-running after a failure converges. Raises SpecErrors, MetabaseError.
+    `databases` is metadata the caller has just read (the demo's connect step), used instead of
+    reading it again. Re-running after a failure converges. Raises SpecErrors, MetabaseError.
     """
     progress = progress or NullProgress()
     loaded = load_paths(paths, environ)
+    cache = IdCache.of(settings.home)
     with _metabase(settings, client, progress) as mb:
         start = mb.request_count
         progress.step(f"Planning {len(loaded)} dashboard(s)")
-        computed = _compute_plan(mb, loaded, prune=prune)
+        computed = _compute_plan(
+            mb,
+            loaded,
+            prune=prune,
+            known_ids=cache.dashboards(settings.metabase_url),
+            databases=databases,
+        )
         progress.step("Applying" if computed.has_changes else "Nothing to change")
         result = execute(
             computed, mb, metabase_url=settings.metabase_url, progress=progress, run_cards=run_cards
         )
         result.requests = mb.request_count - start
+    dashboards = [o for o in result.outcomes if o.kind == "dashboard"]
+    cache.remember(
+        settings.metabase_url,
+        {o.key: o.id for o in dashboards if o.action != "archived" and o.id is not None},
+        forgotten={o.key for o in dashboards if o.action == "archived"},
+    )
     for problem in result.verify_problems:
         progress.warn(problem)
     for failed in result.failed_queries:

@@ -148,6 +148,7 @@ def run_demo(
                 prune=False,
                 progress=progress,
                 client=authed.client,
+                databases=[connected.metadata] if connected.metadata else [],
             )
             out["changed"] = any(o.action != "unchanged" for o in applied.outcomes)
     finally:

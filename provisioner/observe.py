@@ -6,13 +6,19 @@ dashboard there (dashboards come back with their cards hydrated, so their cards 
 of their own). Never per field, nor per card on a managed dashboard; only a card in those
 collections that sits on no managed dashboard (a person's, or one left by an interrupted run or
 removed from the YAML) costs one GET, since a collection item does not show the card's mark.
+
+With the ids the last apply used (id_cache.py) and no pruning, it first tries a shortcut: the list of
+collections and one GET per dashboard, each checked to be unarchived, in a collection under the
+YAML's top-level ones and still carrying its key. The shortcut sees only those dashboards and their
+cards, so its state is marked partial, and a plan from it that would create anything (where the full
+read might adopt what an interrupted run left) is computed again from the full read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
-from provisioner.errors import MetabaseError, SpecError, SpecErrors
+from provisioner.errors import MetabaseError, MetabaseNotFound, SpecError, SpecErrors
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import Collection, Dashboard, Database, DatabaseMetadata
 from provisioner.plan import ActualState, DesiredDashboard, dashboard_key_of
@@ -42,9 +48,17 @@ def collection_paths(collections: Iterable[Collection]) -> dict[tuple[str, ...],
 
 
 def resolve_databases(
-    client: MetabaseClient, loaded: list[LoadedDashboard]
+    client: MetabaseClient, loaded: list[LoadedDashboard], known: Sequence[DatabaseMetadata] = ()
 ) -> tuple[dict[str, int], dict[int, DatabaseMetadata]]:
-    """Database id per dashboard key, and each database's metadata; raises SpecErrors, MetabaseError."""
+    """Database id per dashboard key, and each database's metadata; raises SpecErrors, MetabaseError.
+
+    `known` is metadata read moments ago (by the demo's connect step): when every file names one of
+    those databases, neither the list of databases nor their metadata is read again.
+    """
+    by_name = {m.name: m for m in sorted(known, key=lambda m: m.id, reverse=True)}  # oldest wins
+    if loaded and all(item.spec.database in by_name for item in loaded):
+        ids = {item.spec.key: by_name[str(item.spec.database)].id for item in loaded}
+        return ids, {m.id: m for m in known if m.id in ids.values()}
     databases = [d for d in client.list_databases() if not d.is_sample and not d.is_audit]
     ids: dict[str, int] = {}
     errors: list[SpecError] = []
@@ -72,21 +86,94 @@ def resolve_databases(
         ids[item.spec.key] = found.id
     if errors:
         raise SpecErrors(errors)
-    metadata = {db_id: client.database_metadata(db_id) for db_id in sorted(set(ids.values()))}
+    known_by_id = {m.id: m for m in known}
+    metadata = {
+        db_id: known_by_id.get(db_id) or client.database_metadata(db_id)
+        for db_id in sorted(set(ids.values()))
+    }
     return ids, metadata
 
 
-def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> ActualState:
-    """The managed collections, cards and dashboards that exist now (no writes)."""
+def observe(
+    client: MetabaseClient,
+    dashboards: list[DesiredDashboard],
+    known_ids: Mapping[str, int] | None = None,
+) -> ActualState:
+    """The managed collections, cards and dashboards that exist now (no writes).
+
+    `known_ids` (dashboard id by key) allows the shortcut described above; it is never trusted
+    unchecked, and the full read is made whenever the shortcut does not hold.
+    """
     start = client.request_count
-    state = ActualState()
     paths = collection_paths(client.list_collections())
     wanted: set[tuple[str, ...]] = set()
     for d in dashboards:
         for depth in range(1, len(d.collection_path) + 1):
             wanted.add(d.collection_path[:depth])
-    state.collections = {p: c for p, c in paths.items() if p in wanted}
     keys_by_param = {p.id: d.key for d in dashboards for p in d.parameters}
+    state = None
+    if known_ids and all(d.key in known_ids for d in dashboards):
+        state = _observe_known(client, dashboards, paths, keys_by_param, known_ids)
+    if state is None:
+        state = _observe_all(client, dashboards, paths, keys_by_param)
+    state.collections = {p: c for p, c in paths.items() if p in wanted}
+    state.requests = client.request_count - start
+    return state
+
+
+def _managed_collection_ids(
+    dashboards: list[DesiredDashboard], paths: Mapping[tuple[str, ...], Collection]
+) -> set[int]:
+    """Ids of every collection under the top-level collections the YAML names."""
+    roots = {d.collection_path[0] for d in dashboards}
+    return {c.id for path, c in paths.items() if path[0] in roots and isinstance(c.id, int)}
+
+
+def _observe_known(
+    client: MetabaseClient,
+    dashboards: list[DesiredDashboard],
+    paths: Mapping[tuple[str, ...], Collection],
+    keys_by_param: dict[str, str],
+    known_ids: Mapping[str, int],
+) -> ActualState | None:
+    """The remembered dashboards and their cards, or None as soon as one is not what it was."""
+    managed = _managed_collection_ids(dashboards, paths)
+    state = ActualState(complete=False)
+    for d in dashboards:
+        try:
+            dashboard = client.get_dashboard(known_ids[d.key])
+        except MetabaseNotFound:
+            return None
+        if (
+            dashboard.archived
+            or dashboard.collection_id not in managed
+            or dashboard_key_of(dashboard, keys_by_param) != d.key
+        ):
+            return None
+        state.dashboards[d.key] = dashboard
+        _add_cards(state, dashboard)
+    return state
+
+
+def _add_cards(state: ActualState, dashboard: Dashboard) -> set[int]:
+    """Record the managed cards on `dashboard`; return their ids."""
+    ids: set[int] = set()
+    for dashcard in dashboard.dashcards:
+        ident = identity_of(dashcard.card)
+        if dashcard.card is not None and ident is not None:
+            ids.add(dashcard.card.id)
+            state.cards.setdefault(ident, dashcard.card)
+    return ids
+
+
+def _observe_all(
+    client: MetabaseClient,
+    dashboards: list[DesiredDashboard],
+    paths: Mapping[tuple[str, ...], Collection],
+    keys_by_param: dict[str, str],
+) -> ActualState:
+    """Everything managed under the top-level collections the YAML names."""
+    state = ActualState()
     card_item_ids: list[int] = []
     seen_card_ids: set[int] = set()
     empty: list[tuple[tuple[str, ...], Dashboard]] = []
@@ -102,11 +189,7 @@ def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> Actua
             elif item.model == "dashboard":
                 dashboard = client.get_dashboard(item.id)
                 key = dashboard_key_of(dashboard, keys_by_param)
-                for dashcard in dashboard.dashcards:
-                    ident = identity_of(dashcard.card)
-                    if dashcard.card is not None and ident is not None:
-                        seen_card_ids.add(dashcard.card.id)
-                        state.cards.setdefault(ident, dashcard.card)
+                seen_card_ids |= _add_cards(state, dashboard)
                 if key is None:
                     if not dashboard.dashcards:
                         empty.append((path, dashboard))
@@ -130,5 +213,4 @@ def observe(client: MetabaseClient, dashboards: list[DesiredDashboard]) -> Actua
             ident = identity_of(card)
             if ident is not None:
                 state.cards.setdefault(ident, card)
-    state.requests = client.request_count - start
     return state

@@ -258,6 +258,9 @@ class ActualState:
     cards: dict[str, Card] = field(default_factory=dict)  # managed cards by identity
     dashboards: dict[str, Dashboard] = field(default_factory=dict)  # managed dashboards by key
     requests: int = 0
+    # False when read through the remembered ids (observe.py): only those dashboards and their cards
+    # were looked at, so a missing object may exist elsewhere and nothing may be created from it.
+    complete: bool = True
 
 
 def dashboard_key_of(dashboard: Dashboard, keys_by_parameter_id: dict[str, str]) -> str | None:

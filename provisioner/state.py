@@ -34,6 +34,10 @@ class StateDir:
         return self.root / "credentials.json"
 
     @property
+    def id_cache_file(self) -> Path:
+        return self.root / "metabase-ids.json"
+
+    @property
     def env_file(self) -> Path:
         return self.root / ".env"
 

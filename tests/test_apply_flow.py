@@ -16,11 +16,13 @@ from provisioner import dashboards
 from provisioner.cli.app import app
 from provisioner.config import Settings
 from provisioner.errors import MetabaseError, SpecErrors
+from provisioner.id_cache import IdCache
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import (
     CardCreate,
     CardUpdate,
     DashboardCreate,
+    DashboardUpdate,
     NativeDatasetQuery,
     NativeQuery,
 )
@@ -168,7 +170,10 @@ def test_noop_plan_costs_a_constant_number_of_requests(env: Env) -> None:
     env.apply()
     plan = env.plan()
     assert not plan.has_changes
-    assert plan.requests == small <= 6  # databases, metadata, collections, items, the dashboard
+    # Databases, metadata, collections, the dashboard (its id remembered by the last apply); a fresh
+    # clone also lists the items of each managed collection.
+    assert plan.requests == small == 4
+    assert _plan_without_cache(env, env.directory.parent).requests == 4 + 2
 
 
 def test_renaming_a_card_in_yaml_updates_it_in_place(env: Env) -> None:
@@ -200,7 +205,8 @@ def test_a_fresh_clone_plans_against_an_existing_metabase(env: Env, tmp_path: Pa
     clone = tmp_path / "clone"
     clone.mkdir()
     (clone / "sales.yaml").write_text(SALES)
-    assert not env.plan(directory=clone).has_changes
+    settings = env.settings.model_copy(update={"home": clone / ".provision"})  # no local state at all
+    assert not dashboards.plan(settings, [clone], client=env.client).has_changes
 
 
 def test_ui_edits_show_as_drift_naming_the_fields(env: Env) -> None:
@@ -475,3 +481,125 @@ def test_apply_reports_what_metabase_did_not_store_as_written(
     result = env.apply()
     assert not result.ok
     assert [p for p in result.verify_problems if "differs after apply: name" in p]
+
+
+# --- the remembered dashboard ids (id_cache.py): a shortcut that must never change the plan --------
+
+
+def _second_dashboard() -> str:
+    return SALES.replace("key: sales", "key: sales-2").replace("name: Sales\n", "name: Sales 2\n")
+
+
+def _plan_without_cache(env: Env, tmp_path: Path) -> dashboards.Plan:
+    """The plan a fresh clone computes: same YAML and Metabase, no local state at all."""
+    settings = env.settings.model_copy(update={"home": tmp_path / "fresh-clone-home"})
+    return dashboards.plan(settings, [env.directory], client=env.client)
+
+
+def _cached_ids(env: Env) -> dict[str, int]:
+    return IdCache.of(env.settings.home).dashboards(env.settings.metabase_url)
+
+
+def _sales_dashboard(env: Env) -> Any:
+    [dashboard] = [d for d in _live(env.fake.dashboards()) if d["name"] == "Sales"]
+    return dashboard
+
+
+def _archive_it(env: Env, tmp_path: Path) -> None:
+    env.client.update_dashboard(_sales_dashboard(env)["id"], DashboardUpdate(archived=True))
+
+
+def _move_it_out(env: Env, tmp_path: Path) -> None:
+    # To the root collection: outside every collection the YAML manages, so not ours to find there.
+    env.client.update_dashboard(_sales_dashboard(env)["id"], DashboardUpdate(collection_id=None))
+
+
+def _point_at_a_persons_dashboard(env: Env, tmp_path: Path) -> None:
+    sales = next(c for c in env.fake.collections() if c["name"] == "Sales")
+    theirs = env.client.create_dashboard(DashboardCreate(name="Sales", collection_id=sales["id"]))
+    IdCache.of(env.settings.home).remember(env.settings.metabase_url, {"sales": theirs.id}, set())
+
+
+def _point_at_nothing(env: Env, tmp_path: Path) -> None:
+    IdCache.of(env.settings.home).remember(env.settings.metabase_url, {"sales": 99999}, set())
+
+
+def _swap_two_remembered_ids(env: Env, tmp_path: Path) -> None:
+    # Both dashboards and all their cards exist, so only each dashboard's key can tell them apart.
+    env.write(_second_dashboard(), "b.yaml")
+    env.apply()
+    ids = _cached_ids(env)
+    swapped = {"sales": ids["sales-2"], "sales-2": ids["sales"]}
+    IdCache.of(env.settings.home).remember(env.settings.metabase_url, swapped, set())
+
+
+def _take_a_card_off(env: Env, tmp_path: Path) -> None:
+    dashboard = env.client.get_dashboard(_sales_dashboard(env)["id"])
+    kept = [dc for dc in dashboard.dashcards if dc.card is None or dc.card.name != "All sales"]
+    env.client.update_dashboard(dashboard.id, DashboardUpdate(dashcards=kept, tabs=dashboard.tabs))
+
+
+def _interrupted_after_creating_a_new_card(env: Env, tmp_path: Path) -> None:
+    env.write(SALES + "  - key: extra\n    name: Extra\n    sql: SELECT 1 AS n\n    at: {tab: Detail}\n")
+    env.fake.inject_fault(at_mutation=2, kind="500")  # the card POST lands, the dashboard PUT fails
+    with pytest.raises(MetabaseError):
+        env.apply()
+
+
+def _rename_a_card_in_yaml(env: Env, tmp_path: Path) -> None:
+    env.write(SALES.replace("name: Sales by region", "name: Revenue by region"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        None,
+        _archive_it,
+        _move_it_out,
+        _point_at_a_persons_dashboard,
+        _point_at_nothing,
+        _swap_two_remembered_ids,
+        _take_a_card_off,
+        _interrupted_after_creating_a_new_card,
+        _rename_a_card_in_yaml,
+    ],
+    ids=lambda c: "nothing" if c is None else c.__name__.strip("_"),
+)
+def test_remembered_ids_plan_exactly_what_a_fresh_clone_plans(env: Env, tmp_path: Path, change: Any) -> None:
+    env.apply()
+    assert _cached_ids(env) == {"sales": _sales_dashboard(env)["id"]}
+    if change is not None:
+        change(env, tmp_path)
+
+    cached = env.plan()
+    fresh = _plan_without_cache(env, tmp_path)
+
+    assert cached.to_dict() == fresh.to_dict()
+    if change is None:
+        # The shortcut skipped the collection items listing: fewer requests for the same answer.
+        assert cached.requests < fresh.requests
+
+
+def test_apply_remembers_new_dashboards_and_forgets_pruned_ones(env: Env) -> None:
+    env.write(_second_dashboard(), "b.yaml")
+    env.apply()
+    ids = _cached_ids(env)
+    assert set(ids) == {"sales", "sales-2"}
+    assert sorted(ids.values()) == sorted(d["id"] for d in _live(env.fake.dashboards()))
+
+    (env.directory / "b.yaml").unlink()
+    env.apply(prune=True)
+    assert set(_cached_ids(env)) == {"sales"}
+
+
+def test_a_noop_apply_does_not_rewrite_the_cache_and_a_damaged_one_is_ignored(env: Env) -> None:
+    env.apply()
+    cache = IdCache.of(env.settings.home).path
+    before = cache.stat().st_mtime_ns
+    env.apply()
+    assert cache.stat().st_mtime_ns == before
+
+    cache.write_text("{not json")
+    assert not env.plan().has_changes
+    env.apply()
+    assert _cached_ids(env) == {"sales": _sales_dashboard(env)["id"]}

@@ -224,6 +224,11 @@ def test_external_demo_converges_and_fresh_keeps_what_the_tool_did_not_create(
     )
     assert again.changed is False
     assert fake_metabase.mutating_requests() == []
+    # The request budget of a no-op re-run: beyond health and login (setup state and version, the
+    # key check), one metadata read, one list of collections and one GET per dashboard.
+    login = {"/api/health", "/api/session/properties", "/api/user/current"}
+    beyond = [f"{r.method} {r.path}" for r in fake_metabase.requests if r.path not in login]
+    assert len(beyond) <= 2 + len(DEMO_DASHBOARDS), beyond
 
     fresh = run_demo(
         external,

@@ -29,7 +29,7 @@ from provisioner.errors import (
     ProvisionError,
 )
 from provisioner.metabase.client import MetabaseClient
-from provisioner.metabase.models import DatabaseCreate, SetupUser
+from provisioner.metabase.models import DatabaseCreate, DatabaseUpdate, SetupUser
 from provisioner.metabase.setup import (
     API_KEY_NAME,
     DATABASE_NAME,
@@ -465,6 +465,36 @@ def test_reconnect_changes_nothing(
 
     assert again.action == "unchanged" and again.database_id == first.database_id
     assert writes(fake_metabase) == []
+    # The id the first connect stored saves the list of databases: one metadata read checks it all.
+    database_reads = [r.path for r in fake_metabase.requests if r.path.startswith("/api/database")]
+    assert database_reads == [f"/api/database/{first.database_id}/metadata"]
+    assert again.metadata is not None and set(SMALL) <= again.metadata.table_names
+
+
+@pytest.mark.parametrize("change", ["deleted", "renamed"])
+def test_a_remembered_database_that_is_gone_or_renamed_is_looked_up_by_name(
+    fake_metabase: FakeMetabase, home: Path, fake_time: FakeTime, warehouse: Warehouse, change: str
+) -> None:
+    run_setup(fake_metabase, home, fake_time)
+    first = run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn())
+    with MetabaseClient(fake_metabase.url) as client:
+        client.use_api_key(StateDir(home).credential("api_key")["key"])
+        if change == "deleted":
+            requests.delete(
+                f"{fake_metabase.url}/api/database/{first.database_id}",
+                headers={"x-api-key": StateDir(home).credential("api_key")["key"]},
+                timeout=10,
+            ).raise_for_status()
+        else:  # a person renamed it: it is no longer the demo database, whatever id the tool stored
+            client.update_database(first.database_id, DatabaseUpdate(name="Someone's copy"))
+    fake_metabase.clear_requests()
+
+    again = run_connect(fake_metabase, home, fake_time, warehouse.reader_dsn())
+
+    assert again.action == "created" and again.database_id != first.database_id
+    assert ("GET", "/api/database") in [(r.method, r.path) for r in fake_metabase.requests]
+    assert [d["id"] for d in demo_databases(fake_metabase)] == [again.database_id]
+    assert StateDir(home).credential("metabase_database")["database_id"] == again.database_id
 
 
 def test_changed_reader_password_updates_the_connection_once(

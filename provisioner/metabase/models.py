@@ -298,13 +298,9 @@ class TableMetadata(_Read):
         return f"{self.schema_name}.{self.name}" if self.schema_name else self.name
 
 
-class DatabaseMetadata(_Read):
-    """`GET /api/database/:id/metadata`: tables (and views) with their fields and field ids."""
+class DatabaseMetadata(Database):
+    """`GET /api/database/:id/metadata`: the database (details too) with its tables, views and fields."""
 
-    id: int
-    name: str
-    engine: str | None = None
-    initial_sync_status: str | None = None
     tables: list[TableMetadata] = Field(default_factory=list)
 
     @property

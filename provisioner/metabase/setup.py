@@ -20,18 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from provisioner.errors import (
     ConfigError,
     MetabaseAuthError,
     MetabaseError,
+    MetabaseNotFound,
     MetabaseUnreachable,
 )
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import (
     Database,
     DatabaseCreate,
+    DatabaseMetadata,
     DatabaseUpdate,
     PostgresDetails,
     SessionProperties,
@@ -105,6 +107,8 @@ class ConnectResult(BaseModel):
     tables_found: int
     synced: bool  # every expected table and view is in Metabase's metadata
     sync_triggered: bool  # we asked Metabase to re-read the schema
+    # The last metadata read, handed on to the dashboards step so it need not read it again.
+    metadata: DatabaseMetadata | None = Field(default=None, exclude=True, repr=False)
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -492,7 +496,7 @@ def connect_database(
         progress.step(f"Registering {DATABASE_NAME!r} in Metabase as {details.user}@{details.host}")
         database, action = _register(client, settings, details, progress)
         progress.info(f"Database {DATABASE_NAME!r} (id {database.id}): {action}")
-        found, triggered = _wait_for_tables(
+        metadata, triggered = _wait_for_tables(
             client, database, expected_tables, settings.sync_timeout_s, progress, clock, sleep
         )
     finally:
@@ -506,9 +510,10 @@ def connect_database(
         connection=f"postgresql://{details.user}:{REDACTED}@{details.host}:{details.port}/{details.dbname}",
         is_reader=is_reader,
         tables_expected=len(set(expected_tables)),
-        tables_found=found,
+        tables_found=len(set(expected_tables) & metadata.table_names),
         synced=True,
         sync_triggered=triggered,
+        metadata=metadata,
     )
 
 
@@ -573,30 +578,32 @@ def _register(
 ) -> tuple[Database, Literal["created", "updated", "unchanged"]]:
     state = StateDir(settings.home)
     password = details.password.get_secret_value() if details.password else ""
-    same_name = sorted(
-        (d for d in client.list_databases() if d.name == DATABASE_NAME and not d.is_sample),
-        key=lambda d: d.id,
-    )
-    if len(same_name) > 1:
-        progress.warn(
-            f"{len(same_name)} Metabase databases are named {DATABASE_NAME!r}; using the oldest "
-            f"(id {same_name[0].id})"
+    stored = _for_url(state.credential("metabase_database"), settings.metabase_url)
+    database: Database | None = _remembered_database(client, stored)
+    if database is None:
+        same_name = sorted(
+            (d for d in client.list_databases() if d.name == DATABASE_NAME and not d.is_sample),
+            key=lambda d: d.id,
         )
-    if not same_name:
-        database = client.create_database(
-            DatabaseCreate(
-                name=DATABASE_NAME, engine="postgres", details=details.as_details(), is_full_sync=True
+        if len(same_name) > 1:
+            progress.warn(
+                f"{len(same_name)} Metabase databases are named {DATABASE_NAME!r}; using the oldest "
+                f"(id {same_name[0].id})"
             )
-        )
-        _remember_password(state, settings.metabase_url, database.id, password)
-        return database, "created"
+        if not same_name:
+            database = client.create_database(
+                DatabaseCreate(
+                    name=DATABASE_NAME, engine="postgres", details=details.as_details(), is_full_sync=True
+                )
+            )
+            _remember_password(state, settings.metabase_url, database.id, password)
+            return database, "created"
+        database = same_name[0]
 
-    database = same_name[0]
     wanted = details.as_details()
     differs = [k for k in _COMPARED_DETAILS if database.details.get(k) != wanted.get(k)]
     if database.engine not in (None, "postgres"):
         differs.append("engine")
-    stored = _for_url(state.credential("metabase_database"), settings.metabase_url)
     password_known = bool(
         stored
         and stored.get("database_id") == database.id
@@ -612,6 +619,21 @@ def _register(
     database = client.update_database(database.id, DatabaseUpdate(engine="postgres", details=wanted))
     _remember_password(state, settings.metabase_url, database.id, password)
     return database, "updated"
+
+
+def _remembered_database(client: MetabaseClient, stored: dict[str, Any] | None) -> DatabaseMetadata | None:
+    """The database the last connect registered, with its tables, in one request; None if gone or renamed.
+
+    The stored id only saves the list of databases: what it points to must still be the demo database.
+    """
+    database_id = stored.get("database_id") if stored else None
+    if not isinstance(database_id, int):
+        return None
+    try:
+        found = client.database_metadata(database_id)
+    except MetabaseNotFound:
+        return None
+    return found if found.name == DATABASE_NAME and not found.is_sample else None
 
 
 def _remember_password(state: StateDir, url: str, database_id: int, password: str) -> None:
@@ -635,8 +657,10 @@ def _wait_for_tables(
     progress: Progress,
     clock: Clock,
     sleep: Sleep,
-) -> tuple[int, bool]:
-    """(tables found, whether a schema sync was triggered) once all expected tables are in the metadata.
+) -> tuple[DatabaseMetadata, bool]:
+    """(the metadata, whether a schema sync was triggered) once every expected table is in it.
+
+    A `database` read through its metadata (see `_remembered_database`) counts as the first read.
 
     Raises MetabaseError if the initial sync fails or the tables do not appear before the deadline.
     """
@@ -663,12 +687,14 @@ def _wait_for_tables(
         sleep(SYNC_POLL_S)
 
     triggered = False
+    metadata = database if isinstance(database, DatabaseMetadata) else None
     while True:
-        found = client.database_metadata(database_id).table_names
-        missing = sorted(wanted - found)
+        if metadata is None:
+            metadata = client.database_metadata(database_id)
+        missing = sorted(wanted - metadata.table_names)
         if not missing:
             progress.info(f"All {len(wanted)} tables and views are visible in Metabase")
-            return len(wanted), triggered
+            return metadata, triggered
         if not triggered:
             # The first sync may have run before the seed created everything: ask for another.
             progress.info(
@@ -678,6 +704,7 @@ def _wait_for_tables(
             triggered = True
         _check_deadline(clock, deadline, timeout_s, "these tables to appear: " + ", ".join(missing))
         sleep(SYNC_POLL_S)
+        metadata = None
 
 
 def _check_deadline(clock: Clock, deadline: float, timeout_s: float, what: str) -> None:
