@@ -185,11 +185,16 @@ def apply(
         )
         result.requests = mb.request_count - start
     dashboards = [o for o in result.outcomes if o.kind == "dashboard"]
-    cache.remember(
-        settings.metabase_url,
-        {o.key: o.id for o in dashboards if o.action != "archived" and o.id is not None},
-        forgotten={o.key for o in dashboards if o.action == "archived"},
-    )
+    try:
+        cache.remember(
+            settings.metabase_url,
+            {o.key: o.id for o in dashboards if o.action != "archived" and o.id is not None},
+            forgotten={o.key for o in dashboards if o.action == "archived"},
+        )
+    except OSError as exc:  # a read-only checkout: the apply itself succeeded, only the shortcut is lost
+        progress.warn(
+            f"cannot write {cache.path} ({exc.strerror or exc}); the next run reads every collection"
+        )
     for problem in result.verify_problems:
         progress.warn(problem)
     for failed in result.failed_queries:

@@ -26,6 +26,7 @@ from provisioner.metabase.models import (
     NativeDatasetQuery,
     NativeQuery,
 )
+from provisioner.progress import RecordingProgress
 from tests.fake_metabase.server import FakeMetabase, new_state
 
 SALES = """\
@@ -603,3 +604,16 @@ def test_a_noop_apply_does_not_rewrite_the_cache_and_a_damaged_one_is_ignored(en
     assert not env.plan().has_changes
     env.apply()
     assert _cached_ids(env) == {"sales": _sales_dashboard(env)["id"]}
+
+
+def test_an_unwritable_state_directory_costs_the_shortcut_not_the_apply(env: Env, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")  # the state directory's place is taken by a file: nothing can be written
+    settings = env.settings.model_copy(update={"home": blocked / ".provision"})
+    progress = RecordingProgress()
+
+    result = dashboards.apply(settings, [env.directory], client=env.client, progress=progress)
+
+    assert result.ok and len(_live(env.fake.dashboards())) == 1
+    warnings = [text for kind, text in progress.lines if kind == "warn"]
+    assert any("metabase-ids.json" in w and "next run reads every collection" in w for w in warnings)
