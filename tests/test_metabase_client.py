@@ -691,3 +691,35 @@ def test_nested_setup_errors_are_named_by_path_with_the_admin_password_hint(clie
     assert "user.password: password is too common." in caught.value.message
     assert "METABASE_ADMIN_PASSWORD" in (caught.value.hint or "")
     assert "Qwerty123" not in json.dumps(caught.value.to_dict())
+
+
+@responses.activate
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_redirect_is_reported_not_followed_and_the_key_never_leaves(
+    client: MetabaseClient, method: str
+) -> None:
+    # An http:// address behind a proxy that redirects to https: following it would turn the POST
+    # into a GET and send the API key header to whatever host the Location names.
+    client.use_api_key("mb_redirectsecret")
+    responses.add(
+        method, f"{URL}/api/collection", status=301, headers={"Location": "https://other.test/api/collection"}
+    )
+    responses.add(responses.GET, "https://other.test/api/collection", json=[])
+
+    with pytest.raises(MetabaseUnreachable) as caught:
+        if method == "GET":
+            client.list_collections()
+        else:
+            client.create_collection(CollectionCreate(name="Demo"))
+
+    assert [c.request.url for c in responses.calls] == [f"{URL}/api/collection"]  # one call, not followed
+    assert "redirected (HTTP 301) to https://other.test/api/collection" in caught.value.message
+    assert "METABASE_URL" in (caught.value.hint or "") and caught.value.exit_code == 4
+
+
+@responses.activate
+def test_a_redirected_health_check_names_the_address_to_use(client: MetabaseClient) -> None:
+    responses.get(f"{URL}/api/health", status=302, headers={"Location": "https://mb.test/api/health"})
+    with pytest.raises(MetabaseUnreachable, match=r"redirected \(HTTP 302\) to https://mb\.test/api/health"):
+        client.health()
+    assert len(responses.calls) == 1

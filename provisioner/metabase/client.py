@@ -147,7 +147,12 @@ class MetabaseClient:
             self.request_counts[method] += 1
             try:
                 response = self._session.request(
-                    method, url, json=payload, params=params, timeout=self.timeout_s
+                    method,
+                    url,
+                    json=payload,
+                    params=params,
+                    timeout=self.timeout_s,
+                    allow_redirects=False,  # see error_for_response: a redirect is a wrong address
                 )
             except requests.RequestException as exc:
                 if not last:
@@ -185,7 +190,9 @@ class MetabaseClient:
         self.request_count += 1
         self.request_counts["GET"] += 1
         try:
-            response = self._session.get(f"{self.base_url}{path}", timeout=self.timeout_s)
+            response = self._session.get(
+                f"{self.base_url}{path}", timeout=self.timeout_s, allow_redirects=False
+            )
         except requests.RequestException as exc:
             raise _unreachable(self.base_url, "GET", path, exc, self._secrets) from exc
         if response.status_code == 503:
@@ -422,6 +429,18 @@ def error_for_response(
     def clean(text: str) -> str:
         return redact(text, secret_list)
 
+    if 300 <= status < 400:
+        # Never followed: requests turns a redirected POST into a GET, and would carry the
+        # X-API-Key / X-Metabase-Session header to whatever host the redirect names.
+        location = clean(response.headers.get("Location", "")) or "an address it did not give"
+        return MetabaseUnreachable(
+            f"{where} was redirected (HTTP {status}) to {location}",
+            hint="set --metabase-url (or METABASE_URL) to Metabase's own address, e.g. the https:// "
+            "one it redirects to; requests are not followed to another address",
+            status=status,
+            method=method,
+            path=path,
+        )
     if _looks_like_html(response) and status != 503:
         return MetabaseUnreachable(
             f"{where} answered HTTP {status} with an HTML page, not Metabase's API",
