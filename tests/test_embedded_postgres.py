@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import psycopg
 import pytest
 
@@ -36,3 +38,32 @@ def test_start_on_another_port_while_running_is_refused(pg_server) -> None:
 def test_requested_port_in_use_is_refused(tmp_path, pg_server) -> None:
     with pytest.raises(EnvironmentProblem, match="in use"):
         EmbeddedPostgres(tmp_path / "other").start("pw", port=pg_server.info.port)
+
+
+def test_a_pid_file_naming_another_program_is_stale_and_start_recovers(tmp_path) -> None:
+    # After a crash, postmaster.pid stays behind and its pid may be reused by any other program.
+    server = EmbeddedPostgres(tmp_path / "pg")
+    port = server.start("pw").port
+    server.stop()
+    pid_file = server.data_dir / "postmaster.pid"
+    with subprocess.Popen(["sleep", "60"]) as other:
+        try:
+            pid_file.write_text(f"{other.pid}\n{server.data_dir}\n1700000000\n{port}\n\n127.0.0.1\n")
+            assert server.running() is None  # alive, but no PostgreSQL
+
+            # PostgreSQL itself refuses to start while a lock file names a live pid of its own user,
+            # so the stale file goes first; a live PostgreSQL's file would be kept.
+            server._remove_stale_pid_file()
+            assert not pid_file.exists()
+
+            info = server.start("pw")
+            try:
+                assert server.running() == info and info.pid != other.pid
+                server._remove_stale_pid_file()
+                assert pid_file.exists()
+                with psycopg.connect(info.dsn("pw")) as conn:
+                    assert conn.execute("select 1").fetchone() == (1,)
+            finally:
+                server.stop()
+        finally:
+            other.kill()

@@ -79,17 +79,30 @@ class EmbeddedPostgres:
 
     def running(self) -> ServerInfo | None:
         """The running server, read from postmaster.pid; None when stopped."""
-        pid_file = self.data_dir / "postmaster.pid"
+        recorded = self._pid_file()
+        if recorded is None or not _is_postgres(recorded[0]):
+            return None
+        return ServerInfo(pid=recorded[0], port=recorded[1], data_dir=self.data_dir)
+
+    def _pid_file(self) -> tuple[int, int] | None:
+        """(pid, port) from postmaster.pid, or None if there is none or it is incomplete."""
         try:
-            lines = pid_file.read_text().splitlines()
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
         except (FileNotFoundError, PermissionError):
             return None
         if len(lines) < 4 or not lines[0].strip().isdigit() or not lines[3].strip().isdigit():
             return None
-        pid, port = int(lines[0]), int(lines[3])
-        if not _pid_alive(pid):
-            return None
-        return ServerInfo(pid=pid, port=port, data_dir=self.data_dir)
+        return int(lines[0]), int(lines[3])
+
+    def _remove_stale_pid_file(self) -> None:
+        """Drop a postmaster.pid whose pid now belongs to another program (reused after a crash).
+
+        PostgreSQL refuses to start while the pid in its lock file is alive, whatever that process
+        is. A dead pid is left alone: PostgreSQL clears that case itself.
+        """
+        recorded = self._pid_file()
+        if recorded is not None and _pid_alive(recorded[0]) and not _is_postgres(recorded[0]):
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -110,6 +123,7 @@ class EmbeddedPostgres:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.initialized:
             self._initdb(password)
+        self._remove_stale_pid_file()
         chosen = self._choose_port(port)
         self._pg_ctl(
             [
@@ -292,6 +306,17 @@ def _make_traversable(path: Path, owner: str | None) -> None:
                 extra = stat.S_IROTH | (stat.S_IXOTH if child.is_dir() or mode & stat.S_IXUSR else 0)
                 if mode & extra != extra:
                     child.chmod(mode | extra)
+
+
+def _is_postgres(pid: int) -> bool:
+    """Whether `pid` is a live PostgreSQL process (where /proc can tell; elsewhere, whether it lives)."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return True  # no procfs (macOS): a live pid is the best evidence there is
+    return argv0.rsplit(b"/", 1)[-1].startswith((b"postgres", b"postmaster"))
 
 
 def _pid_alive(pid: int) -> bool:
