@@ -107,6 +107,7 @@ def run_demo(
 
     with steps.step("start", f"Starting the {runtime.name} runtime") as out:
         endpoints = runtime.start(progress)
+        out["changed"] = endpoints.started
     settings = _point_at(settings, endpoints)
 
     with steps.step("seed", "Seeding the demo database") as out:

@@ -37,6 +37,7 @@ class Warehouse:
     port: int
     dbname: str
     embedded: bool
+    started: bool = False  # the embedded server was started by this call
 
 
 class DbStatus(BaseModel):
@@ -93,6 +94,7 @@ def resolve_warehouse(
         port=info.port,
         dbname=DEMO_DATABASE,
         embedded=True,
+        started=start and not was_running,
     )
 
 

@@ -106,6 +106,22 @@ def test_up_issues_compose_up_wait_and_returns_host_and_network_endpoints(settin
     assert (endpoints.metabase_warehouse_host, endpoints.metabase_warehouse_port) == ("warehouse", 5432)
 
 
+def test_a_second_up_checks_what_runs_first_and_says_whether_it_started_anything(settings: Settings) -> None:
+    assert _runtime(settings, FakeRunner()).start(RecordingProgress()).started is True  # first start
+
+    healthy = [{**row, "Health": "healthy", "Status": "Up 2 minutes (healthy)"} for row in PS_ROWS]
+    runner = FakeRunner({"ps": (0, json.dumps(healthy), "")})
+    assert _runtime(settings, runner).start(RecordingProgress()).started is False
+    assert runner.calls[-2:] == [
+        [*_prefix(settings), "ps", "--all", "--format", "json"],
+        [*_prefix(settings), "up", "--detach", "--wait"],
+    ]
+
+    for rows in (PS_ROWS, healthy[:2], []):  # metabase still starting; metabase gone; nothing runs
+        runner = FakeRunner({"ps": (0, json.dumps(rows), "")})
+        assert _runtime(settings, runner).start(RecordingProgress()).started is True
+
+
 def test_env_file_is_private_random_and_complete(settings: Settings) -> None:
     _runtime(settings, FakeRunner()).start(RecordingProgress())
     path = settings.home / ".env"

@@ -98,6 +98,7 @@ def test_local_demo_from_nothing_then_rerun_writes_nothing(local: Settings) -> N
     assert {d.name for d in cold.dashboards} == _dashboard_names()
     assert all(d.action == "created" and d.url.startswith(cold.metabase_url) for d in cold.dashboards)
     assert [s.name for s in cold.steps] == ["start", "seed", "setup", "connect", "dashboards"]
+    assert all(s.changed for s in cold.steps)
     state_file = _state_file(local)
     before = state_file.read_bytes()
 
@@ -107,6 +108,13 @@ def test_local_demo_from_nothing_then_rerun_writes_nothing(local: Settings) -> N
     assert {d.action for d in again.dashboards} == {"unchanged"}
     assert not any(s.changed for s in again.steps)
     # The fake saves its state after every mutating request: an identical file means zero writes.
+    assert state_file.read_bytes() == before
+
+    # After `provision down`, the demo starts again and says so, though nothing else changes.
+    _runtime(local).stop(RecordingProgress())
+    restarted = run_demo(local, runtime=_runtime(local), progress=RecordingProgress(), sleep=_short_sleep)
+    assert restarted.changed is True
+    assert [s.name for s in restarted.steps if s.changed] == ["start"]
     assert state_file.read_bytes() == before
 
 

@@ -34,6 +34,8 @@ class Endpoints(BaseModel):
     # How Metabase reaches the warehouse when that differs from this machine's view (compose network).
     metabase_warehouse_host: str | None = None
     metabase_warehouse_port: int | None = None
+    # Whether this start had to start anything (False: everything already ran).
+    started: bool = False
 
 
 class ServiceStatus(BaseModel):

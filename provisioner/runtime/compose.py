@@ -148,6 +148,14 @@ def compose_file() -> Path:
     return project_path(COMPOSE_FILE_NAME)
 
 
+def compose_services() -> list[str]:
+    """The names of the services docker-compose.yml defines."""
+    import yaml
+
+    services = (yaml.safe_load(compose_file().read_text()) or {}).get("services") or {}
+    return list(services)
+
+
 def env_file_for(state: StateDir, name: str) -> Path:
     """The env file of project `name`: `.env` for the default demo, `.env.NAME` for others."""
     return state.env_file if name == DEFAULT_NAME else state.root / f".env.{name}"
@@ -192,9 +200,11 @@ class ComposeRuntime:
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints once every service is healthy; raises EnvironmentProblem naming the saved log."""
         self.require_compose()
-        if not self.env_path.exists():
+        first_start = not self.env_path.exists()
+        if first_start:
             self._refuse_volumes_of_a_lost_env_file()
         env = self.ensure_env(progress)
+        already_up = not first_start and self._all_healthy()
         progress.info(f"docker compose project {self.project!r}: starting and waiting for health checks")
         timeout_s = self.settings.health_timeout_s + 300  # image pulls come on top of start-up
         done = self._run(["up", "--detach", "--wait"], timeout_s=timeout_s, check=False)
@@ -204,7 +214,12 @@ class ComposeRuntime:
                 f"docker compose could not start the demo: {self._last_line(done)}",
                 hint=f"see the container logs in {log}; fix the cause, then run `provision up` again",
             )
-        return self.endpoints(env)
+        return self.endpoints(env).model_copy(update={"started": not already_up})
+
+    def _all_healthy(self) -> bool:
+        """Whether every service of the compose file already runs healthy (`up` will start nothing)."""
+        running = {s.name for s in self.status().services if s.healthy}
+        return set(compose_services()) <= running
 
     def require_compose(self) -> str:
         """The Compose v2 version; raises EnvironmentProblem when the `docker compose` plugin is missing."""

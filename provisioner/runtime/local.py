@@ -84,6 +84,7 @@ class LocalRuntime:
 
         warehouse = resolve_warehouse(self.settings, start=True, progress=progress)
         pid = self.running_pid()
+        spawned = pid is None
         if pid is not None:
             port = self.port()
             progress.info(f"Metabase already runs (pid {pid}) on port {port}")
@@ -94,7 +95,11 @@ class LocalRuntime:
             pid = self._spawn(command, self._environment(port, app_db), progress)
         url = f"http://{HOST}:{port}"
         self._wait_healthy(url, pid, progress)
-        return Endpoints(metabase_url=url, warehouse_dsn=None if warehouse.embedded else warehouse.dsn)
+        return Endpoints(
+            metabase_url=url,
+            warehouse_dsn=None if warehouse.embedded else warehouse.dsn,
+            started=spawned or warehouse.started,
+        )
 
     def stop(self, progress: Progress) -> None:
         """Stop Metabase by its pid (SIGTERM, SIGKILL after stop_timeout_s), then the embedded PostgreSQL."""
