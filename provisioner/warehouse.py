@@ -71,12 +71,13 @@ def resolve_warehouse(
         return _external(settings.database_url)
     server = _server(settings)
     password = _superuser_password(settings, server)
+    started = False
     if start:
-        was_running = server.running() is not None
-        if not was_running:
+        started = server.running() is None
+        if started:
             progress.step(f"Starting the embedded PostgreSQL ({server.root})")
         info = server.start(password, port)
-        if not was_running:
+        if started:
             progress.info(f"PostgreSQL listens on {HOST}:{info.port}")
     else:
         running = server.running()
@@ -94,7 +95,7 @@ def resolve_warehouse(
         port=info.port,
         dbname=DEMO_DATABASE,
         embedded=True,
-        started=start and not was_running,
+        started=started,
     )
 
 
