@@ -25,11 +25,15 @@ _VERSION = 1
 class IdCache:
     """Dashboard ids by key, per Metabase URL."""
 
-    path: Path
+    state: StateDir
 
     @classmethod
     def of(cls, home: Path) -> IdCache:
-        return cls(StateDir(home).id_cache_file)
+        return cls(StateDir(home))
+
+    @property
+    def path(self) -> Path:
+        return self.state.id_cache_file
 
     def dashboards(self, metabase_url: str) -> dict[str, int]:
         """The remembered dashboard id per key for this Metabase; empty if none or unreadable."""
@@ -48,6 +52,7 @@ class IdCache:
         if merged == current:
             return  # a no-op run writes nothing, here as in Metabase
         data[url] = {"dashboards": dict(sorted(merged.items()))}
+        self.state.ensure()
         write_private(self.path, json.dumps({"version": _VERSION, "metabases": data}, indent=2) + "\n")
 
     def _read(self) -> dict[str, object]:

@@ -50,8 +50,15 @@ class StateDir:
         return self.root / "run"
 
     def ensure(self) -> Path:
-        """Create the state directory (mode 0700) and return it."""
+        """Create the state directory (mode 0700) and return it.
+
+        It ignores itself for git (a `.gitignore` of `*`, as pytest and ruff do for their caches):
+        it sits in the working directory, often a dashboards repository, and holds credentials.
+        """
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# metabase-provisioner's local state: credentials, never committed\n*\n")
         return self.root
 
     def read_credentials(self) -> dict[str, Any]:
@@ -80,6 +87,7 @@ class StateDir:
     def save_credential(self, section: str, value: dict[str, Any] | None) -> Path:
         """Replace one section (None removes it); the file stays mode 0600."""
         data = self.read_credentials()
+        self.ensure()
         if value is None:
             data.pop(section, None)
         else:
