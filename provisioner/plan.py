@@ -634,17 +634,30 @@ def existing_dashcard_ids(actual: Dashboard) -> dict[Any, int]:
     return out
 
 
+def _existing_tab_ids(desired: list[str], actual: list[Tab]) -> dict[str, int]:
+    """The actual tab id to keep for each desired tab name.
+
+    By name first; then the desired tabs left over take the actual tabs left over in order, so a tab
+    renamed in the YAML keeps its id (Metabase's tab links carry it: `?tab=12-detail`).
+    """
+    ordered = sorted(actual, key=lambda t: (t.position or 0, t.id))
+    by_name = {t.name: t.id for t in reversed(ordered)}  # a duplicated name: the first tab wins
+    kept = {name: by_name[name] for name in desired if name in by_name}
+    spare = [t.id for t in ordered if t.id not in kept.values()]
+    for name in (n for n in desired if n not in kept):
+        if not spare:
+            break
+        kept[name] = spare.pop(0)
+    return kept
+
+
 def dashcards_body(
     desired: DesiredDashboard, actual: Dashboard | None, card_ids: dict[str, int]
 ) -> tuple[list[Tab], list[DashCard]]:
     """Tabs and dashcards for the one PUT: existing ids kept (links survive), new ones negative."""
-    tabs: list[Tab] = []
-    tab_ids: dict[str, int] = {}
-    existing_tabs = {t.name: t.id for t in actual.tabs} if actual else {}
-    for i, name in enumerate(desired.tabs):
-        tab_id = existing_tabs.get(name, -(i + 1))
-        tab_ids[name] = tab_id
-        tabs.append(Tab(id=tab_id, name=name))
+    existing_tabs = _existing_tab_ids(desired.tabs, actual.tabs if actual else [])
+    tab_ids = {name: existing_tabs.get(name, -(i + 1)) for i, name in enumerate(desired.tabs)}
+    tabs = [Tab(id=tab_ids[name], name=name) for name in desired.tabs]
     kept = kept_tab(desired, actual)
     if kept is not None:
         tabs = [kept]

@@ -410,6 +410,30 @@ def test_moving_a_card_keeps_every_dashcard_id(env: Env) -> None:
     assert not env.plan().has_changes
 
 
+def test_renaming_a_tab_keeps_its_id_and_its_cards(env: Env) -> None:
+    env.apply()
+    [before] = env.fake.dashboards()
+    tab_ids = {t["name"]: t["id"] for t in before["tabs"]}
+    dashcards_before = {d["id"]: d["dashboard_tab_id"] for d in before["dashcards"]}
+    env.write(
+        SALES.replace("[Overview, Detail]", "[Overview, Details]").replace("tab: Detail,", "tab: Details,")
+    )
+
+    assert [(a.kind, a.changes) for a in env.plan().actions if a.action == "update"] == [
+        ("dashboard", ["tabs", "cards"])
+    ]
+    env.apply()
+
+    [after] = env.fake.dashboards()
+    # Tab links (?tab=<id>-details) and every dashcard survive the rename.
+    assert {t["name"]: t["id"] for t in after["tabs"]} == {
+        "Overview": tab_ids["Overview"],
+        "Details": tab_ids["Detail"],
+    }
+    assert {d["id"]: d["dashboard_tab_id"] for d in after["dashcards"]} == dashcards_before
+    assert not env.plan().has_changes
+
+
 def test_dropping_tabs_keeps_one_tab_holding_every_card(env: Env) -> None:
     env.apply()
     single = (
