@@ -104,6 +104,7 @@ def _compute_plan(
     prune: bool,
     known_ids: Mapping[str, int] | None = None,
     databases: Sequence[DatabaseMetadata] = (),
+    prune_scope: set[str] | None = None,
 ) -> Plan:
     start = client.request_count
     database_ids, metadata = resolve_databases(client, loaded, known=databases)
@@ -120,12 +121,28 @@ def _compute_plan(
         raise SpecErrors(errors)
     # Pruning must see everything that left the YAML: never through the remembered ids.
     actual = observe(client, dashboards, None if prune else known_ids)
-    plan = build_plan(dashboards, cards, actual, prune=prune)
+    plan = build_plan(dashboards, cards, actual, prune=prune, prune_scope=prune_scope)
     if not actual.complete and any(a.action == "create" for a in plan.actions):
         # What the shortcut did not find may exist elsewhere (left by an interrupted run): look.
-        plan = build_plan(dashboards, cards, observe(client, dashboards), prune=prune)
+        plan = build_plan(
+            dashboards, cards, observe(client, dashboards), prune=prune, prune_scope=prune_scope
+        )
     plan.requests = client.request_count - start
     return plan
+
+
+def _prune_scope(
+    paths: Sequence[Path], loaded: list[LoadedDashboard], prune: bool, progress: Progress
+) -> set[str] | None:
+    """What `--prune` may archive: everything under the YAML's collections when given a directory
+    (a dashboard gone from it is pruned), only the given dashboards' own cards when given files."""
+    if not prune or any(p.is_dir() for p in paths):
+        return None
+    progress.info(
+        "--prune with files archives only cards removed from these dashboards; "
+        "give the directory to also archive dashboards removed from it"
+    )
+    return {item.spec.key for item in loaded}
 
 
 def plan(
@@ -146,7 +163,13 @@ def plan(
     known_ids = IdCache.of(settings.home).dashboards(settings.metabase_url)
     with _metabase(settings, client, progress, read_only=True) as mb:
         progress.step(f"Reading Metabase for {len(loaded)} dashboard(s)")
-        computed = _compute_plan(mb, loaded, prune=prune, known_ids=known_ids)
+        computed = _compute_plan(
+            mb,
+            loaded,
+            prune=prune,
+            known_ids=known_ids,
+            prune_scope=_prune_scope(paths, loaded, prune, progress),
+        )
     return computed
 
 
@@ -178,6 +201,7 @@ def apply(
             prune=prune,
             known_ids=cache.dashboards(settings.metabase_url),
             databases=databases,
+            prune_scope=_prune_scope(paths, loaded, prune, progress),
         )
         progress.step("Applying" if computed.has_changes else "Nothing to change")
         result = execute(

@@ -538,8 +538,12 @@ def build_plan(
     actual: ActualState,
     *,
     prune: bool = False,
+    prune_scope: set[str] | None = None,
 ) -> Plan:
-    """What apply would do to reach the desired state from the actual one."""
+    """What apply would do to reach the desired state from the actual one.
+
+    `prune_scope` limits pruning to the managed objects of these dashboard keys (None: all found).
+    """
     actions: list[Action] = []
     paths: list[tuple[str, ...]] = []
     for d in dashboards:
@@ -603,11 +607,13 @@ def build_plan(
     if prune:
         wanted_cards = {c.ident for c in cards}
         for key, existing in sorted(actual.cards.items()):
-            if key not in wanted_cards and not existing.archived:
+            in_scope = prune_scope is None or key.split("/", 1)[0] in prune_scope
+            if key not in wanted_cards and not existing.archived and in_scope:
                 actions.append(Action("card", "archive", key, existing.name, id=existing.id, actual=existing))
         wanted_dashboards = {d.key for d in dashboards}
         for key, existing_dash in sorted(actual.dashboards.items()):
-            if key not in wanted_dashboards and not existing_dash.archived:
+            in_scope = prune_scope is None or key in prune_scope
+            if key not in wanted_dashboards and not existing_dash.archived and in_scope:
                 actions.append(
                     Action(
                         "dashboard",

@@ -273,6 +273,27 @@ def test_prune_archives_a_managed_dashboard_removed_from_yaml(env: Env) -> None:
     assert dashboards_by_name["Sales"]["archived"] is False
 
 
+def test_prune_given_one_file_archives_only_what_left_that_file(env: Env) -> None:
+    env.write(_second_dashboard(), "b.yaml")
+    env.apply()
+    env.write(SALES[: SALES.index("  - key: rows")])  # a card removed from sales.yaml
+    sales_only = env.directory / "sales.yaml"
+
+    plan = dashboards.plan(env.settings, [sales_only], prune=True, client=env.client)
+
+    # The other file's dashboard is not in what was given, so it is not "gone from the YAML".
+    assert [(a.kind, a.key) for a in plan.actions if a.action == "archive"] == [("card", "sales/rows")]
+    dashboards.apply(env.settings, [sales_only], prune=True, client=env.client)
+    live = _live(env.fake.dashboards())
+    assert sorted(d["name"] for d in live) == ["Sales", "Sales 2"]
+    assert sorted(c["name"] for c in _live(env.fake.cards())).count("All sales") == 1  # Sales 2's own
+
+    # Given the directory, a dashboard whose file is gone is pruned.
+    (env.directory / "b.yaml").unlink()
+    archived = [(a.kind, a.key) for a in env.plan(prune=True).actions if a.action == "archive"]
+    assert ("dashboard", "sales-2") in archived
+
+
 def test_export_then_plan_shows_no_changes(env: Env, tmp_path: Path) -> None:
     env.apply()
     out = tmp_path / "exported"
