@@ -821,3 +821,23 @@ def test_cli_wrong_admin_password_exits_4_with_a_hint(
     payload = json.loads(as_json.stdout)
     assert payload["ok"] is False and payload["error"] == "metabase" and payload["exit_code"] == 4
     assert "Wrong-Pa55-word" not in as_json.stdout
+
+
+@responses.activate
+def test_a_remembered_database_read_without_details_falls_back_to_the_list() -> None:
+    from provisioner.metabase.setup import _remembered_database
+
+    url = "http://mb.test"
+    base = {"id": 7, "name": DATABASE_NAME, "engine": "postgres", "tables": []}
+    details = {"host": "db", "port": 5432, "dbname": "demo", "user": "metabase_reader"}
+    responses.get(f"{url}/api/database/7/metadata", json=base)
+    responses.get(f"{url}/api/database/7/metadata", json={**base, "details": details})
+    responses.get(f"{url}/api/database/8/metadata", status=404, body="Not found.", content_type="text/plain")
+    with MetabaseClient(url) as client:
+        # Without details the connection cannot be compared (it would be rewritten every run).
+        assert _remembered_database(client, {"database_id": 7}) is None
+        found = _remembered_database(client, {"database_id": 7})
+        assert found is not None and found.details["host"] == "db"
+        assert _remembered_database(client, {"database_id": 8}) is None
+        assert _remembered_database(client, None) is None
+    assert len(responses.calls) == 3

@@ -633,7 +633,9 @@ def _remembered_database(client: MetabaseClient, stored: dict[str, Any] | None) 
         found = client.database_metadata(database_id)
     except MetabaseNotFound:
         return None
-    return found if found.name == DATABASE_NAME and not found.is_sample else None
+    # Without details (a version that leaves them out of the metadata) the connection could not be
+    # compared, and would be rewritten on every run: the list of databases carries them.
+    return found if found.name == DATABASE_NAME and not found.is_sample and found.details else None
 
 
 def _remember_password(state: StateDir, url: str, database_id: int, password: str) -> None:
