@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,11 @@ import pytest
 from provisioner.config import Settings
 from provisioner.errors import EnvironmentProblem
 from provisioner.progress import RecordingProgress
-from provisioner.runtime.base import select_runtime
+from provisioner.runtime.base import OnLine, SubprocessRunner, select_runtime
 from provisioner.runtime.compose import (
     COMPOSE_VERSION_COMMAND,
     ComposeEnv,
+    ComposeProgress,
     ComposeRuntime,
     compose_file,
     parse_ps_output,
@@ -42,7 +44,12 @@ class FakeRunner:
         self.answers = answers or {}
 
     def run(
-        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        *,
+        timeout_s: float,
+        env: dict[str, str] | None = None,
+        on_line: OnLine | None = None,
     ) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
         self.envs.append(env)
@@ -55,6 +62,10 @@ class FakeRunner:
         else:
             key = args[8]
         code, out, err = self.answers.get(key, (0, "2.29.1\n" if key == "version" else "", ""))
+        if on_line is not None:  # as SubprocessRunner streams: output merged, passed on line by line
+            for line in (out + err).splitlines():
+                on_line(line)
+            return subprocess.CompletedProcess(args, code, out + err, "")
         return subprocess.CompletedProcess(args, code, out, err)
 
 
@@ -236,7 +247,12 @@ def test_down_without_a_started_demo_removes_nothing(settings: Settings) -> None
 def test_down_without_docker_and_without_a_demo_says_nothing_to_remove(settings: Settings) -> None:
     class NoDocker(FakeRunner):
         def run(
-            self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+            self,
+            args: list[str],
+            *,
+            timeout_s: float,
+            env: dict[str, str] | None = None,
+            on_line: object = None,
         ) -> subprocess.CompletedProcess[str]:
             raise EnvironmentProblem("`docker` is not installed or not on PATH")
 
@@ -266,7 +282,7 @@ def test_down_volumes_removes_a_project_whose_env_file_is_lost(settings: Setting
     original = runner.run
 
     def run(
-        args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+        args: list[str], *, timeout_s: float, env: dict[str, str] | None = None, on_line: object = None
     ) -> subprocess.CompletedProcess[str]:
         if "down" in args:
             seen.append(placeholder.read_text())
@@ -436,3 +452,59 @@ def test_missing_compose_plugin_is_named_before_anything_is_generated(settings: 
     assert "--runtime local" in (caught.value.hint or "")
     assert runner.calls == [COMPOSE_VERSION_COMMAND]
     assert not (settings.home / ".env").exists()
+
+
+def test_up_streams_what_compose_does_without_layer_noise_or_secrets(settings: Settings) -> None:
+    _runtime(settings, FakeRunner()).start(RecordingProgress())  # writes the env file
+    password = ComposeEnv.parse(settings.home / ".env").warehouse_owner_password.get_secret_value()
+    output = "\n".join(
+        [
+            " metabase Pulling ",
+            " 3f4ca61aafcd Pulling fs layer ",
+            " 3f4ca61aafcd Downloading [==>      ]  12.5MB/210MB",
+            " metabase Pulled ",
+            " Container metabase-demo-metabase-1  Waiting",
+            " Container metabase-demo-metabase-1  Waiting",
+            f" warehouse  | FATAL: password authentication failed ({password})",
+            " Container metabase-demo-metabase-1  Healthy",
+        ]
+    )
+    progress = RecordingProgress()
+
+    _runtime(settings, FakeRunner({"up": (0, output, "")})).start(progress)
+
+    shown = [text.strip() for kind, text in progress.lines if kind == "info" and text.startswith("  ")]
+    assert shown == [
+        "metabase Pulling",
+        "metabase Pulled",
+        "Container metabase-demo-metabase-1  Waiting",
+        "warehouse  | FATAL: password authentication failed (<redacted>)",
+        "Container metabase-demo-metabase-1  Healthy",
+    ]
+
+
+def test_a_silent_wait_says_how_long_it_has_been() -> None:
+    now = [100.0]
+    progress = RecordingProgress()
+    report = ComposeProgress(progress, lambda text: text, clock=lambda: now[0])
+    now[0] = 145.0
+    report(None)
+    assert "still starting after 45 s" in progress.text
+
+
+def test_a_streamed_command_passes_lines_on_as_they_come_and_heartbeats_in_silence() -> None:
+    seen: list[str | None] = []
+    script = "echo one; echo two >&2; sleep 0.4; echo three; exit 3"
+
+    done = SubprocessRunner(heartbeat_s=0.05).run(["sh", "-c", script], timeout_s=10, on_line=seen.append)
+
+    assert [line for line in seen if line is not None] == ["one", "two", "three"]
+    assert None in seen[2:-1]  # the silence between two and three
+    assert done.returncode == 3 and done.stdout.split() == ["one", "two", "three"]
+
+
+def test_a_streamed_command_past_its_timeout_is_killed_and_reported() -> None:
+    started = time.monotonic()
+    with pytest.raises(EnvironmentProblem, match="did not finish within"):
+        SubprocessRunner(heartbeat_s=0.05).run(["sleep", "30"], timeout_s=0.3, on_line=lambda _line: None)
+    assert time.monotonic() - started < 5

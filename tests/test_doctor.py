@@ -32,7 +32,7 @@ class DockerRunner:
         self.calls: list[list[str]] = []
 
     def run(
-        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None, on_line: object = None
     ) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
         if args[:2] == ["docker", "info"]:

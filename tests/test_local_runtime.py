@@ -196,7 +196,12 @@ def test_jar_command_uses_the_java_found(settings: Settings, tmp_path: Path) -> 
 
     class Java21:
         def run(
-            self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+            self,
+            args: list[str],
+            *,
+            timeout_s: float,
+            env: dict[str, str] | None = None,
+            on_line: object = None,
         ) -> subprocess.CompletedProcess[str]:
             return subprocess.CompletedProcess(args, 0, "", 'openjdk version "21.0.4" 2024-07-16\n')
 

@@ -7,8 +7,12 @@ started). Commands go through a `CommandRunner`, so tests assert the exact argum
 
 from __future__ import annotations
 
+import queue
 import shlex
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, Field, SecretStr
@@ -23,6 +27,10 @@ if TYPE_CHECKING:
 RuntimeChoice = Literal["auto", "docker", "local", "external"]
 DEFAULT_NAME = DEFAULT_STACK_NAME  # the compose project name when --name is not given
 COMPOSE_VERSION_COMMAND = ["docker", "compose", "version", "--short"]
+# A streamed command that has printed nothing for this long gets an `on_line(None)` heartbeat.
+HEARTBEAT_S = 15.0
+
+OnLine = Callable[[str | None], None]
 
 
 class Endpoints(BaseModel):
@@ -89,19 +97,38 @@ class CommandRunner(Protocol):
     """Runs an external command (docker, java) and returns its completed process."""
 
     def run(
-        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        *,
+        timeout_s: float,
+        env: dict[str, str] | None = None,
+        on_line: OnLine | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """The finished command (in `env`, default ours) with text output; raises EnvironmentProblem."""
+        """The finished command (in `env`, default ours) with text output; raises EnvironmentProblem.
+
+        With `on_line`, each output line (stdout and stderr merged, as they come) is passed on while
+        the command runs, and None after every HEARTBEAT_S of silence; the result's stdout holds it all.
+        """
 
 
 class SubprocessRunner:
     """Runs commands with `subprocess.run`, output captured as text."""
 
+    def __init__(self, heartbeat_s: float = HEARTBEAT_S) -> None:
+        self.heartbeat_s = heartbeat_s
+
     def run(
-        self, args: list[str], *, timeout_s: float, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        *,
+        timeout_s: float,
+        env: dict[str, str] | None = None,
+        on_line: OnLine | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """The finished command; raises EnvironmentProblem when it is missing or times out."""
         try:
+            if on_line is not None:
+                return self._stream(args, timeout_s, env, on_line)
             return subprocess.run(
                 args,
                 capture_output=True,
@@ -127,6 +154,49 @@ class SubprocessRunner:
                 f"`{shlex.join(args)}` did not finish within {timeout_s:.0f} s",
                 hint="check that the service it talks to is responsive, then run the command again",
             ) from exc
+
+    def _stream(
+        self, args: list[str], timeout_s: float, env: dict[str, str] | None, on_line: OnLine
+    ) -> subprocess.CompletedProcess[str]:
+        process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:  # a thread, so the wait below can time out and send heartbeats
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, name="command-output", daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        output: list[str] = []
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise subprocess.TimeoutExpired(args, timeout_s)
+                try:
+                    line = lines.get(timeout=min(remaining, self.heartbeat_s))
+                except queue.Empty:
+                    on_line(None)
+                    continue
+                if line is None:
+                    break
+                output.append(line)
+                on_line(line.rstrip("\n"))
+            returncode = process.wait(timeout=max(deadline - time.monotonic(), 1.0))
+        except BaseException:  # a timeout or Ctrl-C: never leave the command running
+            process.kill()
+            process.wait()
+            raise
+        return subprocess.CompletedProcess(args, returncode, "".join(output), "")
 
 
 def docker_engine_version(runner: CommandRunner) -> str | None:

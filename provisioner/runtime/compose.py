@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +28,7 @@ from provisioner.runtime.base import (
     DEFAULT_NAME,
     CommandRunner,
     Endpoints,
+    OnLine,
     RuntimeStatus,
     ServiceStatus,
     SubprocessRunner,
@@ -148,6 +152,42 @@ def compose_file() -> Path:
     return project_path(COMPOSE_FILE_NAME)
 
 
+# A line about one image layer ("3f4ca61aafcd Downloading [==>   ]"): dozens per image, no news.
+_LAYER_LINE = re.compile(r"^[0-9a-f]{12}\b")
+
+
+class ComposeProgress:
+    """Passes the lines of a streamed `docker compose up` on to progress, while it runs.
+
+    A first start pulls images and waits minutes for Metabase's migrations: without this the user
+    would see nothing for all that time. Per-layer download lines and repeats are dropped, secrets
+    redacted, and a silence longer than the runner's heartbeat says how long it has been.
+    """
+
+    def __init__(
+        self,
+        progress: Progress,
+        redact_text: Callable[[str], str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.progress, self.redact_text, self.clock = progress, redact_text, clock
+        self.started = clock()
+        self.last: str | None = None
+
+    def __call__(self, line: str | None) -> None:
+        if line is None:
+            self.progress.info(
+                f"  still starting after {self.clock() - self.started:.0f} s (a first start pulls the "
+                "images and runs Metabase's database migrations: a few minutes)"
+            )
+            return
+        text = line.strip()
+        if not text or _LAYER_LINE.match(text) or text == self.last:
+            return
+        self.last = text
+        self.progress.info(f"  {self.redact_text(text)}")
+
+
 def compose_services() -> list[str]:
     """The names of the services docker-compose.yml defines."""
     import yaml
@@ -207,7 +247,12 @@ class ComposeRuntime:
         already_up = not first_start and self._all_healthy()
         progress.info(f"docker compose project {self.project!r}: starting and waiting for health checks")
         timeout_s = self.settings.health_timeout_s + 300  # image pulls come on top of start-up
-        done = self._run(["up", "--detach", "--wait"], timeout_s=timeout_s, check=False)
+        done = self._run(
+            ["up", "--detach", "--wait"],
+            timeout_s=timeout_s,
+            check=False,
+            on_line=ComposeProgress(progress, self._redact),
+        )
         if done.returncode != 0:
             log = self._save_logs()
             raise EnvironmentProblem(
@@ -391,10 +436,19 @@ class ComposeRuntime:
     # -- helpers --------------------------------------------------------------------------------
 
     def _run(
-        self, args: list[str], *, timeout_s: float, check: bool = True, env_path: Path | None = None
+        self,
+        args: list[str],
+        *,
+        timeout_s: float,
+        check: bool = True,
+        env_path: Path | None = None,
+        on_line: OnLine | None = None,
     ) -> subprocess.CompletedProcess[str]:
         done = self.runner.run(
-            [*self.base_command(env_path), *args], timeout_s=timeout_s, env=_environment_for_compose()
+            [*self.base_command(env_path), *args],
+            timeout_s=timeout_s,
+            env=_environment_for_compose(),
+            on_line=on_line,
         )
         if check and done.returncode != 0:
             raise EnvironmentProblem(
