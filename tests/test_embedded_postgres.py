@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from provisioner.errors import EnvironmentProblem
-from provisioner.runtime.postgres import EmbeddedPostgres
+from provisioner.runtime.postgres import EmbeddedPostgres, _system_user
 
 
 def test_server_accepts_tcp_connections_with_the_password(pg_server) -> None:
@@ -42,27 +42,24 @@ def test_requested_port_in_use_is_refused(tmp_path, pg_server) -> None:
 
 def test_a_pid_file_naming_another_program_is_stale_and_start_recovers(tmp_path) -> None:
     # After a crash, postmaster.pid stays behind and its pid may be reused by any other program.
+    # PostgreSQL refuses to start while that pid is alive and its own user's, so the "other
+    # program" here runs as the user the server runs as (a system user when we are root).
     server = EmbeddedPostgres(tmp_path / "pg")
     port = server.start("pw").port
     server.stop()
     pid_file = server.data_dir / "postmaster.pid"
-    with subprocess.Popen(["sleep", "60"]) as other:
+    with subprocess.Popen(["sleep", "60"], user=_system_user()) as other:
         try:
             pid_file.write_text(f"{other.pid}\n{server.data_dir}\n1700000000\n{port}\n\n127.0.0.1\n")
             assert server.running() is None  # alive, but no PostgreSQL
 
-            # PostgreSQL itself refuses to start while a lock file names a live pid of its own user,
-            # so the stale file goes first; a live PostgreSQL's file would be kept.
-            server._remove_stale_pid_file()
-            assert not pid_file.exists()
-
             info = server.start("pw")
             try:
                 assert server.running() == info and info.pid != other.pid
-                server._remove_stale_pid_file()
-                assert pid_file.exists()
                 with psycopg.connect(info.dsn("pw")) as conn:
                     assert conn.execute("select 1").fetchone() == (1,)
+                server._remove_stale_pid_file()  # a live server's own file is never taken for stale
+                assert pid_file.exists()
             finally:
                 server.stop()
         finally:
