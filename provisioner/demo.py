@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from provisioner.progress import NullProgress, Progress
 from provisioner.resources import demo_dashboards_dir
+from provisioner.state import StateDir
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
@@ -90,8 +91,33 @@ def run_demo(
 ) -> DemoResult:
     """Bring the demo to its desired state and return where everything is.
 
-    Raises the ProvisionError of the first step that fails; the next run resumes from there.
+    Raises the ProvisionError of the first step that fails (the next run resumes from there), or
+    EnvironmentProblem while another demo, up or down command runs on the same state directory.
     """
+    with StateDir(settings.home).exclusive("demo --fresh" if fresh else "demo"):
+        return _converge(
+            settings,
+            runtime=runtime,
+            fresh=fresh,
+            as_of=as_of,
+            dashboards_dir=dashboards_dir,
+            progress=progress,
+            clock=clock,
+            sleep=sleep,
+        )
+
+
+def _converge(
+    settings: Settings,
+    *,
+    runtime: Runtime,
+    fresh: bool,
+    as_of: date | None,
+    dashboards_dir: Path | None,
+    progress: Progress | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> DemoResult:
     from provisioner import dashboards
     from provisioner.db.seed import seed
     from provisioner.metabase.setup import connect_database, prepare_metabase, setup_result

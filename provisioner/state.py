@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, EnvironmentProblem
 
 _DAMAGED_HINT = "restore it from a backup, or move it away and run `provision demo --fresh` to start over"
 
@@ -60,6 +62,39 @@ class StateDir:
         if not ignore.exists():
             ignore.write_text("# metabase-provisioner's local state: credentials, never committed\n*\n")
         return self.root
+
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Hold this directory's lock while `what` runs (demo, up, down).
+
+        Two such commands on one demo at once would race to start the same processes and write the
+        same files. Raises EnvironmentProblem naming the holder; the lock dies with its process.
+        """
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory locks, run unguarded
+            yield
+            return
+        self.ensure()
+        with open(self.root / "lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another provision command"
+                raise EnvironmentProblem(
+                    f"{holder} is already running on the demo in {self.root}",
+                    hint="wait for it to finish (or stop it with Ctrl-C), then run the command again",
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"`provision {what}` (pid {os.getpid()})\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def read_credentials(self) -> dict[str, Any]:
         """All stored credentials; empty when none were stored yet. Raises ConfigError if unreadable."""

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from provisioner.cli.app import app
+from provisioner.config import Settings
+from provisioner.demo import run_demo
+from provisioner.errors import EnvironmentProblem
 from provisioner.id_cache import IdCache
+from provisioner.runtime.external import ExternalRuntime
 from provisioner.state import StateDir
 
 
@@ -35,3 +44,29 @@ def test_an_existing_gitignore_in_the_state_directory_is_left_as_it_is(tmp_path:
     (state.root / ".gitignore").write_text("credentials.json\n")
     state.ensure()
     assert (state.root / ".gitignore").read_text() == "credentials.json\n"
+
+
+def test_a_second_command_on_the_same_demo_is_refused_naming_the_first(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / ".provision")
+    with state.exclusive("demo"):
+        with pytest.raises(EnvironmentProblem) as caught, state.exclusive("down"):
+            pass
+        assert f"`provision demo` (pid {os.getpid()}) is already running" in caught.value.message
+        assert caught.value.exit_code == 6
+    with state.exclusive("down"):  # released: the next command runs
+        pass
+
+
+def test_demo_and_down_take_the_lock_before_touching_anything(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / ".provision"
+    # Nothing answers at these addresses: had the demo gone past the lock, it would fail differently.
+    settings = Settings.load(
+        {}, home=home, metabase_url="http://127.0.0.1:9", database_url="postgresql://u:p@127.0.0.1:9/x"
+    )
+    with StateDir(home).exclusive("up"):
+        with pytest.raises(EnvironmentProblem, match="`provision up`"):
+            run_demo(settings, runtime=ExternalRuntime(settings))
+        monkeypatch.setenv("PROVISION_HOME", str(home))
+        result = CliRunner().invoke(app, ["down", "--runtime", "external"])
+    assert result.exit_code == 6
+    assert "`provision up`" in result.stderr and "already running" in result.stderr

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, SecretStr
 from provisioner.config import DEFAULT_STACK_NAME
 from provisioner.errors import EnvironmentProblem
 from provisioner.progress import Progress
+from provisioner.state import StateDir
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
@@ -270,8 +271,9 @@ def auto_choice(settings: Settings, runner: CommandRunner) -> Literal["docker", 
 def bring_up(settings: Settings, *, progress: Progress, runner: CommandRunner | None = None) -> Endpoints:
     """Start the demo's services with the configured runtime; raises the runtime's ProvisionError."""
     runtime = select_runtime(settings, runner=runner)
-    progress.step(f"Starting the {runtime.name} runtime")
-    return runtime.start(progress)
+    with StateDir(settings.home).exclusive("up"):
+        progress.step(f"Starting the {runtime.name} runtime")
+        return runtime.start(progress)
 
 
 def bring_down(
@@ -279,10 +281,11 @@ def bring_down(
 ) -> str:
     """Stop the demo's services (and delete their data with `volumes`); returns the runtime's name."""
     runtime = select_runtime(settings, runner=runner)
-    if volumes:
-        progress.step(f"Removing the {runtime.name} demo and its data")
-        runtime.destroy(progress)
-    else:
-        progress.step(f"Stopping the {runtime.name} demo (data kept)")
-        runtime.stop(progress)
+    with StateDir(settings.home).exclusive("down --volumes" if volumes else "down"):
+        if volumes:
+            progress.step(f"Removing the {runtime.name} demo and its data")
+            runtime.destroy(progress)
+        else:
+            progress.step(f"Stopping the {runtime.name} demo (data kept)")
+            runtime.stop(progress)
     return runtime.name
