@@ -113,7 +113,7 @@ class CommandRunner(Protocol):
 
 
 class SubprocessRunner:
-    """Runs commands with `subprocess.run`, output captured as text."""
+    """Runs commands with their output captured as text, or streamed line by line (`on_line`)."""
 
     def __init__(self, heartbeat_s: float = HEARTBEAT_S) -> None:
         self.heartbeat_s = heartbeat_s
