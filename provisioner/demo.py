@@ -94,112 +94,92 @@ def run_demo(
     Raises the ProvisionError of the first step that fails (the next run resumes from there), or
     EnvironmentProblem while another demo, up or down command runs on the same state directory.
     """
-    with StateDir(settings.home).exclusive("demo --fresh" if fresh else "demo"):
-        return _converge(
-            settings,
-            runtime=runtime,
-            fresh=fresh,
-            as_of=as_of,
-            dashboards_dir=dashboards_dir,
-            progress=progress,
-            clock=clock,
-            sleep=sleep,
-        )
-
-
-def _converge(
-    settings: Settings,
-    *,
-    runtime: Runtime,
-    fresh: bool,
-    as_of: date | None,
-    dashboards_dir: Path | None,
-    progress: Progress | None,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-) -> DemoResult:
     from provisioner import dashboards
     from provisioner.db.seed import seed
     from provisioner.metabase.setup import connect_database, prepare_metabase, setup_result
 
-    progress = progress or NullProgress()
-    steps = _Steps(progress, clock)
-    warnings: list[str] = []
+    # One demo command at a time per state directory: two would race to start the same processes.
+    with StateDir(settings.home).exclusive("demo --fresh" if fresh else "demo"):
+        progress = progress or NullProgress()
+        steps = _Steps(progress, clock)
+        warnings: list[str] = []
 
-    if fresh:
-        with steps.step("destroy", f"Removing the {runtime.name} demo to rebuild it from nothing") as out:
-            runtime.destroy(progress)
-            out["changed"] = True
+        if fresh:
+            with steps.step("destroy", f"Removing the {runtime.name} demo to rebuild it from nothing") as out:
+                runtime.destroy(progress)
+                out["changed"] = True
 
-    with steps.step("start", f"Starting the {runtime.name} runtime") as out:
-        endpoints = runtime.start(progress)
-        out["changed"] = endpoints.started
-    settings = _point_at(settings, endpoints)
+        with steps.step("start", f"Starting the {runtime.name} runtime") as out:
+            endpoints = runtime.start(progress)
+            out["changed"] = endpoints.started
+        settings = _point_at(settings, endpoints)
 
-    with steps.step("seed", "Seeding the demo database") as out:
-        # External databases keep their data on --fresh unless reset: reseed only what we own.
-        seeded = seed(
-            settings,
-            as_of=as_of,
-            reset=fresh and runtime.name == "external",
-            force=False,
-            port=None,
-            progress=progress,
+        with steps.step("seed", "Seeding the demo database") as out:
+            # External databases keep their data on --fresh unless reset: reseed only what we own.
+            seeded = seed(
+                settings,
+                as_of=as_of,
+                reset=fresh and runtime.name == "external",
+                force=False,
+                port=None,
+                progress=progress,
+            )
+            out["changed"] = seeded.changed
+            if seeded.reader.fallback_warning:
+                warnings.append(seeded.reader.fallback_warning)
+
+        with steps.step("setup", "Setting up Metabase") as out:
+            # One client for setup, connect and dashboards: one health check and one login per run.
+            authed = prepare_metabase(settings, progress=progress, clock=clock, sleep=sleep)
+            setup = setup_result(settings, authed)
+            out["changed"] = setup.created_admin or setup.created_api_key
+
+        try:
+            with steps.step(
+                "connect", "Registering the demo database in Metabase and waiting for sync"
+            ) as out:
+                connected = connect_database(
+                    settings,
+                    progress=progress,
+                    clock=clock,
+                    sleep=sleep,
+                    metabase_dsn=_metabase_dsn(settings, endpoints),
+                    authed=authed,
+                )
+                out["changed"] = connected.action != "unchanged"
+
+            with steps.step("dashboards", "Applying the demo dashboards") as out:
+                applied = dashboards.apply(
+                    settings,
+                    [dashboards_dir or demo_dashboards_dir()],
+                    prune=False,
+                    progress=progress,
+                    client=authed.client,
+                    databases=[connected.metadata] if connected.metadata else [],
+                )
+                out["changed"] = any(o.action != "unchanged" for o in applied.outcomes)
+        finally:
+            authed.client.close()
+
+        changed = any(s.changed for s in steps.timings)
+        if not changed:
+            progress.info("The demo was already up to date: nothing changed.")
+        return DemoResult(
+            runtime=runtime.name,
+            metabase_url=settings.metabase_url,
+            admin_email=setup.user_email,
+            credentials_file=str(setup.credentials_file),
+            database_id=connected.database_id,
+            dashboards=[
+                DashboardLink(name=o.name, url=o.url or "", action=o.action)
+                for o in applied.outcomes
+                if o.kind == "dashboard" and o.action != "archived"
+            ],
+            failed_cards=[f"{f.name}: {f.error}" for f in applied.failed_queries],
+            steps=steps.timings,
+            warnings=warnings,
+            changed=changed,
         )
-        out["changed"] = seeded.changed
-        if seeded.reader.fallback_warning:
-            warnings.append(seeded.reader.fallback_warning)
-
-    with steps.step("setup", "Setting up Metabase") as out:
-        # One client for setup, connect and dashboards: one health check and one login per run.
-        authed = prepare_metabase(settings, progress=progress, clock=clock, sleep=sleep)
-        setup = setup_result(settings, authed)
-        out["changed"] = setup.created_admin or setup.created_api_key
-
-    try:
-        with steps.step("connect", "Registering the demo database in Metabase and waiting for sync") as out:
-            connected = connect_database(
-                settings,
-                progress=progress,
-                clock=clock,
-                sleep=sleep,
-                metabase_dsn=_metabase_dsn(settings, endpoints),
-                authed=authed,
-            )
-            out["changed"] = connected.action != "unchanged"
-
-        with steps.step("dashboards", "Applying the demo dashboards") as out:
-            applied = dashboards.apply(
-                settings,
-                [dashboards_dir or demo_dashboards_dir()],
-                prune=False,
-                progress=progress,
-                client=authed.client,
-                databases=[connected.metadata] if connected.metadata else [],
-            )
-            out["changed"] = any(o.action != "unchanged" for o in applied.outcomes)
-    finally:
-        authed.client.close()
-
-    changed = any(s.changed for s in steps.timings)
-    if not changed:
-        progress.info("The demo was already up to date: nothing changed.")
-    return DemoResult(
-        runtime=runtime.name,
-        metabase_url=settings.metabase_url,
-        admin_email=setup.user_email,
-        credentials_file=str(setup.credentials_file),
-        database_id=connected.database_id,
-        dashboards=[
-            DashboardLink(name=o.name, url=o.url or "", action=o.action)
-            for o in applied.outcomes
-            if o.kind == "dashboard" and o.action != "archived"
-        ],
-        failed_cards=[f"{f.name}: {f.error}" for f in applied.failed_queries],
-        steps=steps.timings,
-        warnings=warnings,
-        changed=changed,
-    )
 
 
 def _point_at(settings: Settings, endpoints: Endpoints) -> Settings:
