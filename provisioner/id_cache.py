@@ -37,17 +37,13 @@ class IdCache:
 
     def dashboards(self, metabase_url: str) -> dict[str, int]:
         """The remembered dashboard id per key for this Metabase; empty if none or unreadable."""
-        entry = self._read().get(_normal(metabase_url), {})
-        dashboards = entry.get("dashboards") if isinstance(entry, dict) else None
-        if not isinstance(dashboards, dict):
-            return {}
-        return {k: v for k, v in dashboards.items() if isinstance(k, str) and type(v) is int}
+        return _dashboards_in(self._read(), _normal(metabase_url))
 
     def remember(self, metabase_url: str, found: Mapping[str, int], forgotten: set[str]) -> None:
         """Record `found` (key -> id) for this Metabase and drop the `forgotten` keys; keeps other keys."""
         data = self._read()
         url = _normal(metabase_url)
-        current = self.dashboards(url)
+        current = _dashboards_in(data, url)
         merged = {k: v for k, v in current.items() if k not in forgotten} | dict(found)
         if merged == current:
             return  # a no-op run writes nothing, here as in Metabase
@@ -64,6 +60,14 @@ class IdCache:
             return {}
         metabases = raw.get("metabases")
         return dict(metabases) if isinstance(metabases, dict) else {}
+
+
+def _dashboards_in(data: dict[str, object], url: str) -> dict[str, int]:
+    entry = data.get(url, {})
+    dashboards = entry.get("dashboards") if isinstance(entry, dict) else None
+    if not isinstance(dashboards, dict):
+        return {}
+    return {k: v for k, v in dashboards.items() if isinstance(k, str) and type(v) is int}
 
 
 def _normal(url: str) -> str:
