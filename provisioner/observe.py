@@ -179,9 +179,9 @@ def _observe_all(
     empty: list[tuple[tuple[str, ...], Dashboard]] = []
     # Every collection under the top-level collections the YAML names: a dashboard moved to a sibling
     # collection (in the YAML or by a person) is still found, and prune sees what left the YAML.
-    roots = {d.collection_path[0] for d in dashboards}
+    managed = _managed_collection_ids(dashboards, paths)
     for path, coll in sorted(paths.items(), key=lambda item: item[0]):
-        if path[0] not in roots or not isinstance(coll.id, int):
+        if coll.id not in managed or not isinstance(coll.id, int):
             continue
         for item in client.collection_items(coll.id, models=("card", "dashboard")):
             if item.model == "card":
