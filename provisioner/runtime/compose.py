@@ -251,7 +251,7 @@ class ComposeRuntime:
             ["up", "--detach", "--wait"],
             timeout_s=timeout_s,
             check=False,
-            on_line=ComposeProgress(progress, self._redact),
+            on_line=ComposeProgress(progress, self._redactor()),
         )
         if done.returncode != 0:
             log = self._save_logs()
@@ -463,6 +463,11 @@ class ComposeRuntime:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._env_secrets())
+
+    def _redactor(self) -> Callable[[str], str]:
+        """`_redact` with the env file read once: for a stream of many lines."""
+        secrets_now = self._env_secrets()
+        return lambda text: redact(text, secrets_now)
 
     def _env_secrets(self) -> list[str]:
         # Read leniently: an error about a damaged env file must still hide the secrets it holds.
