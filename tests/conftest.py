@@ -4,6 +4,8 @@ isolated environment (no developer settings leak into a test)."""
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,28 @@ from provisioner.runtime.postgres import EmbeddedPostgres, ServerInfo
 
 # Fixtures owned by their own modules: the seeded demo database, and the fake Metabase.
 pytest_plugins = ["tests.db_fixtures", "tests.fake_metabase.fixtures"]
+
+_PRIVATE_BASETEMP = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this run a base temp directory no other pytest run touches.
+
+    Every pytest run resets the shared `pytest-of-<user>` directory to mode 0700. As root, the embedded
+    PostgreSQL runs as a separate system user that must traverse the path to its data directory, so a
+    second pytest starting on the machine cut every server of the first one off (hundreds of errors).
+    A directory of our own, made by mkdtemp and removed at the end, keeps its permissions.
+    """
+    if config.option.basetemp is None:
+        base = Path(tempfile.mkdtemp(prefix="provisioner-tests-"))
+        config.option.basetemp = str(base)
+        config.stash[_PRIVATE_BASETEMP] = base
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    base = config.stash.get(_PRIVATE_BASETEMP, None)
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class PgServer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -64,3 +65,41 @@ def test_a_pid_file_naming_another_program_is_stale_and_start_recovers(tmp_path)
                 server.stop()
         finally:
             other.kill()
+
+
+def test_another_pytest_run_does_not_cut_the_server_off_its_data(tmp_path, tmp_path_factory) -> None:
+    # Any pytest run that uses tmp_path resets the shared `pytest-of-<user>` to 0700. As root the server
+    # runs as a system user, whose pg_ctl then could not reach a data directory below it (stop, status
+    # and every later start failed). This run's base temp directory is its own (conftest.py).
+    server = EmbeddedPostgres(tmp_path / "pg")
+    info = server.start("pw")
+    try:
+        foreign = tmp_path / "foreign"
+        foreign.mkdir()
+        (foreign / "test_uses_tmp_path.py").write_text(
+            "def test_it(tmp_path):\n    assert tmp_path.exists()\n"
+        )
+        ran = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--rootdir",
+                str(foreign),
+                str(foreign),
+            ],
+            cwd=foreign,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "pytest-of-" not in str(tmp_path_factory.getbasetemp())
+        with psycopg.connect(info.dsn("pw")) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+    finally:
+        assert server.stop()
+    assert server.running() is None
