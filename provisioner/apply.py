@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from provisioner.compare import card_differences, dashboard_differences, kept_tab
+from provisioner.desired import DesiredCard, DesiredDashboard
+from provisioner.identity import identity_of
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import (
     CardCreate,
@@ -19,20 +22,14 @@ from provisioner.metabase.models import (
     Dashboard,
     DashboardCreate,
     DashboardUpdate,
+    DashCard,
     NativeDatasetQuery,
     NativeQuery,
+    ParameterMapping,
+    Tab,
 )
-from provisioner.plan import (
-    Action,
-    DesiredCard,
-    DesiredDashboard,
-    Plan,
-    card_differences,
-    dashboard_differences,
-    dashcards_body,
-)
+from provisioner.plan import Action, Plan
 from provisioner.progress import NullProgress, Progress
-from provisioner.spec import identity_of
 
 _DONE = {"create": "created", "update": "updated", "unchanged": "unchanged", "archive": "archived"}
 
@@ -293,3 +290,77 @@ def _verify(
         for diff in card_differences(wanted, card, collection_ids.get(wanted.collection_path)):
             problems.append(f"card {wanted.name!r} (id {card.id}) differs after apply: {diff}")
     return problems
+
+
+def existing_dashcard_ids(actual: Dashboard) -> dict[Any, int]:
+    """Ids of the actual dashcards by identity (the card's key, or ("text", n) in reading order)."""
+    out: dict[Any, int] = {}
+    text_index = 0
+    for d in sorted(actual.dashcards, key=lambda d: (d.row, d.col, d.id)):
+        if d.card is not None:
+            out.setdefault(identity_of(d.card) or f"card:{d.card.id}", d.id)
+        elif d.card_id is None:
+            out[("text", text_index)] = d.id
+            text_index += 1
+    return out
+
+
+def _existing_tab_ids(desired: list[str], actual: list[Tab]) -> dict[str, int]:
+    """The actual tab id to keep for each desired tab name.
+
+    By name first; then the desired tabs left over take the actual tabs left over in order, so a tab
+    renamed in the YAML keeps its id (Metabase's tab links carry it: `?tab=12-detail`).
+    """
+    ordered = sorted(actual, key=lambda t: (t.position or 0, t.id))
+    by_name = {t.name: t.id for t in reversed(ordered)}  # a duplicated name: the first tab wins
+    kept = {name: by_name[name] for name in desired if name in by_name}
+    spare = [t.id for t in ordered if t.id not in kept.values()]
+    for name in (n for n in desired if n not in kept):
+        if not spare:
+            break
+        kept[name] = spare.pop(0)
+    return kept
+
+
+def dashcards_body(
+    desired: DesiredDashboard, actual: Dashboard | None, card_ids: dict[str, int]
+) -> tuple[list[Tab], list[DashCard]]:
+    """Tabs and dashcards for the one PUT: existing ids kept (links survive), new ones negative."""
+    existing_tabs = _existing_tab_ids(desired.tabs, actual.tabs if actual else [])
+    tab_ids = {name: existing_tabs.get(name, -(i + 1)) for i, name in enumerate(desired.tabs)}
+    tabs = [Tab(id=tab_ids[name], name=name) for name in desired.tabs]
+    kept = kept_tab(desired, actual)
+    if kept is not None:
+        tabs = [kept]
+    known = existing_dashcard_ids(actual) if actual else {}
+    dashcards: list[DashCard] = []
+    next_new = -1
+    text_index = 0
+    for d in sorted(desired.dashcards, key=lambda d: (d.place.row, d.place.col)):
+        if d.card_ident is None:
+            ident: Any = ("text", text_index)
+            text_index += 1
+        else:
+            ident = d.card_ident
+        dashcard_id = known.pop(ident, None)
+        if dashcard_id is None:
+            dashcard_id, next_new = next_new, next_new - 1
+        card_id = card_ids.get(d.card_ident) if d.card_ident else None
+        dashcards.append(
+            DashCard(
+                id=dashcard_id,
+                card_id=card_id,
+                dashboard_tab_id=kept.id if kept is not None else (tab_ids.get(d.tab) if d.tab else None),
+                row=d.place.row,
+                col=d.place.col,
+                size_x=d.place.width,
+                size_y=d.place.height,
+                parameter_mappings=[
+                    ParameterMapping(parameter_id=pid, card_id=card_id, target=target)
+                    for pid, target in d.mappings
+                ],
+                visualization_settings=d.visualization_settings,
+                series=[],
+            )
+        )
+    return tabs, dashcards

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner import sqlcheck
 from provisioner.apply import ApplyResult, execute
+from provisioner.desired import DesiredCard, DesiredDashboard, desired_state
 from provisioner.errors import SpecError, SpecErrors
 from provisioner.export import ExportResult, export_dashboards
 from provisioner.id_cache import IdCache
 from provisioner.observe import observe, resolve_databases
-from provisioner.plan import DesiredCard, DesiredDashboard, Plan, build_plan, desired_state
+from provisioner.plan import Plan, build_plan
 from provisioner.progress import NullProgress, Progress
 from provisioner.spec import LoadedDashboard, json_schema, load_paths
 

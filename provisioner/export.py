@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from provisioner.errors import ConfigError, MetabaseError, MetabaseNotFound
+from provisioner.identity import KEY_SETTING
 from provisioner.metabase.models import Card, Dashboard, DashCard, DatabaseMetadata
 from provisioner.observe import collection_paths
 from provisioner.progress import NullProgress, Progress
-from provisioner.spec import DISPLAYS, FILTER_TYPES, KEY_SETTING, sql_tags
+from provisioner.spec.models import DISPLAYS, FILTER_TYPES
+from provisioner.spec.sql import sql_tags
 
 if TYPE_CHECKING:
     from provisioner.metabase.client import MetabaseClient

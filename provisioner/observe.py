@@ -17,12 +17,27 @@ read might adopt what an interrupted run left) is computed again from the full r
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+from provisioner.desired import DesiredDashboard
 from provisioner.errors import MetabaseError, MetabaseNotFound, SpecError, SpecErrors
+from provisioner.identity import dashboard_key_of, identity_of
 from provisioner.metabase.client import MetabaseClient
-from provisioner.metabase.models import Collection, Dashboard, Database, DatabaseMetadata
-from provisioner.plan import ActualState, DesiredDashboard, dashboard_key_of
-from provisioner.spec import LoadedDashboard, identity_of
+from provisioner.metabase.models import Card, Collection, Dashboard, Database, DatabaseMetadata
+from provisioner.spec import LoadedDashboard
+
+
+@dataclass
+class ActualState:
+    """What Metabase holds for the collections the YAML names."""
+
+    collections: dict[tuple[str, ...], Collection] = field(default_factory=dict)
+    cards: dict[str, Card] = field(default_factory=dict)  # managed cards by identity
+    dashboards: dict[str, Dashboard] = field(default_factory=dict)  # managed dashboards by key
+    requests: int = 0
+    # False when read through the remembered ids (observe.py): only those dashboards and their cards
+    # were looked at, so a missing object may exist elsewhere and nothing may be created from it.
+    complete: bool = True
 
 
 def collection_paths(collections: Iterable[Collection]) -> dict[tuple[str, ...], Collection]:

@@ -17,14 +17,9 @@ from psycopg import pq
 from provisioner.db.connection import connect, first_line
 from provisioner.errors import DatabaseError, SpecError
 from provisioner.redact import redact_dsn
-from provisioner.spec import (
-    OPTIONAL_CLAUSE,
-    TAG_PATTERN,
-    LoadedDashboard,
-    QueryCard,
-    ResolvedTag,
-    resolve_tags,
-)
+from provisioner.spec import LoadedDashboard
+from provisioner.spec.models import QueryCard
+from provisioner.spec.sql import OPTIONAL_CLAUSE, TAG_PATTERN, ResolvedTag, resolve_tags
 
 _LITERALS = {"dimension": "true", "text": "'x'", "number": "0", "date": "DATE '2000-01-01'"}
 

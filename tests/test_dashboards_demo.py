@@ -15,7 +15,9 @@ from provisioner.config import Settings
 from provisioner.db import schema
 from provisioner.errors import SpecErrors
 from provisioner.metabase.client import MetabaseClient
-from provisioner.spec import QueryCard, load_paths, resolve_tags
+from provisioner.spec import load_paths
+from provisioner.spec.models import QueryCard
+from provisioner.spec.sql import resolve_tags
 
 DEMO = Path(__file__).resolve().parent.parent / "dashboards"
 VIEWS = set(schema.VIEWS)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from provisioner.layout import Placement, place
 from provisioner.spec import DashboardSpec
+from provisioner.spec.layout import Placement, place
 
 
 def _spec(cards: list[dict], tabs: list[str] | None = None) -> DashboardSpec:

@@ -9,17 +9,12 @@ from typing import Any
 
 import pytest
 
+from provisioner.apply import dashcards_body
+from provisioner.compare import card_differences, dashboard_differences
+from provisioner.desired import DesiredCard, DesiredDashboard, desired_state
 from provisioner.metabase.models import Card, Dashboard, DatabaseMetadata
-from provisioner.plan import (
-    ActualState,
-    DesiredCard,
-    DesiredDashboard,
-    build_plan,
-    card_differences,
-    dashboard_differences,
-    dashcards_body,
-    desired_state,
-)
+from provisioner.observe import ActualState
+from provisioner.plan import build_plan
 from provisioner.spec import load_file
 
 YAML = """\

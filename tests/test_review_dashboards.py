@@ -12,10 +12,11 @@ import responses
 from provisioner import dashboards, sqlcheck
 from provisioner.apply import execute
 from provisioner.config import Settings
+from provisioner.desired import DesiredCard
 from provisioner.errors import ConfigError, DatabaseError
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import DashboardCreate
-from provisioner.plan import Action, DesiredCard, Plan
+from provisioner.plan import Action, Plan
 
 DASHBOARD = """\
 key: d

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from provisioner.errors import SpecError
-from provisioner.spec import GRID_COLUMNS, HeadingCard, QueryCard, TextCard
+from provisioner.spec.models import GRID_COLUMNS, HeadingCard, QueryCard, TextCard
 
 if TYPE_CHECKING:
-    from provisioner.spec import DashboardSpec, LoadedDashboard
+    from provisioner.spec.document import LoadedDashboard
+    from provisioner.spec.models import DashboardSpec
 
 # Default sizes (width, height) in grid units, from what Metabase itself gives new cards.
 _SIZES: dict[str, tuple[int, int]] = {

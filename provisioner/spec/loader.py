@@ -1,0 +1,312 @@
+"""Loading dashboard files: YAML composed into nodes so every key and value keeps its mark.
+
+pydantic's error `loc` is mapped back to the line and column a person has to edit. Duplicate keys,
+which `safe_load` silently merges, are rejected here. `${VAR}` / `${VAR:-default}` in string values
+are expanded from the environment so one file serves every environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from provisioner.errors import SpecError, SpecErrors
+from provisioner.spec.checks import check_dashboard
+from provisioner.spec.document import LoadedDashboard, Locator, Mark, field_path
+from provisioner.spec.models import (
+    _UNION_TAGS,
+    DashboardSpec,
+    Filter,
+    HeadingCard,
+    Place,
+    QueryCard,
+    TagSpec,
+    TextCard,
+    Viz,
+    _card_kind,
+)
+
+_UNREADABLE = object()  # a node YAML cannot turn into a value; its error is recorded
+_ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Composer:
+    """Turns YAML nodes into plain Python, recording marks and rejecting duplicate keys."""
+
+    def __init__(self, locator: Locator, environ: Mapping[str, str]) -> None:
+        self.locator = locator
+        self.environ = environ
+        self.errors: list[SpecError] = []
+        self._constructor = yaml.SafeLoader("")
+        self._open: set[int] = set()  # the mappings and lists being built: an alias to one recurses
+        self.unreadable: set[str] = set()  # field paths already reported as unreadable
+
+    def build(self, node: yaml.Node, loc: tuple[Any, ...]) -> Any:
+        self.locator.values[loc] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in self._open:
+                self._unreadable(node, loc, "an alias (`*name`) refers to the mapping or list holding it")
+                return None
+            self._open.add(id(node))
+            try:
+                return self._build_collection(node, loc)
+            finally:
+                self._open.discard(id(node))
+        value = self._construct(node, loc)
+        if isinstance(value, str):
+            value = self._expand(value, loc)
+        return value
+
+    def _build_collection(self, node: yaml.MappingNode | yaml.SequenceNode, loc: tuple[Any, ...]) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._construct(key_node, loc)
+                if key is _UNREADABLE:
+                    continue
+                if not isinstance(key, str | int | float | bool) or key is None:
+                    key = str(key)
+                child = (*loc, key)
+                if key in out:
+                    first = self.locator.keys[child]
+                    self.errors.append(
+                        SpecError(
+                            self.locator.path,
+                            key_node.start_mark.line + 1,
+                            field_path(child),
+                            f"duplicate key `{key}` (first at line {first.line}); "
+                            "YAML would keep only the last",
+                            column=key_node.start_mark.column + 1,
+                            hint="remove or rename one of the two",
+                        )
+                    )
+                    continue
+                self.locator.keys[child] = Mark(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                out[key] = self.build(value_node, child)
+            return out
+        return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+
+    def _construct(self, node: yaml.Node, loc: tuple[Any, ...]) -> Any:
+        """The Python value of a scalar or key node; `_UNREADABLE` (and an error) if YAML cannot give one."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            # `!tags` the safe loader does not know, `!!int x`, `<<` merge keys: a file problem, not a crash.
+            problem = getattr(exc, "problem", None) or str(exc)
+            self._unreadable(node, loc, f"cannot read this value: {problem}")
+            return _UNREADABLE
+
+    def _unreadable(self, node: yaml.Node, loc: tuple[Any, ...], problem: str) -> None:
+        self.unreadable.add(field_path(loc))
+        self.errors.append(
+            SpecError(
+                self.locator.path,
+                node.start_mark.line + 1,
+                field_path(loc),
+                problem,
+                column=node.start_mark.column + 1,
+                hint="write plain YAML: no `!tags`, `<<` merge keys or self-referring aliases",
+            )
+        )
+
+    def _expand(self, value: str, loc: tuple[Any, ...]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            escaped, name, default = match.groups()
+            if escaped:  # `$${X}` is a literal `${X}`
+                return match.group(0)[1:]
+            if name in self.environ and self.environ[name] != "":
+                return self.environ[name]
+            if default is not None:
+                return default
+            self.errors.append(
+                self.locator.error(
+                    loc,
+                    f"environment variable `{name}` is not set",
+                    hint=f"export {name}=... or write `${{{name}:-default}}`",
+                )
+            )
+            return match.group(0)
+
+        return _ENV.sub(replace, value)
+
+
+def _pydantic_errors(exc: ValidationError, locator: Locator, data: Any) -> list[SpecError]:
+    errors: list[SpecError] = []
+    for err in exc.errors():
+        loc = _without_union_tag(tuple(err["loc"]))
+        kind = err["type"]
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = None
+        if kind == "extra_forbidden":
+            parent = _model_at(loc[:-1], data)
+            allowed = ", ".join(parent.model_fields) if parent else ""
+            problem = f"unknown key `{loc[-1]}`" + (f"; allowed here: {allowed}" if allowed else "")
+            hint = "remove the key or fix its spelling"
+            errors.append(locator.error(loc, problem, key=True, hint=hint))
+            continue
+        if kind == "missing":
+            problem = f"required key `{loc[-1]}` is missing"
+            hint = f"add `{loc[-1]}:`"
+            errors.append(locator.error(loc[:-1], problem, hint=hint))
+            continue
+        if kind == "string_pattern_mismatch":
+            if str(loc[-1]) == "field" or (len(loc) > 1 and loc[-2] == "field"):
+                msg = "must be `table.column` (or `schema.table.column`)"
+            else:
+                msg = "must be lowercase letters, digits, `-` or `_` (a stable key)"
+        if kind == "literal_error":
+            msg = f"`{err['input']}` is not allowed; use one of: {err['ctx']['expected']}"
+        errors.append(locator.error(loc, msg, hint=hint))
+    return errors
+
+
+def _without_union_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`loc` without the card kind pydantic inserts after `cards[i]` (`text` may also be a real key)."""
+    if len(loc) > 2 and loc[0] == "cards" and isinstance(loc[1], int) and loc[2] in _UNION_TAGS:
+        return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+    """The spec model that owns the mapping at `loc` (to list the keys allowed there)."""
+    model: type[BaseModel] | None = DashboardSpec
+    i = 0
+    while i < len(loc) and model is not None:
+        part = loc[i]
+        if model is DashboardSpec and part == "cards" and i + 1 < len(loc):
+            kinds = {"text": TextCard, "heading": HeadingCard, "query": QueryCard}
+            try:
+                model = kinds[_card_kind(data["cards"][loc[i + 1]])]
+            except (KeyError, IndexError, TypeError):
+                return None
+            i += 2
+        elif model is DashboardSpec and part == "filters":
+            model, i = Filter, i + 2
+        elif model is QueryCard and part == "tags":
+            model, i = TagSpec, i + 2
+        elif part in ("viz", "at"):
+            model, i = (Viz if part == "viz" else Place), i + 1
+        else:
+            return None
+    return model
+
+
+def load_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedDashboard:
+    """One dashboard file, parsed and checked; raises SpecErrors listing every problem found."""
+    environ = os.environ if environ is None else environ
+    locator = Locator(path)
+    text, unreadable = _read_text(path)
+    if text is None:
+        raise SpecErrors([SpecError(path, 1, "(file)", f"cannot read: {unreadable}")])
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 0)
+        problem = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        raise SpecErrors([SpecError(path, line, "(file)", problem, column=column)]) from exc
+    if node is None:
+        raise SpecErrors(
+            [SpecError(path, 1, "(file)", "the file is empty", hint="start from dashboards/*.yaml")]
+        )
+    composer = _Composer(locator, environ)
+    data = composer.build(node, ())
+    errors = composer.errors
+    if not isinstance(data, dict):
+        raise SpecErrors([locator.error((), "a dashboard file must be a mapping (key: value)")])
+    try:
+        spec = DashboardSpec.model_validate(data)
+    except ValidationError as exc:
+        # A value YAML could not read is reported once, not again as pydantic's "invalid string".
+        found = [e for e in _pydantic_errors(exc, locator, data) if e.field not in composer.unreadable]
+        raise SpecErrors(sorted(errors + found, key=lambda e: (e.line, e.column))) from exc
+    loaded = LoadedDashboard(path, spec, locator)
+    errors += _read_sql(loaded)
+    errors += check_dashboard(loaded)
+    if errors:
+        raise SpecErrors(sorted(errors, key=lambda e: (e.line, e.column)))
+    return loaded
+
+
+def dashboard_files(paths: Iterable[Path]) -> list[Path]:
+    """The YAML files named, directories expanded to their `*.yaml`/`*.yml` (sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        else:
+            files.append(path)
+    return files
+
+
+def load_paths(paths: Iterable[Path], environ: Mapping[str, str] | None = None) -> list[LoadedDashboard]:
+    """Every dashboard under `paths`; raises SpecErrors with the problems of all files at once."""
+    files = dashboard_files(paths)
+    if not files:
+        raise SpecErrors([SpecError(Path("."), 0, "(paths)", "no dashboard files (*.yaml) found")])
+    loaded: list[LoadedDashboard] = []
+    errors: list[SpecError] = []
+    for path in files:
+        if not path.exists():
+            errors.append(SpecError(path, 0, "(file)", "no such file"))
+            continue
+        try:
+            loaded.append(load_file(path, environ))
+        except SpecErrors as exc:
+            errors += exc.errors
+    seen: dict[str, LoadedDashboard] = {}
+    for item in loaded:
+        first = seen.setdefault(item.spec.key, item)
+        if first is not item:
+            errors.append(
+                item.locator.error(
+                    ("key",),
+                    f"dashboard key `{item.spec.key}` is also used by {first.path}",
+                    hint="each dashboard needs its own key",
+                )
+            )
+    if errors:
+        raise SpecErrors(errors)
+    return loaded
+
+
+def _read_sql(loaded: LoadedDashboard) -> list[SpecError]:
+    errors: list[SpecError] = []
+    for index, card in enumerate(loaded.spec.cards):
+        if not isinstance(card, QueryCard):
+            continue
+        if card.sql is not None:
+            loaded.sql[card.key] = card.sql
+            continue
+        assert card.sql_file is not None
+        target = (loaded.path.parent / card.sql_file).resolve()
+        text, unreadable = _read_text(target)
+        if text is None:
+            errors.append(
+                loaded.locator.error(
+                    ("cards", index, "sql_file"),
+                    f"{unreadable}: {target}",
+                    hint="sql_file is relative to the YAML file",
+                )
+            )
+        else:
+            loaded.sql[card.key] = text
+    return errors
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(the file's text, None), or (None, why it cannot be read)."""
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except FileNotFoundError:
+        return None, "file not found"
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte {exc.start} cannot be decoded)"
+    except OSError as exc:
+        return None, (exc.strerror or type(exc).__name__).lower()
