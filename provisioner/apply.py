@@ -7,14 +7,17 @@ dashboard: tabs, dashcards and filters). Unchanged objects get no request at all
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
-from provisioner.compare import card_differences, dashboard_differences, kept_tab
+from provisioner.compare import Reader, card_differences, dashboard_differences, kept_tab
 from provisioner.desired import DesiredCard, DesiredDashboard
 from provisioner.identity import identity_of
+from provisioner.mbql.legacy import to_legacy
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import (
+    Card,
     CardCreate,
     CardUpdate,
     Collection,
@@ -26,10 +29,13 @@ from provisioner.metabase.models import (
     NativeDatasetQuery,
     NativeQuery,
     ParameterMapping,
+    QueryDatasetQuery,
+    ResultColumn,
     Tab,
 )
 from provisioner.plan import Action, Plan
 from provisioner.progress import NullProgress, Progress
+from provisioner.translate import MetadataSchema, to_ids
 
 _DONE = {"create": "created", "update": "updated", "unchanged": "unchanged", "archive": "archived"}
 
@@ -121,35 +127,118 @@ class ApplyResult:
         return "\n".join(lines)
 
 
-def _card_body(card: DesiredCard, collection_id: int | None) -> dict[str, Any]:
-    return {
-        "name": card.name,
-        "display": card.display,
-        "description": card.description,
-        "dataset_query": NativeDatasetQuery(
-            database=card.database_id, native=NativeQuery(query=card.sql, template_tags=card.template_tags)
-        ),
-        "visualization_settings": card.visualization_settings,
-        "collection_id": collection_id,
-    }
+class _Writer:
+    """What turning the YAML's names into this Metabase's ids takes while applying."""
+
+    def __init__(self, reader: Reader, desired_cards: list[DesiredCard]) -> None:
+        self.reader = reader
+        self.desired_cards = {c.ident: c for c in desired_cards}
+        self.card_ids: dict[str, int] = {}  # identity -> id, filled as cards are found or written
+        self.dashboard_ids: dict[str, int] = {}
+
+    def schema(self, card: DesiredCard) -> MetadataSchema:
+        return self.reader.schemas[card.database_id]
+
+    def dataset_query(self, card: DesiredCard) -> NativeDatasetQuery | QueryDatasetQuery:
+        if card.query is None:
+            assert card.sql is not None
+            native = NativeQuery.model_validate({"query": card.sql, "template-tags": card.template_tags})
+            return NativeDatasetQuery(database=card.database_id, native=native)
+        with_ids = to_ids(card.query, self.schema(card), self.card_ids)
+
+        def base_type(stage: int, name: str, alias: str | None) -> str:
+            return card.column_types.get((stage, alias), {}).get(name, "type/*")
+
+        legacy = to_legacy(with_ids, card.database_id, base_type)
+        return QueryDatasetQuery(database=card.database_id, query=legacy["query"])
+
+    def result_metadata(self, card: DesiredCard) -> list[ResultColumn] | None:
+        """A model's described columns, for Metabase to keep on top of the metadata it computes."""
+        if not card.metadata:
+            return None
+        schema = self.schema(card)
+        types = {c.name: c.base_type for c in card.result_columns or []}
+        sources = card.query["stages"][0] if card.query else {}
+        table = sources.get("source-table")
+        columns = schema.columns(table) if isinstance(table, str) else None
+        defaults = {c.name: c.display_name for c in columns or []}
+        out = []
+        for name, meta in card.metadata.items():
+            fk = schema.field_id(meta.fk_target.split(".")) if meta.fk_target else None
+            out.append(
+                ResultColumn(
+                    name=name,
+                    display_name=meta.display_name or defaults.get(name) or name,
+                    base_type=types.get(name, "type/*"),
+                    semantic_type=meta.semantic,
+                    description=meta.description,
+                    fk_target_field_id=fk,
+                )
+            )
+        return out
+
+    def body(self, card: DesiredCard, collection_id: int | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": card.name,
+            "display": card.display,
+            "description": card.description,
+            "type": card.type,
+            "dataset_query": self.dataset_query(card),
+            "visualization_settings": card.visualization_settings,
+        }
+        if card.dashboard_key is not None:
+            # A dashboard question: its collection is its dashboard's (sending both must match).
+            body["dashboard_id"] = self.dashboard_ids[card.dashboard_key]
+        else:
+            body["collection_id"] = collection_id
+        metadata = self.result_metadata(card)
+        if metadata is not None:
+            body["result_metadata"] = metadata
+        return body
+
+    def target(self, card_ident: str | None, target: list[Any]) -> list[Any]:
+        """A dashboard filter's target with ids: a column of a query-builder card as a legacy field ref."""
+        if not (len(target) > 1 and isinstance(target[1], list) and target[1][:1] == ["field"]):
+            return target
+        ref = target[1]
+        leaf = ref[-1]
+        options = dict(ref[1])
+        desired = self.desired_cards.get(card_ident or "")
+        schema = self.schema(desired) if desired else None
+        if schema is not None and isinstance(options.get("source-field"), list):
+            options["source-field"] = schema.field_id(options["source-field"])
+        if isinstance(leaf, list) and schema is not None:
+            written: list[Any] = ["field", schema.field_id(leaf), options or None]
+        else:
+            types = desired.column_types.get((0, options.get("join-alias")), {}) if desired else {}
+            written = ["field", leaf, {**options, "base-type": types.get(str(leaf), "type/*")}]
+        return [target[0], written, *target[2:]]
 
 
 def execute(
     plan: Plan,
     client: MetabaseClient,
+    reader: Reader,
     *,
     metabase_url: str,
     progress: Progress | None = None,
     run_cards: bool = True,
 ) -> ApplyResult:
-    """Carry out the plan; raises MetabaseError when Metabase refuses a write (re-running resumes)."""
+    """Carry out the plan; raises MetabaseError when Metabase refuses a write (re-running resumes).
+
+    Order: collections; new dashboards (created with their filters, which identify them, so that their
+    questions can be saved inside them); cards, every model or question before those built on it; then
+    one PUT per dashboard (tabs, placements, filter wiring); archives last.
+    """
     progress = progress or NullProgress()
     start = client.request_count
     outcomes: list[Outcome] = []
     collection_ids: dict[tuple[str, ...], int] = {}
-    card_ids: dict[str, int] = {}
-    changed_cards: list[tuple[DesiredCard, int]] = []
+    writer = _Writer(reader, [a.desired for a in plan.actions if a.kind == "card" and a.desired is not None])
+    changed_cards: list[tuple[DesiredCard, Card]] = []
     written_dashboards: list[tuple[DesiredDashboard, int]] = []
+    dashboards: dict[str, Dashboard] = {}
+    url_of = f"{metabase_url.rstrip('/')}/dashboard/"
 
     def record(action: Action, object_id: int | None, url: str | None = None) -> None:
         outcomes.append(
@@ -176,61 +265,70 @@ def execute(
             record(action, action.id)
 
     for action in plan.actions:
+        if action.kind != "dashboard" or action.action == "archive":
+            continue
+        desired: DesiredDashboard = action.desired
+        if action.action == "create":
+            progress.info(f"creating dashboard {action.name}")
+            # Created with its filters: their deterministic ids identify it should a later write fail.
+            dashboards[desired.key] = client.create_dashboard(
+                DashboardCreate(
+                    name=desired.name,
+                    description=desired.description,
+                    collection_id=collection_ids.get(desired.collection_path),
+                    parameters=desired.parameters,
+                )
+            )
+        else:
+            dashboards[desired.key] = action.actual
+        writer.dashboard_ids[desired.key] = dashboards[desired.key].id
+
+    for action in plan.actions:
+        if action.kind == "card" and action.action != "archive" and action.id is not None:
+            writer.card_ids[action.desired.ident] = action.id
+    for action in plan.actions:
         if action.kind != "card" or action.action == "archive":
             continue
         card: DesiredCard = action.desired
         collection_id = collection_ids.get(card.collection_path)
         if action.action == "create":
-            progress.info(f"creating card {action.name}")
-            made = client.create_card(CardCreate(**_card_body(card, collection_id)))
-            card_ids[card.ident] = made.id
-            changed_cards.append((card, made.id))
+            progress.info(f"creating {card.type} {action.name}")
+            made = client.create_card(CardCreate(**writer.body(card, collection_id)))
+            writer.card_ids[card.ident] = made.id
+            reader.card_keys[made.id] = card.ident
+            changed_cards.append((card, made))
             record(action, made.id)
         elif action.action == "update":
             assert action.id is not None
-            progress.info(f"updating card {action.name}: {', '.join(action.changes)}")
+            progress.info(f"updating {card.type} {action.name}: {', '.join(action.changes)}")
             extra = {"archived": False} if "archived" in action.changes else {}
-            client.update_card(action.id, CardUpdate(**_card_body(card, collection_id), **extra))
-            card_ids[card.ident] = action.id
-            changed_cards.append((card, action.id))
+            body = writer.body(card, collection_id)
+            if card.dashboard_key is None and "dashboard" in action.changes:
+                body["dashboard_id"] = None  # out of its dashboard, into the collection
+            updated = client.update_card(action.id, CardUpdate(**body, **extra))
+            changed_cards.append((card, updated))
             record(action, action.id)
         else:
             assert action.id is not None
-            card_ids[card.ident] = action.id
             record(action, action.id)
 
     for action in plan.actions:
-        if action.kind != "dashboard" or action.action == "archive":
+        if action.kind != "dashboard" or action.action in ("archive", "unchanged"):
+            if action.kind == "dashboard" and action.action == "unchanged":
+                record(action, action.id, f"{url_of}{action.id}")
             continue
-        desired: DesiredDashboard = action.desired
-        collection_id = collection_ids.get(desired.collection_path)
-        url_of = f"{metabase_url.rstrip('/')}/dashboard/"
-        if action.action == "unchanged":
-            record(action, action.id, f"{url_of}{action.id}")
-            continue
-        actual: Dashboard | None = action.actual
-        if action.action == "create":
-            progress.info(f"creating dashboard {action.name}")
-            # Created with its filters: their deterministic ids identify it should the PUT below fail.
-            actual = client.create_dashboard(
-                DashboardCreate(
-                    name=desired.name,
-                    description=desired.description,
-                    collection_id=collection_id,
-                    parameters=desired.parameters,
-                )
-            )
-        else:
+        desired = action.desired
+        actual = dashboards[desired.key]
+        if action.action == "update":
             progress.info(f"updating dashboard {action.name}: {', '.join(action.changes)}")
-        assert actual is not None
-        tabs, dashcards = dashcards_body(desired, actual, card_ids)
+        tabs, dashcards = dashcards_body(desired, actual, writer.card_ids, writer.target)
         client.update_dashboard(
             actual.id,
             DashboardUpdate(
                 name=desired.name,
                 description=desired.description,
-                collection_id=collection_id,
-                width=desired.width,  # type: ignore[arg-type]
+                collection_id=collection_ids.get(desired.collection_path),
+                width=cast(Literal["fixed", "full"], desired.width),
                 parameters=desired.parameters,
                 tabs=tabs,
                 dashcards=dashcards,
@@ -252,18 +350,19 @@ def execute(
         record(action, action.id)
 
     result = ApplyResult(outcomes)
-    desired_cards = {c.ident: c for c, _ in changed_cards}
+    for card, written in changed_cards:
+        collection_id = collection_ids.get(card.collection_path)
+        home = writer.dashboard_ids.get(card.dashboard_key) if card.dashboard_key else None
+        for diff in card_differences(card, written, collection_id, reader, home):
+            result.verify_problems.append(f"card {card.name!r} (id {written.id}) differs after apply: {diff}")
     for desired, dashboard_id in written_dashboards:
-        result.verify_problems += _verify(client, desired, dashboard_id, collection_ids, desired_cards)
+        result.verify_problems += _verify(client, desired, dashboard_id, collection_ids, reader)
     if run_cards:
-        for card, card_id in changed_cards:
-            answer = client.run_card(card_id)
+        for card, written in changed_cards:
+            answer = client.run_card(written.id)
             if not answer.ok:
                 said = (answer.error or "").strip().splitlines() or [answer.status or "failed"]
-                error = said[0][:300]
-                result.failed_queries.append(
-                    FailedQuery(f"{card.dashboard_key}/{card.key}", card.name, card_id, error)
-                )
+                result.failed_queries.append(FailedQuery(card.ident, card.name, written.id, said[0][:300]))
     result.requests = client.request_count - start
     return result
 
@@ -273,23 +372,14 @@ def _verify(
     desired: DesiredDashboard,
     dashboard_id: int,
     collection_ids: dict[tuple[str, ...], int],
-    desired_cards: dict[str, DesiredCard],
+    reader: Reader,
 ) -> list[str]:
     """Read the dashboard back: what Metabase stored must equal what was written."""
     got = client.get_dashboard(dashboard_id)
-    problems = [
+    return [
         f"dashboard {desired.name!r} (id {dashboard_id}) differs after apply: {diff}"
-        for diff in dashboard_differences(desired, got, collection_ids.get(desired.collection_path))
+        for diff in dashboard_differences(desired, got, collection_ids.get(desired.collection_path), reader)
     ]
-    for dashcard in got.dashcards:
-        card = dashcard.card
-        ident = identity_of(card)
-        if card is None or ident not in desired_cards:
-            continue
-        wanted = desired_cards[ident]
-        for diff in card_differences(wanted, card, collection_ids.get(wanted.collection_path)):
-            problems.append(f"card {wanted.name!r} (id {card.id}) differs after apply: {diff}")
-    return problems
 
 
 def existing_dashcard_ids(actual: Dashboard) -> dict[Any, int]:
@@ -323,7 +413,10 @@ def _existing_tab_ids(desired: list[str], actual: list[Tab]) -> dict[str, int]:
 
 
 def dashcards_body(
-    desired: DesiredDashboard, actual: Dashboard | None, card_ids: dict[str, int]
+    desired: DesiredDashboard,
+    actual: Dashboard | None,
+    card_ids: dict[str, int],
+    target: Callable[[str | None, list[Any]], list[Any]] = lambda _ident, t: t,
 ) -> tuple[list[Tab], list[DashCard]]:
     """Tabs and dashcards for the one PUT: existing ids kept (links survive), new ones negative."""
     existing_tabs = _existing_tab_ids(desired.tabs, actual.tabs if actual else [])
@@ -356,8 +449,8 @@ def dashcards_body(
                 size_x=d.place.width,
                 size_y=d.place.height,
                 parameter_mappings=[
-                    ParameterMapping(parameter_id=pid, card_id=card_id, target=target)
-                    for pid, target in d.mappings
+                    ParameterMapping(parameter_id=pid, card_id=card_id, target=target(d.card_ident, t))
+                    for pid, t in d.mappings
                 ],
                 visualization_settings=d.visualization_settings,
                 series=[],

@@ -6,11 +6,62 @@ are.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.desired import DesiredCard, DesiredDashboard
 from provisioner.identity import identity_of
+from provisioner.mbql.normal import NormalizeError, NormalQuery, canonical, from_wire, normal_ref
 from provisioner.metabase.models import Card, Dashboard, Parameter, Tab, TemplateTag
+from provisioner.translate import MetadataSchema, TranslateError, field_to_names, to_names
+
+UNREADABLE = "(unreadable)"
+
+
+@dataclass
+class Reader:
+    """What reading Metabase's ids as the YAML's names takes: each database's schema, managed cards' keys."""
+
+    schemas: dict[int, MetadataSchema] = field(default_factory=dict)
+    card_keys: dict[int, str] = field(default_factory=dict)
+
+    def query(self, card: Card) -> NormalQuery | str | None:
+        """A query-builder card's query with names; None for SQL; UNREADABLE when it cannot be read."""
+        try:
+            normal = from_wire(card.dataset_query)
+        except NormalizeError:
+            return UNREADABLE
+        if normal is None:
+            return None
+        schema = self.schemas.get(card.database_id or -1)
+        if schema is None:
+            return UNREADABLE
+        try:
+            return canonical(to_names(normal, schema, self.card_keys))
+        except TranslateError:
+            return UNREADABLE
+
+    def target(self, target: list[Any], card: Card | None) -> list[Any]:
+        """A dashboard filter's target with names (and without the default stage number)."""
+        stage_number = (
+            target[2].get("stage-number", 0) if len(target) > 2 and isinstance(target[2], dict) else 0
+        )
+        ref = target[1] if len(target) > 1 else None
+        if not (isinstance(ref, list) and ref and ref[0] == "field"):
+            return [target[0], ref] if stage_number == 0 else [target[0], ref, {"stage-number": stage_number}]
+        normal = normal_ref(ref)
+        schema = self.schemas.get(card.database_id or -1) if card is not None else None
+        query = self.query(card) if card is not None else None
+        stage = query["stages"][0] if isinstance(query, dict) and query.get("stages") else {}
+        if schema is not None:
+            with contextlib.suppress(TranslateError):  # a field gone from the metadata reads as a change
+                normal = field_to_names(normal, schema, stage)
+        return (
+            ["dimension", normal]
+            if stage_number == 0
+            else ["dimension", normal, {"stage-number": stage_number}]
+        )
 
 
 def _tag_canon(tag: TemplateTag) -> dict[str, Any]:
@@ -25,8 +76,17 @@ def _tag_canon(tag: TemplateTag) -> dict[str, Any]:
     }
 
 
-def card_differences(desired: DesiredCard, actual: Card, collection_id: int | None) -> list[str]:
-    """Names of the card fields that differ (drift from UI edits included)."""
+def card_differences(
+    desired: DesiredCard,
+    actual: Card,
+    collection_id: int | None,
+    reader: Reader,
+    dashboard_id: int | None = None,
+) -> list[str]:
+    """Names of the card fields that differ (drift from UI edits included); a query names its clause.
+
+    `dashboard_id` is the id of the dashboard a dashboard question belongs in, when it exists.
+    """
     diffs: list[str] = []
     if actual.name != desired.name:
         diffs.append("name")
@@ -34,11 +94,21 @@ def card_differences(desired: DesiredCard, actual: Card, collection_id: int | No
         diffs.append("description")
     if actual.display != desired.display:
         diffs.append("display")
-    if (actual.native_sql or "").strip() != desired.sql:
-        diffs.append("sql")
-    actual_tags = {k: _tag_canon(v) for k, v in actual.template_tags.items()}
-    if actual_tags != {k: _tag_canon(v) for k, v in desired.template_tags.items()}:
-        diffs.append("template_tags")
+    if (actual.type or "question") != desired.type:
+        diffs.append("type")
+    if desired.query is None:
+        if (actual.native_sql or "").strip() != desired.sql:
+            diffs.append("sql")
+        actual_tags = {k: _tag_canon(v) for k, v in actual.template_tags.items()}
+        if actual_tags != {k: _tag_canon(v) for k, v in desired.template_tags.items()}:
+            diffs.append("template_tags")
+    else:
+        diffs += query_differences(desired.query, reader.query(actual))
+    diffs += _metadata_differences(desired, actual, reader)
+    if desired.dashboard_key is not None and dashboard_id is not None and actual.dashboard_id != dashboard_id:
+        diffs.append("dashboard")
+    if desired.dashboard_key is None and actual.dashboard_id is not None:
+        diffs.append("dashboard")
     if actual.visualization_settings != desired.visualization_settings:
         diffs.append("visualization_settings")
     if collection_id is not None and actual.collection_id != collection_id:
@@ -47,6 +117,65 @@ def card_differences(desired: DesiredCard, actual: Card, collection_id: int | No
         diffs.append("archived")
     if actual.database_id is not None and actual.database_id != desired.database_id:
         diffs.append("database")
+    return diffs
+
+
+# The YAML's names for the clauses of a step, to say which one differs.
+_CLAUSE_NAMES = {
+    "source-table": "source",
+    "source-card": "source",
+    "joins": "joins",
+    "expressions": "expressions",
+    "filters": "filter",
+    "aggregation": "summarize",
+    "breakout": "group_by",
+    "fields": "columns",
+    "order-by": "order_by",
+    "limit": "limit",
+}
+
+
+def query_differences(desired: NormalQuery, actual: NormalQuery | str | None) -> list[str]:
+    """`query.<clause>` for each clause that differs (`query[1].<clause>` in a later step)."""
+    if not isinstance(actual, dict):
+        return ["query"]
+    want, have = desired.get("stages") or [], actual.get("stages") or []
+    if len(want) != len(have):
+        return ["query.steps"]
+    diffs: list[str] = []
+    for index, (a, b) in enumerate(zip(want, have, strict=True)):
+        prefix = "query" if len(want) == 1 else f"query[{index}]"
+        for key in sorted(
+            set(a) | set(b), key=lambda k: list(_CLAUSE_NAMES).index(k) if k in _CLAUSE_NAMES else 99
+        ):
+            if a.get(key) != b.get(key):
+                name = f"{prefix}.{_CLAUSE_NAMES.get(key, key)}"
+                if name not in diffs:
+                    diffs.append(name)
+    return diffs
+
+
+def _metadata_differences(desired: DesiredCard, actual: Card, reader: Reader) -> list[str]:
+    """`metadata.<column>` for each described model column whose display name, description or type differ."""
+    have = {c.get("name"): c for c in actual.result_metadata or [] if isinstance(c, dict)}
+    schema = reader.schemas.get(desired.database_id)
+    diffs = []
+    for name, meta in desired.metadata.items():
+        column = have.get(name, {})
+        target = column.get("fk_target_field_id")
+        fk_target = None
+        if isinstance(target, int) and schema is not None:
+            try:
+                fk_target = ".".join(schema.field_path(target))
+            except TranslateError:
+                fk_target = str(target)
+        if (
+            (meta.display_name is not None and column.get("display_name") != meta.display_name)
+            or (meta.description is not None and column.get("description") != meta.description)
+            or (meta.semantic is not None and column.get("semantic_type") != meta.semantic)
+            or (meta.fk_target is not None and fk_target != meta.fk_target)
+        ):
+            diffs.append(f"metadata.{name}")
     return diffs
 
 
@@ -80,7 +209,7 @@ def _dashcard_canon(
         width,
         height,
         repr(_settings_canon(settings)),
-        repr(sorted(mappings)),
+        repr(sorted(mappings, key=repr)),
     )
 
 
@@ -110,7 +239,7 @@ def _desired_dashcards(desired: DesiredDashboard) -> list[tuple[Any, ...]]:
                 d.place.width,
                 d.place.height,
                 d.visualization_settings,
-                d.mappings,
+                [(pid, desired_target(t)) for pid, t in d.mappings],
             )
             for d in desired.dashcards
         ),
@@ -138,12 +267,12 @@ def _actual_tab_names(desired: DesiredDashboard, actual: Dashboard) -> dict[int,
     return {t.id: t.name for t in actual.tabs}
 
 
-def _actual_dashcards(desired: DesiredDashboard, actual: Dashboard) -> list[tuple[Any, ...]]:
+def _actual_dashcards(desired: DesiredDashboard, actual: Dashboard, reader: Reader) -> list[tuple[Any, ...]]:
     tab_names = _actual_tab_names(desired, actual)
     out = []
     for d in actual.dashcards:
         ident = (identity_of(d.card) or f"card:{d.card.id}") if d.card is not None else None
-        mappings = [(m.parameter_id, _strip_target(m.target)) for m in d.parameter_mappings]
+        mappings = [(m.parameter_id, reader.target(m.target, d.card)) for m in d.parameter_mappings]
         out.append(
             _dashcard_canon(
                 ident,
@@ -159,13 +288,16 @@ def _actual_dashcards(desired: DesiredDashboard, actual: Dashboard) -> list[tupl
     return sorted(out, key=repr)
 
 
-def _strip_target(target: list[Any]) -> list[Any]:
-    # Newer servers add a third options element ({"stage-number": 0}); it means the same target.
-    return list(target[:2]) if len(target) > 2 and isinstance(target[2], dict) else list(target)
+def desired_target(target: list[Any]) -> list[Any]:
+    """A target as the YAML wants it, in the shape `Reader.target` reads Metabase's."""
+    if len(target) > 2 and isinstance(target[2], dict):
+        stage_number = target[2].get("stage-number", 0)
+        return list(target[:2]) if stage_number == 0 else list(target)
+    return list(target)
 
 
 def dashboard_differences(
-    desired: DesiredDashboard, actual: Dashboard, collection_id: int | None
+    desired: DesiredDashboard, actual: Dashboard, collection_id: int | None, reader: Reader
 ) -> list[str]:
     """Names of the dashboard fields that differ: name, description, filters, tabs, cards, ..."""
     diffs: list[str] = []
@@ -183,7 +315,7 @@ def dashboard_differences(
     ordered = sorted(actual.tabs, key=lambda t: (t.position or 0, t.id))
     if [names[t.id] for t in ordered if names[t.id] is not None] != desired.tabs:
         diffs.append("tabs")
-    if _actual_dashcards(desired, actual) != _desired_dashcards(desired):
+    if _actual_dashcards(desired, actual, reader) != _desired_dashcards(desired):
         diffs.append("cards")
     if actual.archived:
         diffs.append("archived")

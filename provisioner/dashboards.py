@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner import sqlcheck
 from provisioner.apply import ApplyResult, execute
-from provisioner.desired import DesiredCard, DesiredDashboard, desired_state
-from provisioner.errors import SpecError, SpecErrors
+from provisioner.compare import Reader
+from provisioner.desired import desired_state
+from provisioner.errors import SpecErrors
 from provisioner.export import ExportResult, export_dashboards
 from provisioner.id_cache import IdCache
-from provisioner.observe import observe, resolve_databases
+from provisioner.observe import ActualState, Wanted, observe, resolve_databases
 from provisioner.plan import Plan, build_plan
 from provisioner.progress import NullProgress, Progress
-from provisioner.spec import LoadedDashboard, json_schema, load_paths
+from provisioner.spec import LoadedFile, json_schema, load_paths
+from provisioner.translate import MetadataSchema
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
@@ -98,42 +100,59 @@ def _metabase(
         opened.close()
 
 
+@dataclass
+class _Computed:
+    """A plan and what computing it read: each database's schema and the managed cards' keys."""
+
+    plan: Plan
+    reader: Reader
+
+
 def _compute_plan(
     client: MetabaseClient,
-    loaded: list[LoadedDashboard],
+    loaded: list[LoadedFile],
     *,
     prune: bool,
-    known_ids: Mapping[str, int] | None = None,
+    cache: IdCache | None = None,
+    metabase_url: str = "",
     databases: Sequence[DatabaseMetadata] = (),
     prune_scope: set[str] | None = None,
-) -> Plan:
+) -> _Computed:
     start = client.request_count
     database_ids, metadata = resolve_databases(client, loaded, known=databases)
-    dashboards: list[DesiredDashboard] = []
-    cards: list[DesiredCard] = []
-    errors: list[SpecError] = []
-    for item in loaded:
-        db_id = database_ids[item.spec.key]
-        dashboard, item_cards, item_errors = desired_state(item, db_id, metadata[db_id])
-        dashboards.append(dashboard)
-        cards += item_cards
-        errors += item_errors
-    if errors:
-        raise SpecErrors(errors)
+    state = desired_state(loaded, database_ids, metadata)
+    if state.errors:
+        raise SpecErrors(sorted(state.errors, key=lambda e: (str(e.path), e.line, e.column)))
+    on_dashboards = {d.card_ident for dash in state.dashboards for d in dash.dashcards if d.card_ident}
+    wanted = Wanted(
+        dashboards=state.dashboards,
+        standalone_cards=[c.ident for c in state.cards if c.ident not in on_dashboards],
+        collection_paths=[item.spec.collection_path for item in loaded],
+    )
+    reader = Reader(schemas={db_id: MetadataSchema(m) for db_id, m in metadata.items()})
     # Pruning must see everything that left the YAML: never through the remembered ids.
-    actual = observe(client, dashboards, None if prune else known_ids)
-    plan = build_plan(dashboards, cards, actual, prune=prune, prune_scope=prune_scope)
-    if not actual.complete and any(a.action == "create" for a in plan.actions):
+    remembered = cache is not None and not prune
+    actual = observe(
+        client,
+        wanted,
+        cache.dashboards(metabase_url) if cache is not None and remembered else None,
+        cache.cards(metabase_url) if cache is not None and remembered else None,
+    )
+
+    def plan_from(actual: ActualState) -> Plan:
+        reader.card_keys = {card.id: ident for ident, card in actual.cards.items()}
+        return build_plan(state.dashboards, state.cards, actual, reader, prune=prune, prune_scope=prune_scope)
+
+    computed = plan_from(actual)
+    if not actual.complete and any(a.action == "create" for a in computed.actions):
         # What the shortcut did not find may exist elsewhere (left by an interrupted run): look.
-        plan = build_plan(
-            dashboards, cards, observe(client, dashboards), prune=prune, prune_scope=prune_scope
-        )
-    plan.requests = client.request_count - start
-    return plan
+        computed = plan_from(observe(client, wanted))
+    computed.requests = client.request_count - start
+    return _Computed(computed, reader)
 
 
 def _prune_scope(
-    paths: Sequence[Path], loaded: list[LoadedDashboard], prune: bool, progress: Progress
+    paths: Sequence[Path], loaded: list[LoadedFile], prune: bool, progress: Progress
 ) -> set[str] | None:
     """What `--prune` may archive: everything under the YAML's collections when given a directory
     (a dashboard gone from it is pruned), only the given dashboards' own cards when given files."""
@@ -161,17 +180,17 @@ def plan(
     """
     progress = progress or NullProgress()
     loaded = load_paths(paths, environ)
-    known_ids = IdCache.of(settings.home).dashboards(settings.metabase_url)
     with _metabase(settings, client, progress, read_only=True) as mb:
-        progress.step(f"Reading Metabase for {len(loaded)} dashboard(s)")
+        progress.step(f"Reading Metabase for {len(loaded)} file(s)")
         computed = _compute_plan(
             mb,
             loaded,
             prune=prune,
-            known_ids=known_ids,
+            cache=IdCache.of(settings.home),
+            metabase_url=settings.metabase_url,
             prune_scope=_prune_scope(paths, loaded, prune, progress),
         )
-    return computed
+    return computed.plan
 
 
 def apply(
@@ -195,26 +214,36 @@ def apply(
     cache = IdCache.of(settings.home)
     with _metabase(settings, client, progress) as mb:
         start = mb.request_count
-        progress.step(f"Planning {len(loaded)} dashboard(s)")
+        progress.step(f"Planning {len(loaded)} file(s)")
         computed = _compute_plan(
             mb,
             loaded,
             prune=prune,
-            known_ids=cache.dashboards(settings.metabase_url),
+            cache=cache,
+            metabase_url=settings.metabase_url,
             databases=databases,
             prune_scope=_prune_scope(paths, loaded, prune, progress),
         )
-        progress.step("Applying" if computed.has_changes else "Nothing to change")
+        progress.step("Applying" if computed.plan.has_changes else "Nothing to change")
         result = execute(
-            computed, mb, metabase_url=settings.metabase_url, progress=progress, run_cards=run_cards
+            computed.plan,
+            mb,
+            computed.reader,
+            metabase_url=settings.metabase_url,
+            progress=progress,
+            run_cards=run_cards,
         )
         result.requests = mb.request_count - start
     dashboards = [o for o in result.outcomes if o.kind == "dashboard"]
+    standalone = {a.key for a in computed.plan.actions if a.kind == "card" and _standalone(a)}
+    cards = [o for o in result.outcomes if o.kind == "card" and o.key in standalone]
     try:
         cache.remember(
             settings.metabase_url,
             {o.key: o.id for o in dashboards if o.action != "archived" and o.id is not None},
             forgotten={o.key for o in dashboards if o.action == "archived"},
+            cards={o.key: o.id for o in cards if o.action != "archived" and o.id is not None},
+            forgotten_cards={o.key for o in result.outcomes if o.kind == "card" and o.action == "archived"},
         )
     except OSError as exc:  # a read-only checkout: the apply itself succeeded, only the shortcut is lost
         progress.warn(
@@ -225,6 +254,12 @@ def apply(
     for failed in result.failed_queries:
         progress.warn(f"card {failed.name!r} fails in Metabase: {failed.error}")
     return result
+
+
+def _standalone(action: Any) -> bool:
+    """A card kept in a collection on no dashboard of the YAML (remembered to be read by id)."""
+    card = action.desired
+    return card is not None and not card.on_dashboard
 
 
 def export(

@@ -37,17 +37,38 @@ class IdCache:
 
     def dashboards(self, metabase_url: str) -> dict[str, int]:
         """The remembered dashboard id per key for this Metabase; empty if none or unreadable."""
-        return _dashboards_in(self._read(), _normal(metabase_url))
+        return _ids_in(self._read(), _normal(metabase_url), "dashboards")
 
-    def remember(self, metabase_url: str, found: Mapping[str, int], forgotten: set[str]) -> None:
-        """Record `found` (key -> id) for this Metabase and drop the `forgotten` keys; keeps other keys."""
+    def cards(self, metabase_url: str) -> dict[str, int]:
+        """The remembered id of each card kept on no dashboard (a model...), by identity."""
+        return _ids_in(self._read(), _normal(metabase_url), "cards")
+
+    def remember(
+        self,
+        metabase_url: str,
+        found: Mapping[str, int],
+        forgotten: set[str],
+        cards: Mapping[str, int] | None = None,
+        forgotten_cards: set[str] | None = None,
+    ) -> None:
+        """Record `found` (key -> id) for this Metabase and drop the `forgotten` keys; keeps other keys.
+
+        `cards` and `forgotten_cards` do the same for the cards kept on no dashboard.
+        """
         data = self._read()
         url = _normal(metabase_url)
-        current = _dashboards_in(data, url)
-        merged = {k: v for k, v in current.items() if k not in forgotten} | dict(found)
-        if merged == current:
+        entry: dict[str, dict[str, int]] = {}
+        for kind, new, gone in (
+            ("dashboards", found, forgotten),
+            ("cards", cards or {}, forgotten_cards or set()),
+        ):
+            current = _ids_in(data, url, kind)
+            merged = {k: v for k, v in current.items() if k not in gone} | dict(new)
+            if merged:
+                entry[kind] = dict(sorted(merged.items()))
+        if entry == {k: _ids_in(data, url, k) for k in ("dashboards", "cards") if _ids_in(data, url, k)}:
             return  # a no-op run writes nothing, here as in Metabase
-        data[url] = {"dashboards": dict(sorted(merged.items()))}
+        data[url] = entry
         self.state.ensure()
         write_private(self.path, json.dumps({"version": _VERSION, "metabases": data}, indent=2) + "\n")
 
@@ -62,12 +83,12 @@ class IdCache:
         return dict(metabases) if isinstance(metabases, dict) else {}
 
 
-def _dashboards_in(data: dict[str, object], url: str) -> dict[str, int]:
+def _ids_in(data: dict[str, object], url: str, kind: str) -> dict[str, int]:
     entry = data.get(url, {})
-    dashboards = entry.get("dashboards") if isinstance(entry, dict) else None
-    if not isinstance(dashboards, dict):
+    ids = entry.get(kind) if isinstance(entry, dict) else None
+    if not isinstance(ids, dict):
         return {}
-    return {k: v for k, v in dashboards.items() if isinstance(k, str) and type(v) is int}
+    return {k: v for k, v in ids.items() if isinstance(k, str) and type(v) is int}
 
 
 def _normal(url: str) -> str:

@@ -24,7 +24,7 @@ from provisioner.errors import MetabaseError, MetabaseNotFound, SpecError, SpecE
 from provisioner.identity import dashboard_key_of, identity_of
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import Card, Collection, Dashboard, Database, DatabaseMetadata
-from provisioner.spec import LoadedDashboard
+from provisioner.spec import LoadedFile
 
 
 @dataclass
@@ -63,7 +63,7 @@ def collection_paths(collections: Iterable[Collection]) -> dict[tuple[str, ...],
 
 
 def resolve_databases(
-    client: MetabaseClient, loaded: list[LoadedDashboard], known: Sequence[DatabaseMetadata] = ()
+    client: MetabaseClient, loaded: list[LoadedFile], known: Sequence[DatabaseMetadata] = ()
 ) -> tuple[dict[str, int], dict[int, DatabaseMetadata]]:
     """Database id per dashboard key, and each database's metadata; raises SpecErrors, MetabaseError.
 
@@ -109,52 +109,69 @@ def resolve_databases(
     return ids, metadata
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What the YAML names: its dashboards, the cards on no dashboard, and every collection path."""
+
+    dashboards: list[DesiredDashboard]
+    standalone_cards: list[str]  # identities of the models and questions on no dashboard
+    collection_paths: list[tuple[str, ...]]
+
+    @property
+    def roots(self) -> set[str]:
+        return {p[0] for p in self.collection_paths}
+
+
 def observe(
     client: MetabaseClient,
-    dashboards: list[DesiredDashboard],
+    wanted: Wanted,
     known_ids: Mapping[str, int] | None = None,
+    known_cards: Mapping[str, int] | None = None,
 ) -> ActualState:
     """The managed collections, cards and dashboards that exist now (no writes).
 
-    `known_ids` (dashboard id by key) allows the shortcut described above; it is never trusted
-    unchecked, and the full read is made whenever the shortcut does not hold.
+    `known_ids` (dashboard id by key) and `known_cards` (standalone card id by identity) allow the
+    shortcut described above; they are never trusted unchecked, and the full read is made whenever the
+    shortcut does not hold.
     """
     start = client.request_count
     paths = collection_paths(client.list_collections())
-    wanted: set[tuple[str, ...]] = set()
-    for d in dashboards:
-        for depth in range(1, len(d.collection_path) + 1):
-            wanted.add(d.collection_path[:depth])
-    keys_by_param = {p.id: d.key for d in dashboards for p in d.parameters}
+    within: set[tuple[str, ...]] = set()
+    for path in wanted.collection_paths:
+        for depth in range(1, len(path) + 1):
+            within.add(path[:depth])
+    keys_by_param = {p.id: d.key for d in wanted.dashboards for p in d.parameters}
     state = None
-    if known_ids and all(d.key in known_ids for d in dashboards):
-        state = _observe_known(client, dashboards, paths, keys_by_param, known_ids)
+    known_ids, known_cards = known_ids or {}, known_cards or {}
+    if all(d.key in known_ids for d in wanted.dashboards) and all(
+        c in known_cards for c in wanted.standalone_cards
+    ):
+        state = _observe_known(client, wanted, paths, keys_by_param, known_ids, known_cards)
     if state is None:
-        state = _observe_all(client, dashboards, paths, keys_by_param)
-    state.collections = {p: c for p, c in paths.items() if p in wanted}
+        state = _observe_all(client, wanted, paths, keys_by_param)
+    state.collections = {p: c for p, c in paths.items() if p in within}
     state.requests = client.request_count - start
     return state
 
 
-def _managed_collection_ids(
-    dashboards: list[DesiredDashboard], paths: Mapping[tuple[str, ...], Collection]
-) -> set[int]:
+def _managed_collection_ids(wanted: Wanted, paths: Mapping[tuple[str, ...], Collection]) -> set[int]:
     """Ids of every collection under the top-level collections the YAML names."""
-    roots = {d.collection_path[0] for d in dashboards}
-    return {c.id for path, c in paths.items() if path[0] in roots and isinstance(c.id, int)}
+    return {c.id for path, c in paths.items() if path[0] in wanted.roots and isinstance(c.id, int)}
 
 
 def _observe_known(
     client: MetabaseClient,
-    dashboards: list[DesiredDashboard],
+    wanted: Wanted,
     paths: Mapping[tuple[str, ...], Collection],
     keys_by_param: dict[str, str],
     known_ids: Mapping[str, int],
+    known_cards: Mapping[str, int],
 ) -> ActualState | None:
-    """The remembered dashboards and their cards, or None as soon as one is not what it was."""
-    managed = _managed_collection_ids(dashboards, paths)
+    """The remembered dashboards, their cards and the standalone cards, or None as soon as one is not
+    what it was."""
+    managed = _managed_collection_ids(wanted, paths)
     state = ActualState(complete=False)
-    for d in dashboards:
+    for d in wanted.dashboards:
         try:
             dashboard = client.get_dashboard(known_ids[d.key])
         except MetabaseNotFound:
@@ -167,6 +184,16 @@ def _observe_known(
             return None
         state.dashboards[d.key] = dashboard
         _add_cards(state, dashboard)
+    for ident in wanted.standalone_cards:
+        if ident in state.cards:
+            continue
+        try:
+            card = client.get_card(known_cards[ident])
+        except MetabaseNotFound:
+            return None
+        if card.archived or card.collection_id not in managed or identity_of(card) != ident:
+            return None
+        state.cards[ident] = card
     return state
 
 
@@ -183,7 +210,7 @@ def _add_cards(state: ActualState, dashboard: Dashboard) -> set[int]:
 
 def _observe_all(
     client: MetabaseClient,
-    dashboards: list[DesiredDashboard],
+    wanted: Wanted,
     paths: Mapping[tuple[str, ...], Collection],
     keys_by_param: dict[str, str],
 ) -> ActualState:
@@ -194,12 +221,12 @@ def _observe_all(
     empty: list[tuple[tuple[str, ...], Dashboard]] = []
     # Every collection under the top-level collections the YAML names: a dashboard moved to a sibling
     # collection (in the YAML or by a person) is still found, and prune sees what left the YAML.
-    managed = _managed_collection_ids(dashboards, paths)
+    managed = _managed_collection_ids(wanted, paths)
     for path, coll in sorted(paths.items(), key=lambda item: item[0]):
         if coll.id not in managed or not isinstance(coll.id, int):
             continue
-        for item in client.collection_items(coll.id, models=("card", "dashboard")):
-            if item.model == "card":
+        for item in client.collection_items(coll.id, models=("card", "dataset", "metric", "dashboard")):
+            if item.model in ("card", "dataset", "metric"):
                 card_item_ids.append(item.id)
             elif item.model == "dashboard":
                 dashboard = client.get_dashboard(item.id)
@@ -212,7 +239,7 @@ def _observe_all(
                     state.dashboards[key] = dashboard
     # A run interrupted between creating a dashboard and filling it leaves it empty and unmarked:
     # adopt it by name and collection rather than create a duplicate.
-    for d in dashboards:
+    for d in wanted.dashboards:
         if d.key in state.dashboards:
             continue
         match = next(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from provisioner.compare import card_differences, dashboard_differences
+from provisioner.compare import Reader, card_differences, dashboard_differences
 from provisioner.desired import DesiredCard, DesiredDashboard
 from provisioner.observe import ActualState
 
@@ -86,24 +86,45 @@ def _collection_id(actual: ActualState, path: tuple[str, ...]) -> int:
     return found.id if found is not None and isinstance(found.id, int) else _NOT_CREATED_YET
 
 
+def ordered_cards(cards: list[DesiredCard]) -> list[DesiredCard]:
+    """The cards with every model or question before the ones built on it (otherwise in YAML order)."""
+    by_ident = {c.ident: c for c in cards}
+    done: list[DesiredCard] = []
+    seen: set[str] = set()
+
+    def visit(card: DesiredCard) -> None:
+        if card.ident in seen:
+            return
+        seen.add(card.ident)
+        for source in card.sources:
+            if source in by_ident:
+                visit(by_ident[source])
+        done.append(card)
+
+    for card in cards:
+        visit(card)
+    return done
+
+
 def build_plan(
     dashboards: list[DesiredDashboard],
     cards: list[DesiredCard],
     actual: ActualState,
+    reader: Reader,
     *,
     prune: bool = False,
     prune_scope: set[str] | None = None,
 ) -> Plan:
     """What apply would do to reach the desired state from the actual one.
 
-    `prune_scope` limits pruning to the managed objects of these dashboard keys (None: all found).
+    `prune_scope` limits pruning to the managed objects of these file keys (None: all found).
     """
     actions: list[Action] = []
     paths: list[tuple[str, ...]] = []
-    for d in dashboards:
-        for depth in range(1, len(d.collection_path) + 1):
-            if d.collection_path[:depth] not in paths:
-                paths.append(d.collection_path[:depth])
+    for wanted in [*(d.collection_path for d in dashboards), *(c.collection_path for c in cards)]:
+        for depth in range(1, len(wanted) + 1):
+            if wanted[:depth] not in paths:
+                paths.append(wanted[:depth])
     for path in paths:
         existing = actual.collections.get(path)
         actions.append(
@@ -117,14 +138,15 @@ def build_plan(
                 actual=existing,
             )
         )
-    for card in cards:
+    for card in ordered_cards(cards):
         existing = actual.cards.get(card.ident)
-        key = f"{card.dashboard_key}/{card.key}"
+        key = card.ident
         if existing is None:
             actions.append(Action("card", "create", key, card.name, desired=card))
             continue
         coll_id = _collection_id(actual, card.collection_path)
-        diffs = card_differences(card, existing, coll_id)
+        home = actual.dashboards.get(card.dashboard_key) if card.dashboard_key else None
+        diffs = card_differences(card, existing, coll_id, reader, home.id if home else None)
         actions.append(
             Action(
                 "card",
@@ -145,7 +167,7 @@ def build_plan(
         coll_id = _collection_id(actual, dash.collection_path)
         # A card still to be created is missing from the actual dashcards, so `cards` differs here
         # and the dashboard's PUT places it: no separate bookkeeping of new cards is needed.
-        diffs = dashboard_differences(dash, existing_dash, coll_id)
+        diffs = dashboard_differences(dash, existing_dash, coll_id, reader)
         actions.append(
             Action(
                 "dashboard",

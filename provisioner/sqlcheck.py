@@ -17,7 +17,7 @@ from psycopg import pq
 from provisioner.db.connection import connect, first_line
 from provisioner.errors import DatabaseError, SpecError
 from provisioner.redact import redact_dsn
-from provisioner.spec import LoadedDashboard
+from provisioner.spec import LoadedFile
 from provisioner.spec.models import QueryCard
 from provisioner.spec.sql import OPTIONAL_CLAUSE, TAG_PATTERN, ResolvedTag, resolve_tags
 
@@ -82,7 +82,7 @@ def _field_exists(field: str, columns: set[tuple[str, str, str]]) -> bool:
     return any(t == table and c == column for _, t, c in columns)
 
 
-def check_sql(loaded: list[LoadedDashboard], dsn: str) -> list[SpecError]:
+def check_sql(loaded: list[LoadedFile], dsn: str) -> list[SpecError]:
     """Problems found by PostgreSQL: SQL that does not prepare, unknown table.column, viz columns absent.
 
     Raises DatabaseError when the database cannot be reached or the connection fails during the check.
@@ -110,7 +110,7 @@ def check_sql(loaded: list[LoadedDashboard], dsn: str) -> list[SpecError]:
 
 
 def _check_dashboard(
-    conn: psycopg.Connection, item: LoadedDashboard, columns: set[tuple[str, str, str]]
+    conn: psycopg.Connection, item: LoadedFile, columns: set[tuple[str, str, str]]
 ) -> list[SpecError]:
     errors: list[SpecError] = []
     for index, card in enumerate(item.spec.cards):

@@ -28,6 +28,10 @@ def test_schema_command_prints_the_schema() -> None:
 
 def test_schema_forbids_unknown_keys_and_requires_the_identity() -> None:
     generated = schema()
-    assert generated["additionalProperties"] is False
-    assert {"key", "name", "collection", "cards"} <= set(generated["required"])
-    assert generated["$defs"]["QueryCard"]["additionalProperties"] is False
+    kinds = {ref["$ref"].rsplit("/", 1)[-1] for ref in generated["anyOf"]}
+    assert kinds == {"DashboardSpec", "QuestionsSpec"}
+    defs = generated["$defs"]
+    assert {"key", "name", "collection", "cards"} <= set(defs["DashboardSpec"]["required"])
+    assert {"key", "collection", "questions"} <= set(defs["QuestionsSpec"]["required"])
+    for model in ("DashboardSpec", "QuestionsSpec", "QueryCard", "Question", "Stage", "Join", "ColumnMeta"):
+        assert defs[model]["additionalProperties"] is False, model

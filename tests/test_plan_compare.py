@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from provisioner.apply import dashcards_body
-from provisioner.compare import card_differences, dashboard_differences
+from provisioner.compare import Reader, card_differences, dashboard_differences
 from provisioner.desired import DesiredCard, DesiredDashboard, desired_state
 from provisioner.metabase.models import Card, Dashboard, DatabaseMetadata
 from provisioner.observe import ActualState
 from provisioner.plan import build_plan
 from provisioner.spec import load_file
+from provisioner.translate import MetadataSchema
 
 YAML = """\
 key: board
@@ -53,9 +54,13 @@ METADATA = DatabaseMetadata.model_validate(
 def desired(tmp_path: Path) -> tuple[DesiredDashboard, DesiredCard]:
     path = tmp_path / "board.yaml"
     path.write_text(YAML)
-    dashboard, [card], errors = desired_state(load_file(path, environ={}), 7, METADATA)
-    assert errors == []
+    state = desired_state([load_file(path, environ={})], {"board": 7}, {7: METADATA})
+    assert state.errors == []
+    [dashboard], [card] = state.dashboards, state.cards
     return dashboard, card
+
+
+READER = Reader(schemas={7: MetadataSchema(METADATA)})
 
 
 def _as_metabase_card(card: DesiredCard, card_id: int = 5) -> dict[str, Any]:
@@ -98,9 +103,9 @@ def _as_metabase_dashboard(dashboard: DesiredDashboard, card: DesiredCard) -> di
 
 def test_what_was_written_compares_equal(desired: tuple[DesiredDashboard, DesiredCard]) -> None:
     dashboard, card = desired
-    assert card_differences(card, Card.model_validate(_as_metabase_card(card)), 3) == []
+    assert card_differences(card, Card.model_validate(_as_metabase_card(card)), 3, READER) == []
     actual = Dashboard.model_validate(_as_metabase_dashboard(dashboard, card))
-    assert dashboard_differences(dashboard, actual, 3) == []
+    assert dashboard_differences(dashboard, actual, 3, READER) == []
 
 
 def test_the_mbql5_form_of_the_same_card_is_not_a_change(
@@ -116,7 +121,7 @@ def test_the_mbql5_form_of_the_same_card_is_not_a_change(
         "database": 7,
         "stages": [{"lib/type": "mbql.stage/native", "native": card.sql, "template-tags": tags}],
     }
-    assert card_differences(card, Card.model_validate(raw), 3) == []
+    assert card_differences(card, Card.model_validate(raw), 3, READER) == []
 
 
 def test_ui_edits_of_a_card_are_named(desired: tuple[DesiredDashboard, DesiredCard]) -> None:
@@ -126,7 +131,7 @@ def test_ui_edits_of_a_card_are_named(desired: tuple[DesiredDashboard, DesiredCa
     raw["dataset_query"]["native"]["query"] += " LIMIT 1"
     raw["visualization_settings"]["graph.metrics"] = ["other"]
     raw["collection_id"] = 4
-    assert card_differences(card, Card.model_validate(raw), 3) == [
+    assert card_differences(card, Card.model_validate(raw), 3, READER) == [
         "name",
         "sql",
         "visualization_settings",
@@ -144,9 +149,9 @@ def test_text_card_scaffolding_and_target_options_are_not_changes(
     query = next(d for d in raw["dashcards"] if d["card"])
     for mapping in query["parameter_mappings"]:
         mapping["target"].append({"stage-number": 0})  # newest servers add the stage
-    assert dashboard_differences(dashboard, Dashboard.model_validate(raw), 3) == []
+    assert dashboard_differences(dashboard, Dashboard.model_validate(raw), 3, READER) == []
     heading["visualization_settings"]["text"] = "Changed in the UI"
-    assert dashboard_differences(dashboard, Dashboard.model_validate(raw), 3) == ["cards"]
+    assert dashboard_differences(dashboard, Dashboard.model_validate(raw), 3, READER) == ["cards"]
 
 
 def test_dashboard_edits_are_named(desired: tuple[DesiredDashboard, DesiredCard]) -> None:
@@ -155,14 +160,18 @@ def test_dashboard_edits_are_named(desired: tuple[DesiredDashboard, DesiredCard]
     raw["name"] = "Renamed"
     raw["parameters"][0]["name"] = "Renamed filter"
     raw["dashcards"][0]["size_x"] = 12
-    assert dashboard_differences(dashboard, Dashboard.model_validate(raw), 3) == ["name", "filters", "cards"]
+    assert dashboard_differences(dashboard, Dashboard.model_validate(raw), 3, READER) == [
+        "name",
+        "filters",
+        "cards",
+    ]
 
 
 def test_plan_creates_what_is_missing_and_keeps_what_matches(
     desired: tuple[DesiredDashboard, DesiredCard],
 ) -> None:
     dashboard, card = desired
-    empty = build_plan([dashboard], [card], ActualState())
+    empty = build_plan([dashboard], [card], ActualState(), READER)
     assert [(a.kind, a.action) for a in empty.actions] == [
         ("collection", "create"),
         ("collection", "create"),

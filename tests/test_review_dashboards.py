@@ -11,6 +11,7 @@ import responses
 
 from provisioner import dashboards, sqlcheck
 from provisioner.apply import execute
+from provisioner.compare import Reader
 from provisioner.config import Settings
 from provisioner.desired import DesiredCard
 from provisioner.errors import ConfigError, DatabaseError
@@ -57,12 +58,13 @@ def test_a_connection_lost_during_the_sql_check_is_a_database_error(
 @responses.activate
 def test_a_failed_card_run_with_a_blank_error_is_reported_not_raised() -> None:
     card = DesiredCard(
-        dashboard_key="d",
+        file_key="d",
         key="q",
         ident="d/q",
         name="Q",
         description=None,
         display="table",
+        type="question",
         sql="SELECT 1",
         template_tags={},
         visualization_settings={"provisioner.key": "d/q"},
@@ -80,7 +82,7 @@ def test_a_failed_card_run_with_a_blank_error_is_reported_not_raised() -> None:
     # Metabase answers 202 even when the query fails; the message may be empty.
     responses.post(f"{base}/api/card/5/query", status=202, json={"status": "failed", "error": " \n"})
     with MetabaseClient(base, sleep=lambda _s: None) as client:
-        result = execute(plan, client, metabase_url=base)
+        result = execute(plan, client, Reader(), metabase_url=base)
     assert [(f.key, f.card_id, f.error) for f in result.failed_queries] == [("d/q", 5, "failed")]
     assert not result.ok
 

@@ -475,6 +475,14 @@ class Card(_Read):
     database_id: int | None = None
     type: str | None = None
     parameters: list[Parameter] = Field(default_factory=list)
+    dashboard_id: int | None = None  # a dashboard question (v0.53+) belongs in this dashboard
+    result_metadata: list[dict[str, Any]] | None = None
+    updated_at: str | None = None
+
+    @field_validator("result_metadata", mode="before")
+    @classmethod
+    def _metadata_list(cls, value: Any) -> Any:
+        return value if isinstance(value, list) else None
 
     def _native_form(self) -> tuple[str | None, dict[str, Any]]:
         # Prefer the legacy form (what we write): from `legacy_query` on newest servers, else
@@ -518,27 +526,55 @@ class Card(_Read):
         return tags
 
 
+class QueryDatasetQuery(_Write):
+    """A legacy MBQL 4 query-builder `dataset_query` (see `provisioner/mbql/legacy.py` for why legacy)."""
+
+    type: Literal["query"] = "query"
+    database: int
+    query: dict[str, Any]
+
+
+class ResultColumn(_Write):
+    """A model's column as sent in `result_metadata`: Metabase keeps the edited keys on top of its own."""
+
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
+
+    name: str
+    display_name: str
+    base_type: str
+    semantic_type: str | None = None
+    description: str | None = None
+    fk_target_field_id: int | None = None
+
+
+DatasetQuery = NativeDatasetQuery | QueryDatasetQuery
+
+
 class CardCreate(_Write):
     _send_null: ClassVar[frozenset[str]] = frozenset({"collection_id"})
 
     name: str
     display: str
-    dataset_query: NativeDatasetQuery
+    dataset_query: DatasetQuery
     visualization_settings: dict[str, Any] = Field(default_factory=dict)
     type: str | None = "question"
     collection_id: int | None = None
     collection_position: int | None = None
     description: str | None = None  # "" is rejected on create: send None
     parameters: list[Parameter] | None = None
+    result_metadata: list[ResultColumn] | None = None
+    dashboard_id: int | None = None  # a dashboard question: saved inside that dashboard, placed on it
     entity_id: str | None = None
 
 
 class CardUpdate(_Write):
-    _send_null: ClassVar[frozenset[str]] = frozenset({"collection_id", "description", "collection_position"})
+    _send_null: ClassVar[frozenset[str]] = frozenset(
+        {"collection_id", "description", "collection_position", "dashboard_id"}
+    )
 
     name: str | None = None
     display: str | None = None
-    dataset_query: NativeDatasetQuery | None = None
+    dataset_query: DatasetQuery | None = None
     visualization_settings: dict[str, Any] | None = None
     type: str | None = None
     collection_id: int | None = None
@@ -546,6 +582,8 @@ class CardUpdate(_Write):
     description: str | None = None
     archived: bool | None = None
     parameters: list[Parameter] | None = None
+    result_metadata: list[ResultColumn] | None = None
+    dashboard_id: int | None = None
 
 
 class QueryParameter(_Write):

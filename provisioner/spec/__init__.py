@@ -3,13 +3,13 @@
 `load_paths` is the way in; the rest is imported from the submodules by what needs it.
 """
 
-from provisioner.spec.document import LoadedDashboard, Locator, Mark, field_path
+from provisioner.spec.document import LoadedFile, Locator, Mark, field_path
 from provisioner.spec.loader import dashboard_files, load_file, load_paths
 from provisioner.spec.models import DashboardSpec, json_schema
 
 __all__ = [
     "DashboardSpec",
-    "LoadedDashboard",
+    "LoadedFile",
     "Locator",
     "Mark",
     "dashboard_files",

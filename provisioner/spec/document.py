@@ -55,7 +55,7 @@ def field_path(loc: Iterable[Any]) -> str:
 
 
 @dataclass
-class LoadedDashboard:
+class LoadedFile:
     """A validated dashboard file: the model, where each part is written, and each card's SQL."""
 
     path: Path

@@ -11,26 +11,25 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from provisioner.errors import SpecError, SpecErrors
-from provisioner.spec.checks import check_dashboard
-from provisioner.spec.document import LoadedDashboard, Locator, Mark, field_path
+from provisioner.spec.checks import check_document
+from provisioner.spec.document import LoadedFile, Locator, Mark, field_path
 from provisioner.spec.models import (
     _UNION_TAGS,
+    SEMANTIC_TYPES,
     DashboardSpec,
-    Filter,
     HeadingCard,
-    Place,
     QueryCard,
-    TagSpec,
     TextCard,
-    Viz,
     _card_kind,
+    document_kind,
 )
+from provisioner.spec.question import compile_questions
 
 _UNREADABLE = object()  # a node YAML cannot turn into a value; its error is recorded
 _ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -67,7 +66,11 @@ class _Composer:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._construct(key_node, loc)
+                # Keys are names, read as written: YAML 1.1 would make `on:` (a join's) the boolean true.
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
+                    key: Any = key_node.value
+                else:
+                    key = self._construct(key_node, loc)
                 if key is _UNREADABLE:
                     continue
                 if not isinstance(key, str | int | float | bool) or key is None:
@@ -138,8 +141,8 @@ class _Composer:
 
 def _pydantic_errors(exc: ValidationError, locator: Locator, data: Any) -> list[SpecError]:
     errors: list[SpecError] = []
-    for err in exc.errors():
-        loc = _without_union_tag(tuple(err["loc"]))
+    for err in _matching_union_members(exc.errors(), data):
+        loc = tuple(err["loc"])
         kind = err["type"]
         msg = err["msg"].removeprefix("Value error, ")
         hint = None
@@ -156,14 +159,88 @@ def _pydantic_errors(exc: ValidationError, locator: Locator, data: Any) -> list[
             errors.append(locator.error(loc[:-1], problem, hint=hint))
             continue
         if kind == "string_pattern_mismatch":
-            if str(loc[-1]) == "field" or (len(loc) > 1 and loc[-2] == "field"):
+            if str(loc[-1]) in ("field", "fk_target") or (len(loc) > 1 and loc[-2] == "field"):
                 msg = "must be `table.column` (or `schema.table.column`)"
+            elif str(loc[-1]) == "semantic_type":
+                words = ", ".join(SEMANTIC_TYPES)
+                msg = f"`{err['input']}` is not a semantic type; use one of: {words}, or a `type/...`"
             else:
                 msg = "must be lowercase letters, digits, `-` or `_` (a stable key)"
         if kind == "literal_error":
             msg = f"`{err['input']}` is not allowed; use one of: {err['ctx']['expected']}"
         errors.append(locator.error(loc, msg, hint=hint))
     return errors
+
+
+# What a union member pydantic names in an error `loc` accepts: `constrained-str`, `list[Stage]`,
+# `function-after[_exactly_one(), Source]`, `Stage` ... (a model is written as a mapping).
+def _member_kind(marker: str) -> str:
+    if marker in ("str", "constrained-str") or marker.startswith("literal["):
+        return "a string"
+    if marker.startswith(("list[", "tuple[")):
+        return "a list"
+    if marker in ("int", "float", "constrained-int", "constrained-float"):
+        return "a number"
+    if marker == "bool":
+        return "true or false"
+    return "a mapping"
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a mapping" if isinstance(value, dict) else "null"
+
+
+def _matching_union_members(errors: list[Any], data: Any) -> list[Any]:
+    """Errors with pydantic's union member names taken out of `loc`, keeping the member that fits the value.
+
+    A union such as `str | Source` reports one error per member; only the member of the value's own kind
+    (a mapping for a model, a list, a string) says something useful. When no member fits, one error
+    names the kinds allowed.
+    """
+    kept: list[Any] = []
+    unfit: dict[tuple[Any, ...], set[str]] = {}
+    for err in errors:
+        loc = _without_union_tag(tuple(err["loc"]))
+        value: Any = data
+        real: list[Any] = []
+        fits = True
+        for i, part in enumerate(loc):
+            if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
+                real.append(part)
+                value = value[part]
+            elif isinstance(part, str) and isinstance(value, dict) and (part in value or i == len(loc) - 1):
+                real.append(part)
+                value = value.get(part)
+            elif isinstance(part, str) and (
+                "[" in part
+                or part[:1].isupper()
+                or (part.islower() and "-" in part)
+                or part in ("str", "int", "float", "bool")
+            ):
+                if _member_kind(part) != _kind_of(value):
+                    fits = False
+                    unfit.setdefault(tuple(real), set()).add(_member_kind(part))
+                    break
+            else:
+                real.append(part)
+        if fits:
+            kept.append({**err, "loc": tuple(real)})
+    fitted = {tuple(e["loc"][: len(where)]) for e in kept for where in unfit}
+    for where, kinds in unfit.items():
+        if where in fitted or any(tuple(e["loc"])[: len(where)] == where for e in kept):
+            continue
+        kept.append(
+            {"loc": where, "type": "union", "msg": f"must be {' or '.join(sorted(kinds))}", "input": None}
+        )
+    return kept
 
 
 def _without_union_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -173,32 +250,75 @@ def _without_union_tag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return loc
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The spec models an annotation can hold (through Optional, unions, lists, dicts, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found += [m for m in _models_in(arg) if m not in found]
+    return found
+
+
+def _holds_mapping(annotation: Any) -> bool:
+    """Whether a field is a `dict[...]` (its next `loc` part is a key the author chose, not a field)."""
+    if get_origin(annotation) is dict:
+        return True
+    return any(_holds_mapping(arg) for arg in get_args(annotation))
+
+
 def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
     """The spec model that owns the mapping at `loc` (to list the keys allowed there)."""
-    model: type[BaseModel] | None = DashboardSpec
-    i = 0
-    while i < len(loc) and model is not None:
-        part = loc[i]
-        if model is DashboardSpec and part == "cards" and i + 1 < len(loc):
-            kinds = {"text": TextCard, "heading": HeadingCard, "query": QueryCard}
-            try:
-                model = kinds[_card_kind(data["cards"][loc[i + 1]])]
-            except (KeyError, IndexError, TypeError):
-                return None
-            i += 2
-        elif model is DashboardSpec and part == "filters":
-            model, i = Filter, i + 2
-        elif model is QueryCard and part == "tags":
-            model, i = TagSpec, i + 2
-        elif part in ("viz", "at"):
-            model, i = (Viz if part == "viz" else Place), i + 1
-        else:
+    model: type[BaseModel] = document_kind(data)
+    value: Any = data
+    skip_key = cards = False
+    for part in loc:
+        if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+            if cards:
+                model, cards = (
+                    {"text": TextCard, "heading": HeadingCard, "query": QueryCard}[_card_kind(value)],
+                    False,
+                )
+            continue
+        if not isinstance(value, dict) or part not in value:
             return None
-    return model
+        value = value[part]
+        if skip_key:
+            skip_key = False
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        if model is DashboardSpec and part == "cards":
+            cards = True
+            continue
+        candidates = _models_in(field.annotation)
+        if len(candidates) != 1:
+            return None
+        model = candidates[0]
+        skip_key = _holds_mapping(field.annotation)
+    return None if cards or skip_key else model
 
 
-def load_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedDashboard:
-    """One dashboard file, parsed and checked; raises SpecErrors listing every problem found."""
+def load_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedFile:
+    """One file on its own, parsed and checked; raises SpecErrors listing every problem found.
+
+    Its questions may only be built on models and questions of the same file (`load_paths` reads several).
+    """
+    loaded = _load_one(path, environ)
+    _compile([loaded])
+    return loaded
+
+
+def _compile(loaded: list[LoadedFile]) -> None:
+    """Compile every query-builder question (names only, no database); raises SpecErrors."""
+    compiled = compile_questions(loaded, schema=None)
+    if compiled.errors:
+        raise SpecErrors(sorted(compiled.errors, key=lambda e: (str(e.path), e.line, e.column)))
+
+
+def _load_one(path: Path, environ: Mapping[str, str] | None) -> LoadedFile:
     environ = os.environ if environ is None else environ
     locator = Locator(path)
     text, unreadable = _read_text(path)
@@ -220,15 +340,25 @@ def load_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedDas
     errors = composer.errors
     if not isinstance(data, dict):
         raise SpecErrors([locator.error((), "a dashboard file must be a mapping (key: value)")])
+    if "cards" not in data and "questions" not in data:
+        raise SpecErrors(
+            [
+                locator.error(
+                    (),
+                    "the file has neither `cards:` (a dashboard) nor `questions:` (models and questions)",
+                    hint="add `cards:` to make it a dashboard, or `questions:` for a file of models",
+                )
+            ]
+        )
     try:
-        spec = DashboardSpec.model_validate(data)
+        spec = document_kind(data).model_validate(data)
     except ValidationError as exc:
         # A value YAML could not read is reported once, not again as pydantic's "invalid string".
         found = [e for e in _pydantic_errors(exc, locator, data) if e.field not in composer.unreadable]
         raise SpecErrors(sorted(errors + found, key=lambda e: (e.line, e.column))) from exc
-    loaded = LoadedDashboard(path, spec, locator)
+    loaded = LoadedFile(path, spec, locator)
     errors += _read_sql(loaded)
-    errors += check_dashboard(loaded)
+    errors += check_document(loaded)
     if errors:
         raise SpecErrors(sorted(errors, key=lambda e: (e.line, e.column)))
     return loaded
@@ -245,58 +375,58 @@ def dashboard_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_paths(paths: Iterable[Path], environ: Mapping[str, str] | None = None) -> list[LoadedDashboard]:
+def load_paths(paths: Iterable[Path], environ: Mapping[str, str] | None = None) -> list[LoadedFile]:
     """Every dashboard under `paths`; raises SpecErrors with the problems of all files at once."""
     files = dashboard_files(paths)
     if not files:
         raise SpecErrors([SpecError(Path("."), 0, "(paths)", "no dashboard files (*.yaml) found")])
-    loaded: list[LoadedDashboard] = []
+    loaded: list[LoadedFile] = []
     errors: list[SpecError] = []
     for path in files:
         if not path.exists():
             errors.append(SpecError(path, 0, "(file)", "no such file"))
             continue
         try:
-            loaded.append(load_file(path, environ))
+            loaded.append(_load_one(path, environ))
         except SpecErrors as exc:
             errors += exc.errors
-    seen: dict[str, LoadedDashboard] = {}
+    seen: dict[str, LoadedFile] = {}
     for item in loaded:
         first = seen.setdefault(item.spec.key, item)
         if first is not item:
             errors.append(
                 item.locator.error(
                     ("key",),
-                    f"dashboard key `{item.spec.key}` is also used by {first.path}",
-                    hint="each dashboard needs its own key",
+                    f"file key `{item.spec.key}` is also used by {first.path}",
+                    hint="each file needs its own key",
                 )
             )
     if errors:
         raise SpecErrors(errors)
+    _compile(loaded)
     return loaded
 
 
-def _read_sql(loaded: LoadedDashboard) -> list[SpecError]:
+def _read_sql(loaded: LoadedFile) -> list[SpecError]:
     errors: list[SpecError] = []
-    for index, card in enumerate(loaded.spec.cards):
-        if not isinstance(card, QueryCard):
+    for where, question in loaded.spec.located_questions():
+        if question.sql is not None:
+            loaded.sql[question.key] = question.sql
             continue
-        if card.sql is not None:
-            loaded.sql[card.key] = card.sql
+        if question.sql_file is None:
             continue
-        assert card.sql_file is not None
-        target = (loaded.path.parent / card.sql_file).resolve()
+        target = (loaded.path.parent / question.sql_file).resolve()
         text, unreadable = _read_text(target)
         if text is None:
             errors.append(
                 loaded.locator.error(
-                    ("cards", index, "sql_file"),
+                    (*where, "sql_file"),
                     f"{unreadable}: {target}",
                     hint="sql_file is relative to the YAML file",
                 )
             )
         else:
-            loaded.sql[card.key] = text
+            loaded.sql[question.key] = text
     return errors
 
 

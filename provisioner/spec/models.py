@@ -177,25 +177,230 @@ class Place(SpecModel):
     height: int | None = Field(default=None, ge=1)
 
 
-class QueryCard(SpecModel):
-    """A native SQL question on the dashboard."""
+TemporalUnit = Literal[
+    "minute",
+    "hour",
+    "day",
+    "week",
+    "month",
+    "quarter",
+    "year",
+    "minute-of-hour",
+    "hour-of-day",
+    "day-of-week",
+    "day-of-month",
+    "day-of-year",
+    "week-of-year",
+    "month-of-year",
+    "quarter-of-year",
+]
+JoinStrategy = Literal["left", "inner", "right", "full"]
+QuestionType = Literal["question", "model", "metric"]
+# Semantic types a model column is given by a word; any Metabase `type/...` is accepted as written.
+SEMANTIC_TYPES: dict[str, str] = {
+    "currency": "type/Currency",
+    "category": "type/Category",
+    "latitude": "type/Latitude",
+    "longitude": "type/Longitude",
+    "name": "type/Name",
+    "title": "type/Title",
+    "description": "type/Description",
+    "pk": "type/PK",
+    "fk": "type/FK",
+    "quantity": "type/Quantity",
+    "score": "type/Score",
+    "percentage": "type/Percentage",
+    "email": "type/Email",
+    "url": "type/URL",
+    "city": "type/City",
+    "state": "type/State",
+    "country": "type/Country",
+    "zip": "type/ZipCode",
+    "creation date": "type/CreationDate",
+    "creation timestamp": "type/CreationTimestamp",
+}
+SemanticName = Annotated[
+    str,
+    Field(
+        pattern=r"^(type/[A-Za-z]+|" + "|".join(SEMANTIC_TYPES) + r")$",
+        description="currency, category, latitude, longitude, name, pk, fk, ... or a Metabase `type/...`",
+    ),
+]
+Expression = Annotated[str, Field(min_length=1, description="an expression, e.g. `days_past_due > 30`")]
+
+
+class Source(SpecModel):
+    """Where a query's rows come from: a table or view by name, or a model or question by key."""
+
+    table: NonBlank | None = Field(default=None, description="table or view name (or `schema.table`)")
+    model: NonBlank | None = Field(default=None, description="a model's key (`file-key/model-key`)")
+    question: NonBlank | None = Field(default=None, description="a question's key")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        if sum(v is not None for v in (self.table, self.model, self.question)) != 1:
+            raise ValueError("give exactly one of `table`, `model` or `question`")
+        return self
+
+    @property
+    def card_key(self) -> str | None:
+        return self.model or self.question
+
+
+def as_source(value: str | Source) -> Source:
+    """A bare string source is a table or view."""
+    return Source(table=value) if isinstance(value, str) else value
+
+
+class Join(SpecModel):
+    """A join to a table, model or question, on conditions written as expressions."""
+
+    source: NonBlank | Source = Field(description="a table name, or {table|model|question: ...}")
+    alias: NonBlank | None = Field(
+        default=None, description="how columns of the join are named; default: its source"
+    )
+    on: Expression | list[Expression] = Field(description="e.g. `customer_id = Customers.customer_id`")
+    strategy: JoinStrategy = "left"
+    columns: Literal["all", "none"] | list[NonBlank] = Field(
+        default="all", description="the joined columns the result keeps"
+    )
+
+    @property
+    def conditions(self) -> list[str]:
+        return [self.on] if isinstance(self.on, str) else list(self.on)
+
+
+class Group(SpecModel):
+    """A grouping column, with a temporal unit or binning."""
+
+    column: NonBlank = Field(description="a column: `due_date`, `Customers.region`, `customer_id -> name`")
+    unit: TemporalUnit | None = Field(default=None, description="for dates: month, week, day-of-week ...")
+    bins: int | Literal["auto"] | None = Field(default=None, description="for numbers: a number of bins")
+    bin_width: float | None = Field(default=None, gt=0, description="for numbers: the width of each bin")
+
+    @model_validator(mode="after")
+    def _one_bucketing(self) -> Group:
+        if sum(v is not None for v in (self.unit, self.bins, self.bin_width)) > 1:
+            raise ValueError("give at most one of `unit`, `bins` or `bin_width`")
+        if isinstance(self.bins, int) and self.bins < 1:
+            raise ValueError("`bins` must be at least 1 (or `auto`)")
+        return self
+
+
+class Summary(SpecModel):
+    """A named summary: `{expr: "sum(amount)", name: Total}`."""
+
+    expr: Expression = Field(description="e.g. `sum(outstanding_balance)`, `count_where(days_past_due > 0)`")
+    name: NonBlank | None = Field(default=None, description="the column's display name")
+
+
+class Stage(SpecModel):
+    """One step of a query-builder question; a later step works on the results of the one before."""
+
+    source: NonBlank | Source | None = Field(
+        default=None, description="first step only: a table name, or {table|model|question: ...}"
+    )
+    joins: list[Join] = Field(default_factory=list)
+    expressions: dict[NonBlank, Expression] = Field(
+        default_factory=dict, description="custom columns: name -> expression"
+    )
+    filter: Expression | list[Expression] | None = Field(
+        default=None, description="conditions every row must meet (a list: all of them)"
+    )
+    columns: list[NonBlank] | None = Field(default=None, description="the columns to keep (default: all)")
+    summarize: list[Expression | Summary] = Field(
+        default_factory=list, description="count, sum(x), avg(x), distinct(x), count_where(...) ..."
+    )
+    group_by: list[NonBlank | Group] = Field(default_factory=list)
+    order_by: list[NonBlank] = Field(
+        default_factory=list, description="a column or summary, optionally followed by `desc`"
+    )
+    limit: int | None = Field(default=None, ge=1)
+
+    @property
+    def filters(self) -> list[str]:
+        return (
+            []
+            if self.filter is None
+            else [self.filter]
+            if isinstance(self.filter, str)
+            else list(self.filter)
+        )
+
+
+class ColumnMeta(SpecModel):
+    """What a model says about one of its columns (Metabase shows it everywhere the column appears)."""
+
+    display_name: NonBlank | None = None
+    description: NonBlank | None = None
+    semantic_type: SemanticName | None = None
+    fk_target: Annotated[str, Field(pattern=FIELD_PATTERN)] | None = Field(
+        default=None, description="for `semantic_type: fk`: the `table.column` it points to"
+    )
+
+    @property
+    def semantic(self) -> str | None:
+        if self.semantic_type is None:
+            return None
+        return SEMANTIC_TYPES.get(self.semantic_type, self.semantic_type)
+
+
+class Question(SpecModel):
+    """A saved question, model or metric: SQL (`sql`/`sql_file`) or built with the query builder (`query`)."""
 
     key: Key
     name: NonBlank
+    type: QuestionType = Field(default="question", description="question, model or metric")
     description: NonBlank | None = None
     display: DisplayName = "table"
     sql: NonBlank | None = None
     sql_file: NonBlank | None = Field(default=None, description="path relative to this YAML file")
     tags: dict[str, TagSpec] = Field(default_factory=dict)
-    filters: dict[str, Key] = Field(default_factory=dict, description="template tag -> dashboard filter key")
+    query: Stage | list[Stage] | None = Field(
+        default=None, description="a query-builder question: one step, or a list of steps"
+    )
+    mbql: dict[str, Any] | None = Field(
+        default=None,
+        description="raw MBQL (names instead of ids) for what `query` cannot express; written by export",
+    )
+    metadata: dict[NonBlank, ColumnMeta] = Field(
+        default_factory=dict, description="models: display name, description and semantic type per column"
+    )
     viz: Viz = Field(default_factory=Viz)
-    at: Place = Field(default_factory=Place)
 
     @model_validator(mode="after")
-    def _one_sql_source(self) -> QueryCard:
-        if (self.sql is None) == (self.sql_file is None):
-            raise ValueError("give exactly one of `sql` (inline) or `sql_file` (a path)")
+    def _one_query(self) -> Question:
+        given = [n for n in ("sql", "sql_file", "query", "mbql") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `sql` (inline SQL), `sql_file` (a path), `query` (query builder) "
+                "or `mbql`" + (f"; found {', '.join(given)}" if given else "")
+            )
+        if self.tags and self.sql is None and self.sql_file is None:
+            raise ValueError("`tags` type the {{variables}} of SQL; a query-builder question has none")
+        if self.metadata and self.type == "question":
+            raise ValueError("`metadata` describes the columns of a model or metric: add `type: model`")
         return self
+
+    @property
+    def is_native(self) -> bool:
+        return self.query is None and self.mbql is None
+
+    @property
+    def stages(self) -> list[Stage]:
+        if self.query is None:
+            return []
+        return [self.query] if isinstance(self.query, Stage) else list(self.query)
+
+
+class QueryCard(Question):
+    """A question on the dashboard, wired to its filters and placed on the grid."""
+
+    filters: dict[str, Key] = Field(
+        default_factory=dict,
+        description="SQL: template tag -> filter key; query builder: column -> filter key",
+    )
+    at: Place = Field(default_factory=Place)
 
 
 class TextCard(SpecModel):
@@ -230,17 +435,10 @@ AnyCard = Annotated[
 _UNION_TAGS = {"query", "text", "heading"}
 
 
-class DashboardSpec(SpecModel):
-    """One dashboard file."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        title="Dashboard",
-        json_schema_extra={"description": "A Metabase dashboard kept as code (metabase-provisioner)."},
-    )
+class DocumentSpec(SpecModel):
+    """What every file has: its key, the collection it fills, the database and questions kept there."""
 
     key: Key = Field(description="stable identity: renaming `name` updates in place")
-    name: NonBlank
     collection: NonBlank = Field(
         description="collection path, e.g. `Asset Finance Demo/Risk`; created when missing"
     )
@@ -248,10 +446,9 @@ class DashboardSpec(SpecModel):
     database: NonBlank | None = Field(
         default=None, description="Metabase database name; default: the only non-sample database"
     )
-    width: Literal["fixed", "full"] = "fixed"
-    filters: list[Filter] = Field(default_factory=list)
-    tabs: list[NonBlank] = Field(default_factory=list)
-    cards: list[AnyCard] = Field(min_length=1)
+    questions: list[Question] = Field(
+        default_factory=list, description="questions and models kept in the collection, not on a dashboard"
+    )
 
     @field_validator("collection")
     @classmethod
@@ -265,15 +462,75 @@ class DashboardSpec(SpecModel):
     def collection_path(self) -> tuple[str, ...]:
         return tuple(self.collection.split("/"))
 
+    def all_questions(self) -> list[Question]:
+        """Every question of the file: the dashboard's cards, then the collection's questions."""
+        return [q for _, q in self.located_questions()]
+
+    def located_questions(self) -> list[tuple[tuple[str | int, ...], Question]]:
+        """Every question with where it is written (`("cards", 2)`, `("questions", 0)`)."""
+        return [(("questions", i), q) for i, q in enumerate(self.questions)]
+
+
+class QuestionsSpec(DocumentSpec):
+    """A file of questions and models with no dashboard (for example the models a demo is built on)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        title="Questions",
+        json_schema_extra={
+            "description": "Metabase questions and models kept as code (metabase-provisioner)."
+        },
+    )
+
+    questions: list[Question] = Field(min_length=1, description="questions and models kept in the collection")
+
+
+class DashboardSpec(DocumentSpec):
+    """One dashboard file."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        title="Dashboard",
+        json_schema_extra={"description": "A Metabase dashboard kept as code (metabase-provisioner)."},
+    )
+
+    name: NonBlank
+    width: Literal["fixed", "full"] = "fixed"
+    filters: list[Filter] = Field(default_factory=list)
+    tabs: list[NonBlank] = Field(default_factory=list)
+    cards: list[AnyCard] = Field(min_length=1)
+
     def filter(self, key: str) -> Filter | None:
         return next((f for f in self.filters if f.key == key), None)
 
     def query_cards(self) -> list[QueryCard]:
         return [c for c in self.cards if isinstance(c, QueryCard)]
 
+    def located_questions(self) -> list[tuple[tuple[str | int, ...], Question]]:
+        cards: list[tuple[tuple[str | int, ...], Question]] = [
+            (("cards", i), c) for i, c in enumerate(self.cards) if isinstance(c, QueryCard)
+        ]
+        return [*cards, *super().located_questions()]
+
+
+AnyDocument = DashboardSpec | QuestionsSpec
+
+
+def document_kind(data: Any) -> type[DashboardSpec] | type[QuestionsSpec]:
+    """The model a file's top-level mapping is read with: a dashboard when it has `cards`."""
+    if isinstance(data, Mapping) and "cards" not in data and "questions" in data:
+        return QuestionsSpec
+    return DashboardSpec
+
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a dashboard file, for editors (`dashboards/schema.json`)."""
-    schema = DashboardSpec.model_json_schema()
+    """The JSON Schema of a file, for editors (`dashboards/schema.json`): a dashboard, or questions."""
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(AnyDocument).json_schema()
+    schema["title"] = "Dashboard or questions"
+    schema["description"] = (
+        "A Metabase dashboard, or questions and models, kept as code (metabase-provisioner)."
+    )
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

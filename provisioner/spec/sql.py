@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from provisioner.spec.models import DashboardSpec, QueryCard, TagSpec
+from provisioner.spec.models import DashboardSpec, DocumentSpec, QueryCard, Question, TagSpec
 
 TAG_PATTERN = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 OPTIONAL_CLAUSE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
@@ -32,13 +32,14 @@ class ResolvedTag:
     default: Any
 
 
-def resolve_tags(spec: DashboardSpec, card: QueryCard, sql: str) -> list[ResolvedTag]:
-    """The card's template tags with their types, widgets and wired filters."""
+def resolve_tags(spec: DocumentSpec, card: Question, sql: str) -> list[ResolvedTag]:
+    """The question's template tags with their types, widgets and wired filters (a dashboard's cards)."""
     out: list[ResolvedTag] = []
+    wiring = card.filters if isinstance(card, QueryCard) else {}
     for name, required in sql_tags(sql).items():
         tag = card.tags.get(name) or TagSpec()
-        filter_key = card.filters.get(name)
-        wired = spec.filter(filter_key) if filter_key else None
+        filter_key = wiring.get(name)
+        wired = spec.filter(filter_key) if filter_key and isinstance(spec, DashboardSpec) else None
         label = tag.label or (wired.name if wired else name.replace("_", " ").capitalize())
         if tag.field:
             widget = tag.widget or (wired.parameter_type if wired else "category")
