@@ -301,11 +301,12 @@ def execute(
         elif action.action == "update":
             assert action.id is not None
             progress.info(f"updating {card.type} {action.name}: {', '.join(action.changes)}")
-            extra = {"archived": False} if "archived" in action.changes else {}
             body = writer.body(card, collection_id)
+            if "archived" in action.changes:
+                body["archived"] = False
             if card.dashboard_key is None and "dashboard" in action.changes:
                 body["dashboard_id"] = None  # out of its dashboard, into the collection
-            updated = client.update_card(action.id, CardUpdate(**body, **extra))
+            updated = client.update_card(action.id, CardUpdate(**body))
             changed_cards.append((card, updated))
             record(action, action.id)
         else:

@@ -22,6 +22,7 @@ from provisioner.observe import ActualState, Wanted, observe, resolve_databases
 from provisioner.plan import Plan, build_plan
 from provisioner.progress import NullProgress, Progress
 from provisioner.spec import LoadedFile, json_schema, load_paths
+from provisioner.spec.models import DashboardSpec
 from provisioner.translate import MetadataSchema
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from provisioner.metabase.models import DatabaseMetadata
 
 DEFAULT_DIR = Path("dashboards")
+EXPORT_DIR = Path("exported")  # never straight into dashboards/: an export is reviewed before it is applied
 
 
 def schema() -> dict[str, Any]:
@@ -71,7 +73,12 @@ def validate(
     loaded = load_paths(paths, environ)
     result = ValidateResult(
         dashboards=[
-            {"path": str(d.path), "key": d.spec.key, "name": d.spec.name, "cards": len(d.spec.cards)}
+            {
+                "path": str(d.path),
+                "key": d.spec.key,
+                "name": d.spec.name if isinstance(d.spec, DashboardSpec) else d.spec.collection,
+                "cards": len(d.spec.all_questions()),
+            }
             for d in loaded
         ]
     )
@@ -266,14 +273,16 @@ def export(
     settings: Settings,
     dashboards: Sequence[str],
     *,
-    out_dir: Path = DEFAULT_DIR,
+    out_dir: Path = EXPORT_DIR,
+    force: bool = False,
     progress: Progress | None = None,
     client: MetabaseClient | None = None,
 ) -> ExportResult:
     """Write existing dashboards (by exact name or id) as YAML in `out_dir`.
 
-    Raises MetabaseNotFound, MetabaseError, ConfigError (`out_dir` cannot be written).
+    Raises MetabaseNotFound, MetabaseError, ConfigError (`out_dir` cannot be written, or the export would
+    overwrite a file or a key there without `force`).
     """
     progress = progress or NullProgress()
     with _metabase(settings, client, progress, read_only=True) as mb:
-        return export_dashboards(mb, dashboards, out_dir=out_dir, progress=progress)
+        return export_dashboards(mb, dashboards, out_dir=out_dir, force=force, progress=progress)

@@ -329,13 +329,12 @@ def _desired_dashboard(
             for tag in resolve_tags(spec, card, loaded.sql[card.key]):
                 if tag.filter_key and spec.filter(tag.filter_key):
                     kind = "dimension" if tag.kind == "dimension" else "variable"
-                    target = [kind, ["template-tag", tag.name]]
+                    target = [kind, ["template-tag", tag.name]]  # a variable of the SQL
                     mappings.append((parameter_id(spec.key, tag.filter_key), target))
         elif ident in compiled:
             for column, ref in compiled[ident].wiring.items():
                 filter_key = card.filters[column]
-                target = ["dimension", ref, {"stage-number": 0}]
-                mappings.append((parameter_id(spec.key, filter_key), target))
+                mappings.append((parameter_id(spec.key, filter_key), ["dimension", ref, {"stage-number": 0}]))
         dashcards.append(DesiredDashcard(ident, where.tab, where, {}, sorted(mappings, key=repr)))
     return DesiredDashboard(
         key=spec.key,

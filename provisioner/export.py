@@ -1,12 +1,16 @@
-"""Metabase -> dashboard YAML: canonical key order, field ids back to `table.column`, stable round trip.
+"""Metabase -> YAML: any dashboard, as built in the UI, with every id turned into a name.
 
-Keys come back from managed cards (`provisioner.key` in their settings); dashboards made in the UI
-get keys from their names. Everything written is exactly what `plan` compares, so exporting a
-managed dashboard and planning the result shows no changes.
+Covered: SQL questions (their template tags and field filters), query-builder questions (the readable
+`query:` form when it says exactly the same query, else a faithful `mbql:` block), questions they are
+built on (written under `questions:`, or referred to by key when the tool already manages them), models
+with their column metadata, text and heading cards, tabs and filters. Keys come back from managed cards
+(`provisioner.key`); a dashboard made in the UI gets keys from its names. Exporting a managed dashboard
+and planning the result shows no changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,17 +20,24 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from provisioner.errors import ConfigError, MetabaseError, MetabaseNotFound
-from provisioner.identity import KEY_SETTING
+from provisioner.identity import KEY_SETTING, identity_of
+from provisioner.mbql.normal import NormalizeError, canonical, from_wire, map_leaves, normal_ref
 from provisioner.metabase.models import Card, Dashboard, DashCard, DatabaseMetadata
 from provisioner.observe import collection_paths
 from provisioner.progress import NullProgress, Progress
-from provisioner.spec.models import DISPLAYS, FILTER_TYPES
+from provisioner.spec.document import Locator
+from provisioner.spec.models import DISPLAYS, FILTER_TYPES, SEMANTIC_TYPES, Question
+from provisioner.spec.question import CardSource, QuestionCompiler
+from provisioner.spec.raw import encode as encode_raw
+from provisioner.spec.readable import column_text, to_readable
 from provisioner.spec.sql import sql_tags
+from provisioner.translate import MetadataSchema, TranslateError, field_to_names, to_names
 
 if TYPE_CHECKING:
     from provisioner.metabase.client import MetabaseClient
 
-_PARAMETER_TYPES = {mb_type for mb_type, _ in FILTER_TYPES.values()}
+_PARAMETER_TYPES = {mb_type: name for name, (mb_type, _) in reversed(FILTER_TYPES.items())}
+_SEMANTIC_WORDS = {v: k for k, v in SEMANTIC_TYPES.items()}
 
 
 def slug(text: str) -> str:
@@ -53,37 +64,57 @@ def export_dashboards(
     dashboards: Sequence[str],
     *,
     out_dir: Path,
+    force: bool = False,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Write each dashboard (by id or exact name) as `<out_dir>/<key>.yaml`.
 
-    Raises MetabaseNotFound (no such dashboard), MetabaseError, ConfigError (`out_dir` not writable).
+    Raises MetabaseNotFound (no such dashboard), MetabaseError, ConfigError (`out_dir` not writable, or a
+    file or key there that the export would overwrite without `force`).
     """
     progress = progress or NullProgress()
     result = ExportResult()
     collections = mb.list_collections()
     paths_by_id = {c.id: path for path, c in collection_paths(collections).items()}
-    databases = [d for d in mb.list_databases() if not d.is_sample and not d.is_audit]
+    databases = {d.id: d for d in mb.list_databases() if not d.is_sample and not d.is_audit}
     metadata: dict[int, DatabaseMetadata] = {}
+    taken = _keys_in(out_dir)
     for wanted in dashboards:
         dashboard = mb.get_dashboard(_find_dashboard(mb, wanted, collections))
         progress.step(f"Exporting dashboard {dashboard.name!r} (id {dashboard.id})")
-        for db_id in {d.card.database_id for d in dashboard.dashcards if d.card and d.card.database_id}:
-            if db_id not in metadata:
-                metadata[db_id] = mb.database_metadata(db_id)
-        document, warnings = dashboard_document(
-            dashboard,
-            paths_by_id.get(dashboard.collection_id),
-            metadata,
-            several_databases=len(databases) > 1,
-        )
-        target = out_dir / f"{document['key']}.yaml"
+        exporter = _Exporter(mb, dashboard, metadata)
+        home = paths_by_id.get(dashboard.collection_id) if dashboard.collection_id is not None else None
+        document = exporter.document(home, databases)
+        key = document["key"]
+        target = out_dir / f"{key}.yaml"
+        if not force and (target.exists() or key in taken):
+            where = target if target.exists() else taken[key]
+            raise ConfigError(
+                f"exporting {dashboard.name!r} would overwrite {where} (key `{key}`)",
+                hint="choose another --out directory, or pass --force to overwrite",
+            )
         _write(target, render(document))
+        taken[key] = target
         result.files.append(str(target))
-        result.warnings += warnings
+        result.warnings += exporter.warnings
     for warning in result.warnings:
         progress.warn(warning)
     return result
+
+
+def _keys_in(directory: Path) -> dict[str, Path]:
+    """The `key:` of each YAML file already in `directory` (what an export must not collide with)."""
+    keys: dict[str, Path] = {}
+    if not directory.is_dir():
+        return keys
+    for path in sorted(directory.glob("*.y*ml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("key"), str):
+            keys[data["key"]] = path
+    return keys
 
 
 def _write(target: Path, text: str) -> None:
@@ -162,84 +193,6 @@ def _display_name(card: Card) -> str | None:
     return display if display in DISPLAYS else None
 
 
-def dashboard_document(
-    dashboard: Dashboard,
-    collection_path: tuple[str, ...] | None,
-    metadata: dict[int, DatabaseMetadata],
-    *,
-    several_databases: bool = False,
-) -> tuple[dict[str, Any], list[str]]:
-    """The YAML document of a dashboard (as plain data, canonical order) and any warnings."""
-    warnings: list[str] = []
-    managed = [
-        str(d.card.visualization_settings[KEY_SETTING])
-        for d in dashboard.dashcards
-        if d.card is not None and isinstance(d.card.visualization_settings.get(KEY_SETTING), str)
-    ]
-    key = managed[0].split("/", 1)[0] if managed else slug(dashboard.name)
-    doc: dict[str, Any] = {"key": key, "name": dashboard.name}
-    if collection_path is None:
-        where = "the root" if dashboard.collection_id is None else "a personal or archived"
-        warnings.append(f"{dashboard.name!r} is in {where} collection; written under `Exported`")
-        collection_path = ("Exported",)
-    doc["collection"] = "/".join(collection_path)
-    if dashboard.description:
-        doc["description"] = dashboard.description
-    if (dashboard.width or "fixed") != "fixed":
-        doc["width"] = dashboard.width
-    filter_keys: dict[str, str] = {}
-    filters: list[dict[str, Any]] = []
-    for param in dashboard.parameters:
-        if param.type not in _PARAMETER_TYPES:
-            warnings.append(
-                f"filter {param.name!r} has type {param.type!r}, which YAML cannot express: skipped"
-            )
-            continue
-        filter_key = param.slug or slug(param.name or param.id)
-        filter_keys[param.id] = filter_key
-        entry: dict[str, Any] = {"key": filter_key, "name": param.name or filter_key, "type": param.type}
-        if param.default is not None:
-            entry["default"] = param.default
-        if param.required:
-            entry["required"] = True
-        filters.append(entry)
-    filter_by_key = {f["key"]: f for f in filters}
-    if filters:
-        doc["filters"] = filters
-    tabs = sorted(dashboard.tabs, key=lambda t: (t.position or 0, t.id))
-    tab_names = {t.id: t.name for t in tabs}
-    if tabs:
-        doc["tabs"] = [t.name for t in tabs]
-    tab_order = {t.id: i for i, t in enumerate(tabs)}
-    cards: list[dict[str, Any]] = []
-    used_keys: set[str] = set()
-    for dashcard in sorted(
-        dashboard.dashcards, key=lambda d: (tab_order.get(d.dashboard_tab_id, 0), d.row, d.col, d.id)
-    ):
-        at: dict[str, Any] = {}
-        if dashcard.dashboard_tab_id in tab_names:
-            at["tab"] = tab_names[dashcard.dashboard_tab_id]
-        at.update(row=dashcard.row, col=dashcard.col, width=dashcard.size_x, height=dashcard.size_y)
-        if dashcard.card is None:
-            entry = _virtual_entry(dashcard)
-            if entry is None:
-                warnings.append(f"dashcard {dashcard.id} is neither a question, text nor heading: skipped")
-                continue
-            entry["at"] = at
-            cards.append(entry)
-            continue
-        entry = _card_entry(dashcard, filter_keys, filter_by_key, metadata, used_keys, warnings)
-        if entry is not None:
-            entry["at"] = at
-            cards.append(entry)
-    doc["cards"] = cards
-    if several_databases:
-        db_ids = {d.card.database_id for d in dashboard.dashcards if d.card and d.card.database_id}
-        if len(db_ids) == 1:
-            doc = {**doc, "database": metadata[db_ids.pop()].name}
-    return _ordered(doc), warnings
-
-
 def _virtual_entry(dashcard: DashCard) -> dict[str, Any] | None:
     settings = dashcard.visualization_settings
     virtual = settings.get("virtual_card") or {}
@@ -249,34 +202,299 @@ def _virtual_entry(dashcard: DashCard) -> dict[str, Any] | None:
     return {"heading": text} if virtual.get("display") == "heading" else {"text": text}
 
 
-def _card_entry(
-    dashcard: DashCard,
-    filter_keys: dict[str, str],
-    filter_by_key: dict[str, dict[str, Any]],
-    metadata: dict[int, DatabaseMetadata],
-    used_keys: set[str],
-    warnings: list[str],
-) -> dict[str, Any] | None:
-    card = dashcard.card
-    assert card is not None
-    sql = card.native_sql
-    if sql is None:
-        warnings.append(f"card {card.name!r} (id {card.id}) is not a SQL question: skipped")
-        return None
-    display = _display_name(card)
-    if display is None:
-        warnings.append(f"card {card.name!r} has display {card.display!r}; written as `table`")
-        display = "table"
-    marked = card.visualization_settings.get(KEY_SETTING)
-    card_key = marked.split("/", 1)[1] if isinstance(marked, str) and "/" in marked else slug(card.name)
-    while card_key in used_keys:
-        card_key += "-2"
-    used_keys.add(card_key)
-    entry: dict[str, Any] = {"key": card_key, "name": card.name}
-    if card.description:
-        entry["description"] = card.description
-    entry["display"] = display
-    entry["sql"] = sql.rstrip() + "\n"
+class _Exporter:
+    """One dashboard as a YAML document, with the cards it is built on."""
+
+    def __init__(
+        self, mb: MetabaseClient, dashboard: Dashboard, metadata: dict[int, DatabaseMetadata]
+    ) -> None:
+        self.mb, self.dashboard, self.metadata = mb, dashboard, metadata
+        self.warnings: list[str] = []
+        marked = [identity_of(d.card) for d in dashboard.dashcards if d.card is not None]
+        own = [m.split("/", 1)[0] for m in marked if m is not None]
+        self.key = own[0] if own else slug(dashboard.name)
+        self.cards: dict[int, Card] = {}  # every card exported or referred to, by id
+        self.keys: dict[int, str] = {}  # card id -> key as the file refers to it (bare when in this file)
+        self.extra: list[int] = []  # cards written under `questions:`
+        self.used: set[str] = set()
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def _local_key(self, card: Card) -> str:
+        ident = identity_of(card)
+        key = ident.split("/", 1)[1] if ident and ident.split("/", 1)[0] == self.key else slug(card.name)
+        while key in self.used:
+            key += "-2"
+        self.used.add(key)
+        return key
+
+    def _collect_sources(self, card: Card) -> None:
+        """Find (reading them once) the cards `card` is built on, and give each a key."""
+        try:
+            normal = from_wire(card.dataset_query)
+        except NormalizeError:
+            return
+        if normal is None:
+            return
+        found: list[int] = []
+
+        def visit(kind: str, value: Any, stage: dict[str, Any]) -> Any:
+            if kind == "card" and isinstance(value, int):
+                found.append(value)
+            return value
+
+        map_leaves(normal, visit)
+        for source_id in found:
+            if source_id in self.keys:
+                continue
+            source = self.mb.get_card(source_id)
+            self.cards[source_id] = source
+            ident = identity_of(source)
+            if ident is not None and ident.split("/", 1)[0] != self.key:
+                self.keys[source_id] = ident  # managed elsewhere: referred to by its identity
+                continue
+            self.keys[source_id] = self._local_key(source)
+            self.extra.append(source_id)
+            self._collect_sources(source)
+
+    def _schema(self, card: Card) -> MetadataSchema | None:
+        db_id = card.database_id
+        if db_id is None:
+            return None
+        if db_id not in self.metadata:
+            self.metadata[db_id] = self.mb.database_metadata(db_id)
+        return MetadataSchema(self.metadata[db_id])
+
+    # -- the document -------------------------------------------------------------------------
+
+    def document(self, collection_path: tuple[str, ...] | None, databases: dict[int, Any]) -> dict[str, Any]:
+        dashboard = self.dashboard
+        on_board = [d.card for d in dashboard.dashcards if d.card is not None]
+        for card in on_board:
+            if card.id not in self.keys:
+                self.cards[card.id] = card
+                self.keys[card.id] = self._local_key(card)
+        for card in on_board:
+            self._collect_sources(card)
+        doc: dict[str, Any] = {"key": self.key, "name": dashboard.name}
+        if collection_path is None:
+            where = "the root" if dashboard.collection_id is None else "a personal or archived"
+            self.warnings.append(f"{dashboard.name!r} is in {where} collection; written under `Exported`")
+            collection_path = ("Exported",)
+        doc["collection"] = "/".join(collection_path)
+        if dashboard.description:
+            doc["description"] = dashboard.description
+        db_ids = sorted({c.database_id for c in self.cards.values() if c.database_id is not None})
+        if db_ids:
+            if len(db_ids) > 1:
+                self.warnings.append(
+                    f"{dashboard.name!r} reads {len(db_ids)} databases; the file names the first, "
+                    "split it to apply it elsewhere"
+                )
+            name = databases[db_ids[0]].name if db_ids[0] in databases else self._schema_name(db_ids[0])
+            doc["database"] = name
+        if (dashboard.width or "fixed") != "fixed":
+            doc["width"] = dashboard.width
+        filter_keys, filters = self._filters()
+        if filters:
+            doc["filters"] = filters
+        tabs = sorted(dashboard.tabs, key=lambda t: (t.position or 0, t.id))
+        tab_names = {t.id: t.name for t in tabs}
+        if tabs:
+            doc["tabs"] = [t.name for t in tabs]
+        tab_order = {t.id: i for i, t in enumerate(tabs)}
+        cards: list[dict[str, Any]] = []
+
+        def reading_order(d: DashCard) -> tuple[int, int, int, int]:
+            return (tab_order.get(d.dashboard_tab_id or -1, 0), d.row, d.col, d.id)
+
+        for dashcard in sorted(dashboard.dashcards, key=reading_order):
+            at: dict[str, Any] = {}
+            if dashcard.dashboard_tab_id in tab_names:
+                at["tab"] = tab_names[dashcard.dashboard_tab_id]
+            at.update(row=dashcard.row, col=dashcard.col, width=dashcard.size_x, height=dashcard.size_y)
+            if dashcard.card is None:
+                entry = _virtual_entry(dashcard)
+                if entry is None:
+                    self.warnings.append(
+                        f"dashcard {dashcard.id} is neither a question, text nor heading: skipped"
+                    )
+                    continue
+            else:
+                entry = self._question(dashcard.card, dashcard, filter_keys, {f["key"]: f for f in filters})
+            entry["at"] = at
+            cards.append(entry)
+        doc["cards"] = cards
+        questions = [self._question(self.cards[i], None, {}, {}) for i in self.extra]
+        if questions:
+            doc["questions"] = questions
+        return _ordered(doc)
+
+    def _schema_name(self, db_id: int) -> str:
+        meta = self.metadata.get(db_id) or self.mb.database_metadata(db_id)
+        return meta.name
+
+    def _filters(self) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        filter_keys: dict[str, str] = {}
+        filters: list[dict[str, Any]] = []
+        for param in self.dashboard.parameters:
+            name = _PARAMETER_TYPES.get(param.type)
+            if name is None:
+                self.warnings.append(
+                    f"filter {param.name!r} has type {param.type!r}, which YAML cannot express: skipped"
+                )
+                continue
+            filter_key = param.slug or slug(param.name or param.id)
+            filter_keys[param.id] = filter_key
+            entry: dict[str, Any] = {"key": filter_key, "name": param.name or filter_key, "type": param.type}
+            if param.default is not None:
+                entry["default"] = param.default
+            if param.required:
+                entry["required"] = True
+            filters.append(entry)
+        return filter_keys, filters
+
+    def _question(
+        self,
+        card: Card,
+        dashcard: DashCard | None,
+        filter_keys: dict[str, str],
+        filter_by_key: dict[str, dict[str, Any]],
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {"key": self.keys[card.id], "name": card.name}
+        if card.type in ("model", "metric"):
+            entry["type"] = card.type
+        if card.description:
+            entry["description"] = card.description
+        display = _display_name(card)
+        if display is None:
+            self.warnings.append(f"card {card.name!r} has display {card.display!r}; written as `table`")
+            display = "table"
+        entry["display"] = display
+        sql = card.native_sql
+        wiring: dict[str, str] = {}
+        self._schema(card)  # reads the card's database metadata once
+        if sql is not None:
+            entry["sql"] = sql.rstrip() + "\n"
+            if dashcard is not None:
+                wiring = _tag_wiring(dashcard, filter_keys)
+            tags = _tags(card, sql, wiring, filter_by_key, self.metadata, self.warnings)
+            if tags:
+                entry["tags"] = tags
+        else:
+            stage0 = self._query(card, entry)
+            if dashcard is not None and stage0 is not None:
+                wiring = self._column_wiring(card, dashcard, filter_keys, stage0)
+        if wiring:
+            entry["filters"] = dict(sorted(wiring.items()))
+        metadata = self._metadata(card, entry)
+        if metadata:
+            entry["metadata"] = metadata
+        viz = _viz_from_settings(card.display or "table", card.visualization_settings)
+        if viz:
+            entry["viz"] = viz
+        return entry
+
+    def _query(self, card: Card, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Write `query:` (or `mbql:`) into the entry; the first stage with names, for the filter wiring."""
+        schema = self._schema(card)
+        try:
+            normal = from_wire(card.dataset_query)
+            assert normal is not None and schema is not None
+            names = canonical(to_names(normal, schema, self.keys))
+        except (NormalizeError, TranslateError, AssertionError) as exc:
+            raise MetabaseError(
+                f"card {card.name!r} (id {card.id}) has a query this tool cannot read: {exc}",
+                hint="open it in Metabase and save it again, or leave it out of the export",
+            ) from exc
+
+        def card_type(key: str) -> str:
+            found = next((c for i, c in self.cards.items() if self.keys.get(i) == key), None)
+            return "model" if found is not None and found.type == "model" else "question"
+
+        readable = to_readable(names, card_type)
+        if readable is not None and self._same(card, readable, names, schema, card_type):
+            entry["query"] = readable
+        else:
+            entry["mbql"] = encode_raw(names)
+        stages = names.get("stages") or [{}]
+        return dict(stages[0])
+
+    def _same(
+        self, card: Card, readable: Any, names: dict[str, Any], schema: MetadataSchema, card_type: Any
+    ) -> bool:
+        """Whether the readable form compiles back to exactly the query Metabase holds."""
+        kind = "model" if card.type == "model" else "metric" if card.type == "metric" else "question"
+        try:
+            question = Question.model_validate({"key": "x", "name": "x", "type": kind, "query": readable})
+        except ValueError:
+            return False
+
+        def lookup(key: str, loc: tuple[Any, ...]) -> CardSource:
+            return CardSource(key, card_type(key), None)
+
+        compiler = QuestionCompiler(Locator(Path("export")), (), schema, lookup)
+        compiled = compiler.compile(question)
+        return compiled is not None and not compiler.errors and compiled.query == names
+
+    def _column_wiring(
+        self, card: Card, dashcard: DashCard, filter_keys: dict[str, str], stage0: dict[str, Any]
+    ) -> dict[str, str]:
+        schema = self._schema(card)
+        wiring: dict[str, str] = {}
+        for mapping in dashcard.parameter_mappings:
+            target = mapping.target
+            if mapping.parameter_id not in filter_keys or len(target) < 2 or not isinstance(target[1], list):
+                continue
+            options = target[2] if len(target) > 2 and isinstance(target[2], dict) else {}
+            text = None
+            if schema is not None and target[1][:1] == ["field"] and options.get("stage-number", 0) == 0:
+                try:
+                    ref = field_to_names(normal_ref(target[1]), schema, stage0)
+                except TranslateError:
+                    ref = None
+                text = column_text(stage0, ref) if ref is not None else None
+            if text is None:
+                self.warnings.append(
+                    f"card {card.name!r}: filter `{filter_keys[mapping.parameter_id]}` targets {target!r}, "
+                    "which YAML cannot name: that wiring is left out"
+                )
+                continue
+            wiring[text] = filter_keys[mapping.parameter_id]
+        return wiring
+
+    def _metadata(self, card: Card, entry: dict[str, Any]) -> dict[str, Any]:
+        """A model's column metadata that differs from its fields' own."""
+        if card.type not in ("model", "metric") or not card.result_metadata:
+            return {}
+        schema = self._schema(card)
+        out: dict[str, Any] = {}
+        for column in card.result_metadata:
+            name = column.get("name")
+            if not isinstance(name, str):
+                continue
+            field_id = column.get("id")
+            field = schema.field_by_id(field_id) if schema is not None and isinstance(field_id, int) else None
+            meta: dict[str, Any] = {}
+            default_name = field.display_name if field is not None else None
+            if column.get("display_name") and column["display_name"] != default_name and field is not None:
+                meta["display_name"] = column["display_name"]
+            if column.get("description") and column["description"] != getattr(field, "description", None):
+                meta["description"] = column["description"]
+            semantic = column.get("semantic_type")
+            if semantic and (field is None or semantic != field.semantic_type):
+                meta["semantic_type"] = _SEMANTIC_WORDS.get(semantic, semantic)
+            target = column.get("fk_target_field_id")
+            own_target = field.fk_target_field_id if field is not None else None
+            if isinstance(target, int) and schema is not None and target != own_target:
+                with contextlib.suppress(TranslateError):  # a target gone from the metadata is left out
+                    meta["fk_target"] = ".".join(schema.field_path(target))
+            if meta:
+                out[name] = meta
+        return out
+
+
+def _tag_wiring(dashcard: DashCard, filter_keys: dict[str, str]) -> dict[str, str]:
     wiring: dict[str, str] = {}
     for mapping in dashcard.parameter_mappings:
         target = mapping.target
@@ -288,6 +506,17 @@ def _card_entry(
             and mapping.parameter_id in filter_keys
         ):
             wiring[str(target[1][1])] = filter_keys[mapping.parameter_id]
+    return wiring
+
+
+def _tags(
+    card: Card,
+    sql: str,
+    wiring: dict[str, str],
+    filter_by_key: dict[str, dict[str, Any]],
+    metadata: dict[int, DatabaseMetadata],
+    warnings: list[str],
+) -> dict[str, Any]:
     tags: dict[str, Any] = {}
     for name, tag in card.template_tags.items():
         if name not in sql_tags(sql):
@@ -324,17 +553,12 @@ def _card_entry(
             spec_tag["default"] = tag.default
         if spec_tag:
             tags[name] = spec_tag
-    if tags:
-        entry["tags"] = tags
-    if wiring:
-        entry["filters"] = dict(sorted(wiring.items()))
-    viz = _viz_from_settings(card.display or "table", card.visualization_settings)
-    if viz:
-        entry["viz"] = viz
-    return entry
+    return tags
 
 
-_ORDER = ["key", "name", "collection", "description", "database", "width", "filters", "tabs", "cards"]
+_ORDER = [
+    "key", "name", "collection", "description", "database", "width", "filters", "tabs", "cards", "questions"
+]  # fmt: skip
 
 
 def _ordered(doc: dict[str, Any]) -> dict[str, Any]:

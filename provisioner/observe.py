@@ -72,8 +72,8 @@ def resolve_databases(
     """
     by_name = {m.name: m for m in sorted(known, key=lambda m: m.id, reverse=True)}  # oldest wins
     if loaded and all(item.spec.database in by_name for item in loaded):
-        ids = {item.spec.key: by_name[str(item.spec.database)].id for item in loaded}
-        return ids, {m.id: m for m in known if m.id in ids.values()}
+        remembered = {item.spec.key: by_name[str(item.spec.database)].id for item in loaded}
+        return remembered, {m.id: m for m in known if m.id in remembered.values()}
     databases = [d for d in client.list_databases() if not d.is_sample and not d.is_audit]
     ids: dict[str, int] = {}
     errors: list[SpecError] = []

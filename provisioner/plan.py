@@ -139,24 +139,23 @@ def build_plan(
             )
         )
     for card in ordered_cards(cards):
-        existing = actual.cards.get(card.ident)
-        key = card.ident
-        if existing is None:
-            actions.append(Action("card", "create", key, card.name, desired=card))
+        found = actual.cards.get(card.ident)
+        if found is None:
+            actions.append(Action("card", "create", card.ident, card.name, desired=card))
             continue
         coll_id = _collection_id(actual, card.collection_path)
         home = actual.dashboards.get(card.dashboard_key) if card.dashboard_key else None
-        diffs = card_differences(card, existing, coll_id, reader, home.id if home else None)
+        diffs = card_differences(card, found, coll_id, reader, home.id if home else None)
         actions.append(
             Action(
                 "card",
                 "update" if diffs else "unchanged",
-                key,
+                card.ident,
                 card.name,
-                id=existing.id,
+                id=found.id,
                 changes=diffs,
                 desired=card,
-                actual=existing,
+                actual=found,
             )
         )
     for dash in dashboards:
@@ -182,10 +181,10 @@ def build_plan(
         )
     if prune:
         wanted_cards = {c.ident for c in cards}
-        for key, existing in sorted(actual.cards.items()):
+        for key, gone in sorted(actual.cards.items()):
             in_scope = prune_scope is None or key.split("/", 1)[0] in prune_scope
-            if key not in wanted_cards and not existing.archived and in_scope:
-                actions.append(Action("card", "archive", key, existing.name, id=existing.id, actual=existing))
+            if key not in wanted_cards and not gone.archived and in_scope:
+                actions.append(Action("card", "archive", key, gone.name, id=gone.id, actual=gone))
         wanted_dashboards = {d.key for d in dashboards}
         for key, existing_dash in sorted(actual.dashboards.items()):
             in_scope = prune_scope is None or key in prune_scope

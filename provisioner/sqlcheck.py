@@ -18,7 +18,6 @@ from provisioner.db.connection import connect, first_line
 from provisioner.errors import DatabaseError, SpecError
 from provisioner.redact import redact_dsn
 from provisioner.spec import LoadedFile
-from provisioner.spec.models import QueryCard
 from provisioner.spec.sql import OPTIONAL_CLAUSE, TAG_PATTERN, ResolvedTag, resolve_tags
 
 _LITERALS = {"dimension": "true", "text": "'x'", "number": "0", "date": "DATE '2000-01-01'"}
@@ -113,8 +112,8 @@ def _check_dashboard(
     conn: psycopg.Connection, item: LoadedFile, columns: set[tuple[str, str, str]]
 ) -> list[SpecError]:
     errors: list[SpecError] = []
-    for index, card in enumerate(item.spec.cards):
-        if not isinstance(card, QueryCard) or card.key not in item.sql:
+    for base, card in item.spec.located_questions():
+        if card.key not in item.sql:
             continue
         sql = item.sql[card.key]
         tags = {t.name: t for t in resolve_tags(item.spec, card, sql)}
@@ -122,12 +121,12 @@ def _check_dashboard(
             if tag.field and not _field_exists(tag.field, columns):
                 errors.append(
                     item.locator.error(
-                        ("cards", index, "tags", tag.name, "field"),
+                        (*base, "tags", tag.name, "field"),
                         f"`{tag.field}` is not a column of any table or view in the database",
                         hint="check the names; a view's columns are listed in database/002_views.sql",
                     )
                 )
-        where = ("cards", index, "sql" if card.sql is not None else "sql_file")
+        where = (*base, "sql" if card.sql is not None else "sql_file")
         returned: list[str] | None = None
         for keep in (False, True):
             found = describe(conn, substitute(sql, tags, keep_optional=keep))
@@ -146,7 +145,7 @@ def _check_dashboard(
             if column not in returned:
                 errors.append(
                     item.locator.error(
-                        ("cards", index, "viz", viz_key),
+                        (*base, "viz", viz_key),
                         f"column `{column}` is not returned by the SQL (it returns: {', '.join(returned)})",
                         hint="name a column of the SELECT list, or alias one (AS ...)",
                     )

@@ -88,18 +88,21 @@ def apply_command(
 def export_command(
     ctx: typer.Context,
     dashboard: Annotated[list[str], typer.Argument(help="Dashboard name or id (several allowed).")],
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the YAML files to.")] = Path(
-        "dashboards"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write the YAML to (not dashboards/: review first).")
+    ] = Path("exported"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a file, or a key already used in --out.")
+    ] = False,
     metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Write existing Metabase dashboards as dashboard YAML (field ids back to table.column)."""
+    """Write existing Metabase dashboards as YAML: every id becomes a name, nothing is left out."""
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
     settings = settings_for(metabase_url=metabase_url)
-    result = dashboards.export(settings, dashboard, out_dir=out, progress=output.progress)
+    result = dashboards.export(settings, dashboard, out_dir=out, force=force, progress=output.progress)
     output.result(result.to_dict(), result.describe)
 
 

@@ -17,10 +17,11 @@ TEMPORAL_TYPES = frozenset(
 )
 TEXT_TYPES = frozenset({"type/Text", "type/PostgresEnum", "type/UUID"})
 
-# Default column names of aggregations (the query processor's names for them).
+# Default column names of aggregations (lib/aggregation.cljc `column-name-method`); `sum-where` is
+# `sum_where_<column>` and an arithmetic of summaries `expression`.
 AGGREGATION_NAMES = {
     "count": "count",
-    "cum-count": "count",
+    "cum-count": "cum_count",
     "distinct": "count",
     "sum": "sum",
     "cum-sum": "sum",
@@ -32,7 +33,7 @@ AGGREGATION_NAMES = {
     "stddev": "stddev",
     "var": "var",
     "share": "share",
-    "count-where": "count_where",
+    "count-where": "count-where",
     "sum-where": "sum_where",
     "distinct-where": "distinct_where",
     "metric": "metric",
@@ -169,6 +170,17 @@ def aggregation_name(clause: Any) -> str:
         options = clause[1] if len(clause) > 1 and isinstance(clause[1], dict) else {}
         if isinstance(options.get("name"), str):
             return str(options["name"])
+        args = clause[2:] if len(clause) > 1 and isinstance(clause[1], dict) else clause[1:]
+        if (
+            clause[0] == "sum-where"
+            and args
+            and isinstance(args[0], list)
+            and args[0][:1] in (["field"], ["expression"])
+        ):
+            leaf = args[0][-1]
+            return "sum_where_" + str(leaf[-1] if isinstance(leaf, list) else leaf)
+        if clause[0] in ("case", "if"):
+            return "case"
         return AGGREGATION_NAMES.get(clause[0], "expression")
     return "expression"
 

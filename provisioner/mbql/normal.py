@@ -100,7 +100,7 @@ def _from_mbql5_stage(stage: dict[str, Any]) -> Stage:
         raise NormalizeError("a native stage inside a query-builder query")
     aggregations = stage.get("aggregation") or []
     uuids = {
-        clause[1].get("lib/uuid"): i
+        str(clause[1].get("lib/uuid")): i
         for i, clause in enumerate(aggregations)
         if is_clause(clause) and len(clause) > 1 and isinstance(clause[1], dict)
     }

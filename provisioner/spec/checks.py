@@ -179,5 +179,5 @@ def _check_dashboard(loaded: LoadedFile, spec: DashboardSpec) -> list[SpecError]
                 hint="the tool recognises its dashboards in Metabase by their managed cards and filter ids",
             )
         )
-    errors += check_layout(loaded)
+    errors += check_layout(spec, loc)
     return errors

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import SpecError
-from provisioner.spec.models import DashboardSpec
+from provisioner.spec.models import DashboardSpec, QuestionsSpec
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,9 @@ def field_path(loc: Iterable[Any]) -> str:
 
 @dataclass
 class LoadedFile:
-    """A validated dashboard file: the model, where each part is written, and each card's SQL."""
+    """A validated file: its model (a dashboard, or questions), where each part is written, each SQL."""
 
     path: Path
-    spec: DashboardSpec
+    spec: DashboardSpec | QuestionsSpec
     locator: Locator
     sql: dict[str, str] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from provisioner.errors import SpecError
 from provisioner.spec.models import GRID_COLUMNS, HeadingCard, QueryCard, TextCard
 
 if TYPE_CHECKING:
-    from provisioner.spec.document import LoadedFile
+    from provisioner.spec.document import Locator
     from provisioner.spec.models import DashboardSpec
 
 # Default sizes (width, height) in grid units, from what Metabase itself gives new cards.
@@ -99,9 +99,8 @@ def place(spec: DashboardSpec) -> list[Placement]:
     return [placed[i] for i in range(len(spec.cards))]
 
 
-def check(loaded: LoadedFile) -> list[SpecError]:
+def check(spec: DashboardSpec, locator: Locator) -> list[SpecError]:
     """Cards wider than the grid, or overlapping another card; one error per problem."""
-    spec, locator = loaded.spec, loaded.locator
     errors: list[SpecError] = []
     for index, card in enumerate(spec.cards):
         at = card.at

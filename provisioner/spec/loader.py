@@ -267,6 +267,9 @@ def _holds_mapping(annotation: Any) -> bool:
     return any(_holds_mapping(arg) for arg in get_args(annotation))
 
 
+_CARD_MODELS: dict[str, type[BaseModel]] = {"text": TextCard, "heading": HeadingCard, "query": QueryCard}
+
+
 def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
     """The spec model that owns the mapping at `loc` (to list the keys allowed there)."""
     model: type[BaseModel] = document_kind(data)
@@ -276,10 +279,12 @@ def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
         if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
             value = value[part]
             if cards:
-                model, cards = (
-                    {"text": TextCard, "heading": HeadingCard, "query": QueryCard}[_card_kind(value)],
-                    False,
-                )
+                kinds: dict[str, type[BaseModel]] = {
+                    "text": TextCard,
+                    "heading": HeadingCard,
+                    "query": QueryCard,
+                }
+                model, cards = kinds[_card_kind(value)], False
             continue
         if not isinstance(value, dict) or part not in value:
             return None

@@ -34,6 +34,16 @@ FILTER_TYPES: dict[str, tuple[str, str]] = {
     "date/month-year": ("date/month-year", "date"),
     "date/quarter-year": ("date/quarter-year", "date"),
     "date/all-options": ("date/all-options", "date"),
+    "string/!=": ("string/!=", "string"),
+    "string/does-not-contain": ("string/does-not-contain", "string"),
+    "string/ends-with": ("string/ends-with", "string"),
+    "number/!=": ("number/!=", "number"),
+    "boolean": ("boolean/=", "boolean"),
+    "boolean/=": ("boolean/=", "boolean"),
+    "location/city": ("location/city", "location"),
+    "location/state": ("location/state", "location"),
+    "location/zip_code": ("location/zip_code", "location"),
+    "location/country": ("location/country", "location"),
 }
 
 # YAML display -> (Metabase display, settings it implies).
@@ -74,6 +84,16 @@ FilterTypeName = Literal[
     "date/month-year",
     "date/quarter-year",
     "date/all-options",
+    "string/!=",
+    "string/does-not-contain",
+    "string/ends-with",
+    "number/!=",
+    "boolean",
+    "boolean/=",
+    "location/city",
+    "location/state",
+    "location/zip_code",
+    "location/country",
 ]
 DisplayName = Literal[
     "table",

@@ -27,7 +27,7 @@ from provisioner.mbql.columns import (
     result_type,
     stage_columns,
 )
-from provisioner.mbql.normal import NormalQuery, canonical, is_clause
+from provisioner.mbql.normal import NormalQuery, canonical, is_clause, map_leaves
 from provisioner.spec.document import LoadedFile, Locator
 from provisioner.spec.expr import REF, ExprError, is_ref, parse, render
 from provisioner.spec.models import (
@@ -41,6 +41,8 @@ from provisioner.spec.models import (
     Summary,
     as_source,
 )
+from provisioner.spec.raw import RawError
+from provisioner.spec.raw import decode as decode_raw
 
 Loc = tuple[Any, ...]
 JOIN_STRATEGIES = {"left": "left-join", "inner": "inner-join", "right": "right-join", "full": "full-join"}
@@ -191,6 +193,75 @@ class QuestionCompiler:
                 )
                 continue
             compiled.wiring[text] = ref
+
+    def compile_raw(self, question: Question) -> CompiledQuestion | None:
+        """An `mbql:` block: decoded, its names checked and made canonical, its columns worked out."""
+        assert question.mbql is not None
+        try:
+            query = decode_raw(question.mbql)
+        except RawError as exc:
+            self.error(("mbql",), f"{exc.path}: {exc.message}")
+            return None
+        scopes: list[_Scope] = []
+        columns: list[Column] | None = None
+        try:
+            for index, stage in enumerate(query["stages"]):
+                if index == 0 and "source-table" in stage:
+                    table = self._table(stage["source-table"], ("mbql",))
+                    stage["source-table"] = table
+                    known = _by_name(self.schema.columns(table)) if self.schema is not None else None
+                    scope = _Scope(table, known, schema=self.schema)
+                elif index == 0:
+                    card = self.cards(stage["source-card"], ("mbql",))
+                    stage["source-card"] = card.ident
+                    scope = _Scope(None, _by_name(card.columns), schema=self.schema)
+                else:
+                    scope = _Scope(None, _by_name(columns), schema=self.schema)
+                for join in stage.get("joins") or []:
+                    source = join["stages"][0]
+                    if "source-table" in source:
+                        table = self._table(source["source-table"], ("mbql",))
+                        source["source-table"] = table
+                        known = _by_name(self.schema.columns(table)) if self.schema is not None else None
+                        scope.joins[join["alias"]] = _JoinScope(table, known)
+                    else:
+                        card = self.cards(source["source-card"], ("mbql",))
+                        source["source-card"] = card.ident
+                        scope.joins[join["alias"]] = _JoinScope(None, _by_name(card.columns))
+                scope.expressions = dict(stage.get("expressions") or {})
+                scopes.append(scope)
+                columns = self._columns(stage, scope)
+            query = map_leaves(query, self._canonical_field)
+        except _Problem as problem:
+            self.error(problem.loc, problem.message, problem.hint)
+            return None
+        compiled = CompiledQuestion(canonical(query), columns, scopes)
+        if isinstance(question, QueryCard) and scopes:
+            self._wire(question, scopes[0], compiled)
+        return compiled
+
+    def _canonical_field(self, kind: str, value: Any, stage: dict[str, Any]) -> Any:
+        """A raw block's table columns named as the normal form names them (and known to exist)."""
+        if kind != "field" or self.schema is None:
+            return value
+        options = dict(value[1])
+        paths = [("leaf", value[-1])]
+        if "source-field" in options:
+            paths.append(("source-field", options["source-field"]))
+        out = value[-1]
+        for where, path in paths:
+            if not isinstance(path, list):
+                continue
+            table = self.schema.canonical_table(".".join(path[:-1]))
+            names = {c.name for c in self.schema.columns(table) or []} if table else set()
+            if table is None or path[-1] not in names:
+                raise _Problem(("mbql",), f"no column `{'.'.join(path)}` in the database")
+            fixed = [*table.split("."), path[-1]]
+            if where == "leaf":
+                out = fixed
+            else:
+                options["source-field"] = fixed
+        return ["field", options, out]
 
     # -- sources ----------------------------------------------------------------------------
 
@@ -633,7 +704,7 @@ def compile_questions(
         loaded, where, question = by_ident[ident]
         compiling.append(ident)
         columns: list[Column] | None = None
-        if question.query is not None:
+        if question.query is not None or question.mbql is not None:
 
             def lookup(key: str, loc: Loc, loaded: LoadedFile = loaded) -> CardSource:
                 return _lookup(key, loc, loaded)
@@ -641,7 +712,10 @@ def compile_questions(
             dashboard = loaded.spec if isinstance(loaded.spec, DashboardSpec) else None
             file_schema = schema(loaded) if callable(schema) else schema
             compiler = QuestionCompiler(loaded.locator, where, file_schema, lookup, dashboard)
-            compiled = compiler.compile(question)
+            if question.query is not None:
+                compiled = compiler.compile(question)
+            else:
+                compiled = compiler.compile_raw(question)
             result.errors += compiler.errors
             if compiled is not None:
                 result.questions[ident] = compiled
@@ -684,8 +758,10 @@ def filter_fits(parameter_type: str, base_type: str) -> bool:
     """Whether a dashboard filter of this type can filter a column of this base type."""
     if base_type == "type/*" or parameter_type in ("category", "id"):
         return True
-    if parameter_type.startswith("string/"):
+    if parameter_type.startswith(("string/", "location/")):
         return is_text(base_type)
+    if parameter_type.startswith("boolean/"):
+        return base_type == "type/Boolean"
     if parameter_type.startswith("number/"):
         return is_numeric(base_type)
     if parameter_type.startswith("date/"):
