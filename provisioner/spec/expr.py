@@ -368,8 +368,8 @@ class _Printer:
         args = expr[2:] if len(expr) > 1 and isinstance(expr[1], dict) else expr[1:]
         if tag == REF:
             return render_ref(expr)
-        if self.render_reference is not None and tag in ("field", "expression", "aggregation"):
-            return self.render_reference(expr)
+        if tag in ("field", "expression", "aggregation"):
+            return self.render_reference(expr) if self.render_reference is not None else None
         if tag in ("and", "or") and not options and len(args) >= 2:
             parts = [self.render(a, _PRECEDENCE[tag] + 1) for a in args]
             if not _ok(parts):

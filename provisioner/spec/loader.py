@@ -186,6 +186,22 @@ def _member_kind(marker: str) -> str:
     return "a mapping"
 
 
+def _steps_into(value: Any, part: Any) -> bool:
+    """Whether `part` indexes into `value` (a list position, or a key of the mapping)."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return isinstance(value, list) and 0 <= part < len(value)
+    return isinstance(value, dict) and part in value
+
+
+def _is_member_marker(part: str) -> bool:
+    """Whether a `loc` part names a union member (`list[Stage]`, `constrained-str`, `Source`), not a key."""
+    return (
+        "[" in part
+        or part[:1].isupper()
+        or part in ("str", "int", "float", "bool", "constrained-str", "constrained-int", "constrained-float")
+    )
+
+
 def _kind_of(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
@@ -212,25 +228,18 @@ def _matching_union_members(errors: list[Any], data: Any) -> list[Any]:
         value: Any = data
         real: list[Any] = []
         fits = True
-        for i, part in enumerate(loc):
-            if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
+        for part in loc:
+            if _steps_into(value, part):
                 real.append(part)
                 value = value[part]
-            elif isinstance(part, str) and isinstance(value, dict) and (part in value or i == len(loc) - 1):
-                real.append(part)
-                value = value.get(part)
-            elif isinstance(part, str) and (
-                "[" in part
-                or part[:1].isupper()
-                or (part.islower() and "-" in part)
-                or part in ("str", "int", "float", "bool")
-            ):
+            elif isinstance(part, str) and _is_member_marker(part):
                 if _member_kind(part) != _kind_of(value):
                     fits = False
                     unfit.setdefault(tuple(real), set()).add(_member_kind(part))
                     break
             else:
                 real.append(part)
+                value = None
         if fits:
             kept.append({**err, "loc": tuple(real)})
     fitted = {tuple(e["loc"][: len(where)]) for e in kept for where in unfit}
