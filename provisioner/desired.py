@@ -18,9 +18,10 @@ from provisioner.spec.models import (
     ColumnMeta,
     DashboardSpec,
     HeadingCard,
+    LinkCard,
     QueryCard,
     Question,
-    TextCard,
+    VirtualCard,
     Viz,
 )
 from provisioner.spec.question import CompiledQuestion, compile_questions
@@ -129,20 +130,13 @@ def card_visualization_settings(file_key: str, card: Question) -> dict[str, Any]
     return settings
 
 
-def _virtual_settings(card: TextCard | HeadingCard) -> dict[str, Any]:
-    display = "heading" if isinstance(card, HeadingCard) else "text"
+def _virtual_settings(card: VirtualCard) -> dict[str, Any]:
+    display = "heading" if isinstance(card, HeadingCard) else "link" if isinstance(card, LinkCard) else "text"
+    virtual = {"name": None, "display": display, "visualization_settings": {}, "dataset_query": {}, "archived": False}
+    if isinstance(card, LinkCard):
+        return {"virtual_card": virtual, "link": {"url": card.link}}
     text = card.heading if isinstance(card, HeadingCard) else card.text
-    return {
-        "virtual_card": {
-            "name": None,
-            "display": display,
-            "visualization_settings": {},
-            "dataset_query": {},
-            "archived": False,
-        },
-        "text": text,
-        "dashcard.background": display != "heading",
-    }
+    return {"virtual_card": virtual, "text": text, "dashcard.background": display != "heading"}
 
 
 def parameter_default(value: Any, section: str) -> Any:

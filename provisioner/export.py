@@ -193,9 +193,20 @@ def _display_name(card: Card) -> str | None:
     return display if display in DISPLAYS else None
 
 
-def _virtual_entry(dashcard: DashCard) -> dict[str, Any] | None:
+def _virtual_entry(dashcard: DashCard, warnings: list[str]) -> dict[str, Any] | None:
     settings = dashcard.visualization_settings
     virtual = settings.get("virtual_card") or {}
+    link = settings.get("link")
+    if virtual.get("display") == "link" and isinstance(link, dict):
+        if isinstance(link.get("url"), str) and link["url"]:
+            return {"link": link["url"]}
+        entity = link.get("entity")
+        if isinstance(entity, dict) and entity.get("model") and entity.get("id") is not None:
+            model = {"dataset": "model", "card": "question"}.get(str(entity["model"]), str(entity["model"]))
+            path = f"/{model}/{entity['id']}"
+            warnings.append(f"link card to {model} {entity.get('name')!r} written as its address {path}")
+            return {"link": path}
+        return None
     text = settings.get("text")
     if not isinstance(text, str) or not text:
         return None
@@ -314,10 +325,10 @@ class _Exporter:
                 at["tab"] = tab_names[dashcard.dashboard_tab_id]
             at.update(row=dashcard.row, col=dashcard.col, width=dashcard.size_x, height=dashcard.size_y)
             if dashcard.card is None:
-                entry = _virtual_entry(dashcard)
+                entry = _virtual_entry(dashcard, self.warnings)
                 if entry is None:
                     self.warnings.append(
-                        f"dashcard {dashcard.id} is neither a question, text nor heading: skipped"
+                        f"dashcard {dashcard.id} is neither a question, text, heading nor link: skipped"
                     )
                     continue
             else:

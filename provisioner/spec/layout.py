@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from provisioner.errors import SpecError
-from provisioner.spec.models import GRID_COLUMNS, HeadingCard, QueryCard, TextCard
+from provisioner.spec.models import GRID_COLUMNS, HeadingCard, LinkCard, QueryCard, TextCard
 
 if TYPE_CHECKING:
     from provisioner.spec.document import Locator
@@ -50,16 +50,18 @@ class Placement:
         )
 
 
-def default_size(card: QueryCard | TextCard | HeadingCard) -> tuple[int, int]:
+def default_size(card: QueryCard | TextCard | HeadingCard | LinkCard) -> tuple[int, int]:
     """The (width, height) a card gets when `at:` does not say."""
     if isinstance(card, HeadingCard):
         return (GRID_COLUMNS, 1)
     if isinstance(card, TextCard):
         return (GRID_COLUMNS, 2)
+    if isinstance(card, LinkCard):
+        return (8, 1)
     return _SIZES.get(card.display, _CHART_SIZE)
 
 
-def _tab_of(spec: DashboardSpec, card: QueryCard | TextCard | HeadingCard) -> str | None:
+def _tab_of(spec: DashboardSpec, card: QueryCard | TextCard | HeadingCard | LinkCard) -> str | None:
     if not spec.tabs:
         return None
     return card.at.tab if card.at.tab in spec.tabs else spec.tabs[0]
@@ -138,4 +140,5 @@ def describe(spec: DashboardSpec, index: int) -> str:
     card = spec.cards[index]
     if isinstance(card, QueryCard):
         return f"card `{card.key}`"
-    return f"{'heading' if isinstance(card, HeadingCard) else 'text'} card #{index}"
+    kind = "heading" if isinstance(card, HeadingCard) else "link" if isinstance(card, LinkCard) else "text"
+    return f"{kind} card #{index}"

@@ -24,6 +24,7 @@ from provisioner.spec.models import (
     SEMANTIC_TYPES,
     DashboardSpec,
     HeadingCard,
+    LinkCard,
     QueryCard,
     TextCard,
     _card_kind,
@@ -276,7 +277,12 @@ def _holds_mapping(annotation: Any) -> bool:
     return any(_holds_mapping(arg) for arg in get_args(annotation))
 
 
-_CARD_MODELS: dict[str, type[BaseModel]] = {"text": TextCard, "heading": HeadingCard, "query": QueryCard}
+_CARD_MODELS: dict[str, type[BaseModel]] = {
+    "text": TextCard,
+    "heading": HeadingCard,
+    "link": LinkCard,
+    "query": QueryCard,
+}
 
 
 def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:

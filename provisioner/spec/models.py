@@ -437,22 +437,32 @@ class HeadingCard(SpecModel):
     at: Place = Field(default_factory=Place)
 
 
+class LinkCard(SpecModel):
+    """A link card: opens a web page (or a Metabase page by its address)."""
+
+    link: NonBlank = Field(description="the address the card opens, e.g. https://example.com/runbook")
+    at: Place = Field(default_factory=Place)
+
+
+VirtualCard = TextCard | HeadingCard | LinkCard
+
+
 def _card_kind(value: Any) -> str:
     if isinstance(value, Mapping):
-        if "text" in value:
-            return "text"
-        if "heading" in value:
-            return "heading"
+        for kind in ("text", "heading", "link"):
+            if kind in value:
+                return kind
     return "query"
 
 
 AnyCard = Annotated[
     Annotated[QueryCard, Tag("query")]
     | Annotated[TextCard, Tag("text")]
-    | Annotated[HeadingCard, Tag("heading")],
+    | Annotated[HeadingCard, Tag("heading")]
+    | Annotated[LinkCard, Tag("link")],
     Discriminator(_card_kind),
 ]
-_UNION_TAGS = {"query", "text", "heading"}
+_UNION_TAGS = {"query", "text", "heading", "link"}
 
 
 class DocumentSpec(SpecModel):
