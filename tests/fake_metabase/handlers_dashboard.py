@@ -189,8 +189,8 @@ def _dashcard_json(state: FakeState, dashboard: dict, dashcard: dict) -> dict:
         "size_x": dashcard["size_x"],
         "dashboard_tab_id": dashcard["dashboard_tab_id"],
         # A virtual (text/heading) card hydrates to this stub, not null.
-        "card": dashcard_card_json(card) if card else {"query_average_duration": None},
-        "series": [dashcard_card_json(state.cards[s]) for s in dashcard["series"] if s in state.cards],
+        "card": dashcard_card_json(state, card) if card else {"query_average_duration": None},
+        "series": [dashcard_card_json(state, state.cards[s]) for s in dashcard["series"] if s in state.cards],
         "inline_parameters": copy.deepcopy(dashcard.get("inline_parameters")),
         "action_id": dashcard.get("action_id"),
         "collection_authority_level": None,
