@@ -98,14 +98,18 @@ def autoremove(state: FakeState, card_id: int, dashboard_id: int) -> None:
         dashcard["series"] = [s for s in dashcard.get("series", []) if s != card_id]
 
 
-def sync_archived_with_dashcards(state: FakeState, dashboard: dict, shown_card_ids: set[int]) -> None:
-    """Archive the dashboard's questions no dashcard shows, unarchive those shown ."""
+def set_archived_by_dashcards(
+    state: FakeState, dashboard_id: int, shown: set[int], *, archived: bool
+) -> None:
+    """Archive the dashboard's questions not in `shown` (`archived=True`), or unarchive those in it.
+
+    Metabase does both at once after diffing the dashcards; the fake unarchives before replacing the dashcards
+    (so a re-added question passes the "not archived" check) and archives after (so its dashcard is deleted).
+    """
     for card in state.cards.values():
-        if card.get("dashboard_id") != dashboard["id"]:
-            continue
-        archived = card["id"] not in shown_card_ids
-        card["archived"] = archived
-        card["archived_directly"] = archived
+        if card.get("dashboard_id") == dashboard_id and (card["id"] in shown) != archived:
+            card["archived"] = archived
+            card["archived_directly"] = archived
 
 
 def follow_dashboard_archiving(state: FakeState, dashboard_id: int, archived: bool) -> None:

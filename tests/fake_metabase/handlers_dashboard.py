@@ -6,6 +6,7 @@ import copy
 import json
 from typing import Any
 
+from tests.fake_metabase import dashboard_questions
 from tests.fake_metabase.handlers import (
     ApiError,
     Ctx,
@@ -560,7 +561,11 @@ def put_dashboard(ctx: Ctx, id: str) -> Response:
         if tabs and any(dc.get("dashboard_tab_id") is None for dc in dashcards):
             raise ApiError(400, TABS_NEED_CARDS)
         remap = _apply_tabs(ctx.state, dashboard, tabs, timestamp)
+        # Its own questions no dashcard shows any more are archived, those shown unarchived (row-diff first).
+        shown = {dc["card_id"] for dc in dashcards if dc.get("card_id")}
+        dashboard_questions.set_archived_by_dashcards(ctx.state, dashboard["id"], shown, archived=False)
         _apply_dashcards(ctx.state, dashboard, dashcards, remap, timestamp)
+        dashboard_questions.set_archived_by_dashcards(ctx.state, dashboard["id"], shown, archived=True)
     for key in ("description", "collection_position", "cache_ttl", "position"):
         if key in body:
             dashboard[key] = body[key]
@@ -570,6 +575,9 @@ def put_dashboard(ctx: Ctx, id: str) -> Response:
     if body.get("archived") is not None and body["archived"] != dashboard["archived"]:
         dashboard["archived"] = body["archived"]
         dashboard["archived_directly"] = bool(body["archived"])
+        dashboard_questions.follow_dashboard_archiving(ctx.state, dashboard["id"], body["archived"])
+    if "collection_id" in body:
+        dashboard_questions.follow_dashboard_move(ctx.state, dashboard["id"], dashboard["collection_id"])
     dashboard["updated_at"] = timestamp
     dashboard["last_edit"] = {"user_id": user["id"], "timestamp": timestamp}
     return Response(200, dashboard_json(ctx.state, dashboard))
