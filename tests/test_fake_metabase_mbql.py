@@ -523,3 +523,40 @@ def test_drop_after_commit_applies_and_saves_the_write_but_loses_the_answer(
         assert session.post(f"{fake.url}/api/dashboard", json={"name": "Next"}).status_code == 200
     with FakeMetabase(state_file=state_file) as again:
         assert [d["name"] for d in again.dashboards()] == ["Kept", "Next"]
+
+
+# ----------------------------------------------------------------- dashboard filters on query-builder cards
+
+
+def dashcard_with_target(card_id: int, target: list) -> dict:
+    mapping = {"parameter_id": "p1", "card_id": card_id, "target": target}
+    return {"id": -1, "card_id": card_id, "row": 0, "col": 0, "size_x": 6, "size_y": 4,
+            "parameter_mappings": [mapping]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        (["dimension", ["field", 999_999, None], {"stage-number": 0}], 200),
+        (["dimension", ["field", "status", {"base-type": "type/Text"}], {"stage-number": 0}], 200),
+        (["dimension", ["field", "status", None], {"stage-number": 0}], 400),
+        (["dimension", ["field", "status", {"temporal-unit": "day"}]], 400),
+    ],
+    ids=["unknown-field-id", "name-with-base-type", "name-without-options", "name-without-base-type"],
+)
+def test_dashboard_field_targets_are_checked_for_shape_only(api: Api, target: list, status: int) -> None:
+    card = saved(api, legacy(api, {"source-table": table_id(api, "orders")}))
+    board = api.dashboard(parameters=[{"id": "p1", "name": "Status", "slug": "status", "type": "string/="}])
+    response = api.put(f"/dashboard/{board['id']}", {"dashcards": [dashcard_with_target(card["id"], target)]})
+    assert response.status_code == status, response.text
+
+
+def test_a_mapping_may_name_another_card_than_its_dashcard(api: Api) -> None:
+    shown = saved(api, legacy(api, {"source-table": table_id(api, "orders")}))
+    other = saved(api, legacy(api, {"source-table": table_id(api, "customers")}))
+    board = api.dashboard(parameters=[{"id": "p1", "name": "Status", "slug": "status", "type": "string/="}])
+    dashcard = dashcard_with_target(
+        shown["id"], ["dimension", ["field", api.field_id("orders", "status"), None]]
+    )
+    dashcard["parameter_mappings"][0]["card_id"] = other["id"]
+    assert api.put(f"/dashboard/{board['id']}", {"dashcards": [dashcard]}).status_code == 200

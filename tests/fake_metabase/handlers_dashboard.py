@@ -40,7 +40,7 @@ def _valid_target(target: Any) -> bool:
         return False
     tag = target[0]
     if tag == "field":
-        return len(target) in (2, 3) and (_is_int(target[1]) or isinstance(target[1], str))
+        return _valid_field_ref(target)
     if tag == "text-tag":
         return len(target) == 2 and isinstance(target[1], str) and target[1].strip() != ""
     if tag == "variable":
@@ -51,10 +51,28 @@ def _valid_target(target: Any) -> bool:
         if len(target) == 3 and target[2] is not None and not _valid_dimension_options(target[2]):
             return False
         inner = target[1]
-        if isinstance(inner, list) and inner and inner[0] in ("field", "expression"):
+        if isinstance(inner, list) and inner and inner[0] == "field":
+            return _valid_field_ref(inner)
+        if isinstance(inner, list) and inner and inner[0] == "expression":
             return len(inner) in (2, 3)
         return _valid_template_tag_ref(inner)
     return False
+
+
+def _valid_field_ref(ref: list) -> bool:
+    """Whether a `["field", id-or-name, opts]` target passes `legacy_mbql/schema.cljc` `field`.
+
+    A name needs `base-type` in its options (`::require-base-type-for-field-name`); the field need not exist:
+    `check-parameter-mapping-permissions` skips ids of no table (dashboards/api.clj).
+    """
+    if len(ref) not in (2, 3):
+        return False
+    id_or_name, options = ref[1], ref[2] if len(ref) == 3 else None
+    if options is not None and not isinstance(options, dict):
+        return False
+    if isinstance(id_or_name, str):
+        return id_or_name != "" and bool((options or {}).get("base-type"))
+    return _is_int(id_or_name) and id_or_name > 0
 
 
 def _valid_dimension_options(options: Any) -> bool:
