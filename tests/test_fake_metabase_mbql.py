@@ -560,3 +560,14 @@ def test_a_mapping_may_name_another_card_than_its_dashcard(api: Api) -> None:
     )
     dashcard["parameter_mappings"][0]["card_id"] = other["id"]
     assert api.put(f"/dashboard/{board['id']}", {"dashcards": [dashcard]}).status_code == 200
+
+
+def test_an_offset_aggregation_of_the_wrong_shape_is_refused(api: Api) -> None:
+    amount = api.field_id("orders", "amount")
+    inner = {
+        "source-table": table_id(api, "orders"),
+        "aggregation": [["offset", ["sum", ["field", amount, None]], -1]],
+    }
+    response = save(api, legacy(api, inner))
+    assert response.status_code == 400
+    assert response.text == "Error creating query from legacy query: Assert failed: (= (count clause) 4)"

@@ -318,6 +318,12 @@ class _Renderer:
             if len(args) > 1 and isinstance(args[1], dict) and "default" in args[1]:
                 result.append(self.clause(args[1]["default"]))
             return result
+        if tag == "offset":
+            # `[:offset opts expr n]` in both forms; another shape fails an assertion (seen on 63.1).
+            if len(args) != 3:
+                raise ConversionError("Assert failed: (= (count clause) 4)")
+            options.update(copy.deepcopy(args[0]) if isinstance(args[0], dict) else {})
+            return ["offset", options, self.clause(args[1]), args[2]]
         if tag in STRING_COMPARISONS and len(args) in (2, 3):
             if len(args) == 3 and isinstance(args[2], dict):
                 options.update(copy.deepcopy(args[2]))
