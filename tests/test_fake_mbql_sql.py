@@ -1,4 +1,4 @@
-"""The fake's MBQL compiler, run on the real test PostgreSQL: rows, column names and types as Metabase gives them."""
+"""The fake's MBQL compiler run on the real test PostgreSQL: rows, column names and types as Metabase's."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def mbql(inner: dict) -> dict:
 
 
 def run(connection: psycopg.Connection, compiled: Compiled) -> list[list[Any]]:
-    """Return the rows of `compiled` as JSON values; fails when PostgreSQL's types differ from the columns'."""
+    """Return the rows of `compiled` as JSON values; fails if PostgreSQL's types differ from the columns'."""
     try:
         cursor = connection.execute(compiled.sql)
     finally:
@@ -158,7 +158,12 @@ def rows_of(connection: psycopg.Connection, catalog: Catalog, inner: dict, **kwa
 
 
 def ids_where(connection: psycopg.Connection, catalog: Catalog, condition: list) -> list[int]:
-    inner = {"source-table": ORDERS, "fields": [field(O_ID)], "filter": condition, "order-by": [["asc", field(O_ID)]]}
+    inner = {
+        "source-table": ORDERS,
+        "fields": [field(O_ID)],
+        "filter": condition,
+        "order-by": [["asc", field(O_ID)]],
+    }
     return [row[0] for row in rows_of(connection, catalog, inner)]
 
 
@@ -169,13 +174,19 @@ def pick(columns: list[dict], *keys: str) -> list[tuple]:
 # ----------------------------------------------------------------- plain questions
 
 
-def test_table_question_returns_every_field_with_its_metadata(connection: psycopg.Connection, catalog: Catalog) -> None:
-    compiled = compile_query(mbql({"source-table": CUSTOMERS, "order-by": [["desc", field(C_ID)]], "limit": 2}), catalog)
+def test_table_question_returns_every_field_with_its_metadata(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
+    compiled = compile_query(
+        mbql({"source-table": CUSTOMERS, "order-by": [["desc", field(C_ID)]], "limit": 2}), catalog
+    )
     assert run(connection, compiled) == [
         [4, "Dan", None, None, "2023-03-28T00:00:00Z"],
         [3, "Chloé", "Paris", 48.86, "2023-03-05T00:00:00Z"],
     ]
-    assert pick(compiled.columns, "name", "display_name", "base_type", "semantic_type", "field_ref", "source") == [
+    assert pick(
+        compiled.columns, "name", "display_name", "base_type", "semantic_type", "field_ref", "source"
+    ) == [
         ("id", "ID", "type/Integer", "type/PK", ["field", C_ID, None], "fields"),
         ("name", "Name", "type/Text", "type/Name", ["field", C_NAME, None], "fields"),
         ("city", "City", "type/Text", "type/City", ["field", C_CITY, None], "fields"),
@@ -197,7 +208,9 @@ def test_equals_with_several_values_matches_any(connection: psycopg.Connection, 
     assert ids_where(connection, catalog, ["=", field(O_STATUS), "returned", "pending"]) == [3, 5, 6]
 
 
-def test_not_equals_keeps_rows_where_the_column_is_null(connection: psycopg.Connection, catalog: Catalog) -> None:
+def test_not_equals_keeps_rows_where_the_column_is_null(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
     assert ids_where(connection, catalog, ["!=", field(O_CUSTOMER_ID), 1, 2]) == [4, 6]
 
 
@@ -215,11 +228,18 @@ def test_null_and_empty_checks(connection: psycopg.Connection, catalog: Catalog)
     assert ids_where(connection, catalog, ["is-empty", field(O_TOTAL)]) == [6]
 
 
-def test_string_filters_are_case_sensitive_unless_told(connection: psycopg.Connection, catalog: Catalog) -> None:
+def test_string_filters_are_case_sensitive_unless_told(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
     assert ids_where(connection, catalog, ["contains", field(O_NOTE), "gift"]) == [1]
-    assert ids_where(connection, catalog, ["contains", field(O_NOTE), "GIFT", {"case-sensitive": False}]) == [1, 5]
+    assert ids_where(connection, catalog, ["contains", field(O_NOTE), "GIFT", {"case-sensitive": False}]) == [
+        1,
+        5,
+    ]
     assert ids_where(connection, catalog, ["starts-with", field(O_STATUS), "p"]) == [5, 6]
-    assert ids_where(connection, catalog, ["ends-with", field(O_STATUS), "ED", {"case-sensitive": False}]) == [
+    assert ids_where(
+        connection, catalog, ["ends-with", field(O_STATUS), "ED", {"case-sensitive": False}]
+    ) == [
         1,
         2,
         3,
@@ -231,32 +251,64 @@ def test_does_not_contain_keeps_null_rows(connection: psycopg.Connection, catalo
     assert ids_where(connection, catalog, ["does-not-contain", field(O_NOTE), "ift"]) == [2, 3, 4, 6]
 
 
-def test_like_metacharacters_in_a_value_match_literally(connection: psycopg.Connection, catalog: Catalog) -> None:
+def test_like_metacharacters_in_a_value_match_literally(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
     assert ids_where(connection, catalog, ["contains", field(O_NOTE), "_50%"]) == [4]
     assert ids_where(connection, catalog, ["contains", field(O_NOTE), "h%0"]) == []
 
 
+def test_string_filters_with_several_values(connection: psycopg.Connection, catalog: Catalog) -> None:
+    note = field(O_NOTE)
+    assert ids_where(connection, catalog, ["contains", {"case-sensitive": False}, note, "gift", "rush"]) == [
+        1,
+        4,
+        5,
+    ]
+    assert ids_where(connection, catalog, ["does-not-contain", {}, note, "gift", "rush"]) == [2, 3, 5, 6]
+    assert ids_where(connection, catalog, ["not", ["starts-with", note, "gi"]]) == [2, 3, 4, 5, 6]
+
+
 def test_and_or_not_combine(connection: psycopg.Connection, catalog: Catalog) -> None:
-    condition = ["or", ["and", ["=", field(O_STATUS), "completed"], [">", field(O_AMOUNT), 15]], ["is-null", field(O_TOTAL)]]
+    condition = [
+        "or",
+        ["and", ["=", field(O_STATUS), "completed"], [">", field(O_AMOUNT), 15]],
+        ["is-null", field(O_TOTAL)],
+    ]
     assert ids_where(connection, catalog, condition) == [2, 4, 6]
     assert ids_where(connection, catalog, ["not", ["=", field(O_STATUS), "completed"]]) == [3, 5, 6]
 
 
-def test_a_date_string_compares_with_the_day_of_a_datetime(connection: psycopg.Connection, catalog: Catalog) -> None:
+def test_a_date_string_compares_with_the_day_of_a_datetime(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
     assert ids_where(connection, catalog, ["=", field(O_CREATED_AT), "2024-01-06"]) == [2]
-    assert ids_where(connection, catalog, ["between", field(O_CREATED_AT), "2024-01-06", "2024-02-14"]) == [2, 3, 4]
+    assert ids_where(connection, catalog, ["between", field(O_CREATED_AT), "2024-01-06", "2024-02-14"]) == [
+        2,
+        3,
+        4,
+    ]
     assert ids_where(connection, catalog, ["<", field(O_CREATED_AT), "2024-01-06T09:30:00"]) == [1]
 
 
 def event_labels(connection: psycopg.Connection, catalog: Catalog, condition: list) -> list[str]:
-    inner = {"source-table": EVENTS, "fields": [field(E_LABEL)], "filter": condition, "order-by": [["asc", field(E_LABEL)]]}
+    inner = {
+        "source-table": EVENTS,
+        "fields": [field(E_LABEL)],
+        "filter": condition,
+        "order-by": [["asc", field(E_LABEL)]],
+    }
     return [row[0] for row in rows_of(connection, catalog, inner)]
 
 
 def test_time_interval_uses_whole_sunday_weeks(connection: psycopg.Connection, catalog: Catalog) -> None:
     happened = field(E_HAPPENED_ON)
     weeks = {"week-1", "week-1 saturday", "week0", "week0 saturday", "week+1"}
-    expected = {"current": {"week0", "week0 saturday"}, "last": {"week-1", "week-1 saturday"}, "next": {"week+1"}}
+    expected = {
+        "current": {"week0", "week0 saturday"},
+        "last": {"week-1", "week-1 saturday"},
+        "next": {"week+1"},
+    }
     for when, labels in expected.items():
         found = set(event_labels(connection, catalog, ["time-interval", happened, when, "week"]))
         assert found & weeks == labels, when
@@ -268,11 +320,21 @@ def test_time_interval_over_several_units_excludes_the_current_one(
     happened = field(E_HAPPENED_ON)
     labels = event_labels(connection, catalog, ["time-interval", happened, -2, "month"])
     assert {"month-2", "month-1"} <= set(labels) and not {"month-3", "month0"} & set(labels)
-    labels = event_labels(connection, catalog, ["time-interval", happened, -2, "month", {"include-current": True}])
+    labels = event_labels(
+        connection, catalog, ["time-interval", happened, -2, "month", {"include-current": True}]
+    )
     assert {"month-2", "month-1", "month0"} <= set(labels) and "month-3" not in labels
     labels = event_labels(connection, catalog, ["time-interval", happened, 1, "year"])
     assert "year+1" in labels and "year0" not in labels
     assert "year-1" in event_labels(connection, catalog, ["time-interval", happened, "last", "year"])
+
+
+def test_during_and_relative_time_interval(connection: psycopg.Connection, catalog: Catalog) -> None:
+    assert ids_where(connection, catalog, ["during", field(O_CREATED_AT), "2024-01-15", "month"]) == [1, 2, 3]
+    labels = event_labels(
+        connection, catalog, ["relative-time-interval", field(E_HAPPENED_ON), -1, "month", -1, "month"]
+    )
+    assert "month-2" in labels and not {"month-1", "month-3", "month0"} & set(labels)
 
 
 # ----------------------------------------------------------------- expressions
@@ -283,7 +345,11 @@ def test_expressions_compute_like_metabase(connection: psycopg.Connection, catal
         "double": ["*", field(O_AMOUNT), 2],
         "share": ["/", field(O_AMOUNT), 4],
         "net": ["-", ["coalesce", field(O_TOTAL), 0], 1],
-        "size": ["case", [[[">", field(O_AMOUNT), 20], "big"], [[">", field(O_AMOUNT), 10], "medium"]], {"default": "small"}],
+        "size": [
+            "case",
+            [[[">", field(O_AMOUNT), 20], "big"], [[">", field(O_AMOUNT), 10], "medium"]],
+            {"default": "small"},
+        ],
         "label": ["concat", ["upper", field(O_STATUS)], "-", ["lower", "X"]],
         "rounded": ["round", ["/", field(O_TOTAL), 3]],
         "letters": ["length", ["trim", ["substring", field(O_STATUS), 1, 4]]],
@@ -350,8 +416,12 @@ def test_aggregation_names_types_and_display_names(connection: psycopg.Connectio
         ],
     }
     compiled = compile_query(mbql(inner), catalog)
-    assert run(connection, compiled) == [[6, 115, 19.166666666666668, 3, 5.0, "2024-04-01T08:00:00Z", 5, 101.5]]
-    assert pick(compiled.columns, "name", "display_name", "base_type", "semantic_type", "field_ref", "source") == [
+    assert run(connection, compiled) == [
+        [6, 115, 19.166666666666668, 3, 5.0, "2024-04-01T08:00:00Z", 5, 101.5]
+    ]
+    assert pick(
+        compiled.columns, "name", "display_name", "base_type", "semantic_type", "field_ref", "source"
+    ) == [
         ("count", "Count", "type/BigInteger", "type/Quantity", ["aggregation", 0], "aggregation"),
         ("sum", "Sum of Amount", "type/BigInteger", None, ["aggregation", 1], "aggregation"),
         ("avg", "Average of Amount", "type/Decimal", None, ["aggregation", 2], "aggregation"),
@@ -402,14 +472,16 @@ def test_named_aggregations_and_arithmetic_over_aggregations(
             ["aggregation-options", ["sum", field(O_AMOUNT)], {"name": "revenue", "display-name": "Revenue"}],
             ["/", ["sum", field(O_AMOUNT)], ["count"]],
             ["+", ["count"], 1],
+            ["aggregation-options", ["count"], {"name": "n"}],
         ],
     }
     compiled = compile_query(mbql(inner), catalog)
-    assert run(connection, compiled) == [[115, 19.166666666666668, 7]]
+    assert run(connection, compiled) == [[115, 19.166666666666668, 7, 6]]
     assert pick(compiled.columns, "name", "display_name", "base_type") == [
         ("revenue", "Revenue", "type/BigInteger"),
         ("expression", "Sum of Amount ÷ Count", "type/Float"),
         ("expression_2", "Count + 1", "type/BigInteger"),
+        ("n", "Count", "type/BigInteger"),
     ]
 
 
@@ -443,7 +515,11 @@ def test_order_by_an_aggregation_then_the_remaining_breakouts(
 
 
 def test_month_breakout_of_a_datetime(connection: psycopg.Connection, catalog: Catalog) -> None:
-    inner = {"source-table": ORDERS, "aggregation": [["count"]], "breakout": [field(O_CREATED_AT, {"temporal-unit": "month"})]}
+    inner = {
+        "source-table": ORDERS,
+        "aggregation": [["count"]],
+        "breakout": [field(O_CREATED_AT, {"temporal-unit": "month"})],
+    }
     compiled = compile_query(mbql(inner), catalog)
     assert run(connection, compiled) == [
         ["2024-01-01T00:00:00Z", 3],
@@ -452,13 +528,23 @@ def test_month_breakout_of_a_datetime(connection: psycopg.Connection, catalog: C
         ["2024-04-01T00:00:00Z", 1],
     ]
     assert pick(compiled.columns[:1], "name", "display_name", "unit", "base_type", "field_ref") == [
-        ("created_at", "Created At: Month", "month", "type/DateTime", ["field", O_CREATED_AT, {"temporal-unit": "month"}])
+        (
+            "created_at",
+            "Created At: Month",
+            "month",
+            "type/DateTime",
+            ["field", O_CREATED_AT, {"temporal-unit": "month"}],
+        )
     ]
 
 
 @pytest.mark.parametrize("field_id", [O_CREATED_AT, O_ORDERED_ON])
 def test_weeks_start_on_sunday(connection: psycopg.Connection, catalog: Catalog, field_id: int) -> None:
-    inner = {"source-table": ORDERS, "aggregation": [["count"]], "breakout": [field(field_id, {"temporal-unit": "week"})]}
+    inner = {
+        "source-table": ORDERS,
+        "aggregation": [["count"]],
+        "breakout": [field(field_id, {"temporal-unit": "week"})],
+    }
     assert rows_of(connection, catalog, inner) == [
         ["2023-12-31T00:00:00Z", 2],
         ["2024-01-07T00:00:00Z", 1],
@@ -490,12 +576,11 @@ def test_day_of_week_counts_sunday_as_one(connection: psycopg.Connection, catalo
         ("quarter-of-year", [1, 1, 1, 1, 1, 2]),
         ("year", ["2024-01-01T00:00:00Z"] * 6),
         ("quarter", ["2024-01-01T00:00:00Z"] * 5 + ["2024-04-01T00:00:00Z"]),
-        ("day", ["2024-01-01T00:00:00Z", "2024-01-06T00:00:00Z", "2024-01-07T00:00:00Z", "2024-02-14T00:00:00Z",
-                 "2024-03-31T00:00:00Z", "2024-04-01T00:00:00Z"]),
-        ("hour", ["2024-01-01T09:00:00Z", "2024-01-06T10:00:00Z", "2024-01-07T11:00:00Z", "2024-02-14T12:00:00Z",
-                  "2024-03-31T23:00:00Z", "2024-04-01T08:00:00Z"]),
-        ("minute", ["2024-01-01T09:00:00Z", "2024-01-06T10:00:00Z", "2024-01-07T11:00:00Z", "2024-02-14T12:30:00Z",
-                    "2024-03-31T23:00:00Z", "2024-04-01T08:00:00Z"]),
+        ("day", [f"2024-{d}T00:00:00Z" for d in ("01-01", "01-06", "01-07", "02-14", "03-31", "04-01")]),
+        ("hour", [f"2024-{t}:00:00Z" for t in ("01-01T09", "01-06T10", "01-07T11", "02-14T12", "03-31T23",
+                                                 "04-01T08")]),
+        ("minute", [f"2024-{t}:00Z" for t in ("01-01T09:00", "01-06T10:00", "01-07T11:00", "02-14T12:30",
+                                                "03-31T23:00", "04-01T08:00")]),
     ],
 )  # fmt: skip
 def test_temporal_units_bucket_like_metabase_on_postgres(
@@ -510,7 +595,9 @@ def test_an_unbucketed_datetime_breakout_is_bucketed_by_day(catalog: Catalog) ->
     assert pick(compiled.columns, "unit", "display_name") == [("day", "Created At: Day")]
 
 
-def test_cumulative_aggregations_run_over_the_breakout(connection: psycopg.Connection, catalog: Catalog) -> None:
+def test_cumulative_aggregations_run_over_the_breakout(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
     inner = {
         "source-table": ORDERS,
         "aggregation": [["cum-count"], ["cum-sum", field(O_AMOUNT)], ["count"]],
@@ -530,7 +617,9 @@ def test_cumulative_aggregations_run_over_the_breakout(connection: psycopg.Conne
     ]
 
 
-def test_cumulative_count_restarts_for_each_other_breakout(connection: psycopg.Connection, catalog: Catalog) -> None:
+def test_cumulative_count_restarts_for_each_other_breakout(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
     inner = {
         "source-table": ORDERS,
         "aggregation": [["cum-count"]],
@@ -546,15 +635,17 @@ def test_cumulative_count_restarts_for_each_other_breakout(connection: psycopg.C
 
 
 def test_cumulative_sum_without_breakout_is_a_sum(connection: psycopg.Connection, catalog: Catalog) -> None:
-    assert rows_of(connection, catalog, {"source-table": ORDERS, "aggregation": [["cum-sum", field(O_AMOUNT)]]}) == [
-        [115]
-    ]
+    assert rows_of(
+        connection, catalog, {"source-table": ORDERS, "aggregation": [["cum-sum", field(O_AMOUNT)]]}
+    ) == [[115]]
 
 
 # ----------------------------------------------------------------- binning
 
 
-def test_binning_by_number_of_bins_rounds_to_nice_widths(connection: psycopg.Connection, catalog: Catalog) -> None:
+def test_binning_by_number_of_bins_rounds_to_nice_widths(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
     catalog.with_fingerprint(O_AMOUNT, 5.0, 40.0)
     inner = {
         "source-table": ORDERS,
@@ -587,7 +678,9 @@ def test_default_binning_uses_eight_bins(connection: psycopg.Connection, catalog
     assert compiled.columns[0]["binning_info"]["bin_width"] == 5.0
 
 
-def test_bin_width_and_bounds_from_the_stage_filters(connection: psycopg.Connection, catalog: Catalog) -> None:
+def test_bin_width_and_bounds_from_the_stage_filters(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
     inner = {
         "source-table": ORDERS,
         "filter": ["between", field(O_AMOUNT), 10, 30],
@@ -640,8 +733,8 @@ def test_left_join_with_all_fields_names_columns_like_metabase(
 
 @pytest.mark.parametrize(
     ("strategy", "ids"),
-    [("inner-join", [1, 2, 3, 4, 5]), ("left-join", [1, 2, 3, 4, 5, 6]), ("right-join", [None, 1, 2, 3, 4, 5]),
-     ("full-join", [None, 1, 2, 3, 4, 5, 6])],
+    [("inner-join", [1, 2, 3, 4, 5]), ("left-join", [1, 2, 3, 4, 5, 6]),
+     ("right-join", [None, 1, 2, 3, 4, 5]), ("full-join", [None, 1, 2, 3, 4, 5, 6])],
 )  # fmt: skip
 def test_join_strategies(connection: psycopg.Connection, catalog: Catalog, strategy: str, ids: list) -> None:
     inner = {
@@ -657,7 +750,10 @@ def test_join_strategies(connection: psycopg.Connection, catalog: Catalog, strat
             }
         ],
     }
-    assert sorted((row[0] for row in rows_of(connection, catalog, inner)), key=lambda v: (v is not None, v)) == ids
+    assert (
+        sorted((row[0] for row in rows_of(connection, catalog, inner)), key=lambda v: (v is not None, v))
+        == ids
+    )
 
 
 def test_breakout_and_filter_on_joined_columns(connection: psycopg.Connection, catalog: Catalog) -> None:
@@ -677,7 +773,9 @@ def test_breakout_and_filter_on_joined_columns(connection: psycopg.Connection, c
     }
     compiled = compile_query(mbql(inner), catalog)
     assert run(connection, compiled) == [["Lyon", 30], ["Paris", 70]]
-    assert pick(compiled.columns[:1], "name", "display_name", "source") == [("city", "Customers → City", "breakout")]
+    assert pick(compiled.columns[:1], "name", "display_name", "source") == [
+        ("city", "Customers → City", "breakout")
+    ]
 
 
 def test_join_on_a_nested_query(connection: psycopg.Connection, catalog: Catalog) -> None:
@@ -692,7 +790,11 @@ def test_join_on_a_nested_query(connection: psycopg.Connection, catalog: Catalog
                     "breakout": [field(O_CUSTOMER_ID)],
                 },
                 "alias": "Counts",
-                "condition": ["=", field(C_ID), ["field", "customer_id", {"base-type": "type/Integer", "join-alias": "Counts"}]],
+                "condition": [
+                    "=",
+                    field(C_ID),
+                    ["field", "customer_id", {"base-type": "type/Integer", "join-alias": "Counts"}],
+                ],
                 "fields": [["field", "count", {"base-type": "type/BigInteger", "join-alias": "Counts"}]],
             }
         ],
@@ -735,6 +837,24 @@ def test_a_second_stage_filters_the_aggregated_rows(connection: psycopg.Connecti
     ]
 
 
+def test_a_later_stage_may_name_a_join_of_an_earlier_stage(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
+    customers = {
+        "source-table": CUSTOMERS,
+        "alias": "Customers",
+        "condition": ["=", field(O_CUSTOMER_ID), field(C_ID, {"join-alias": "Customers"})],
+        "fields": "all",
+    }
+    inner = {
+        "source-query": {"source-table": ORDERS, "fields": [field(O_ID)], "joins": [customers]},
+        "fields": [field(O_ID)],
+        "filter": ["=", field(C_CITY, {"join-alias": "Customers"}), "Paris"],
+        "order-by": [["asc", field(O_ID)]],
+    }
+    assert rows_of(connection, catalog, inner) == [[1], [2], [4]]
+
+
 def test_a_question_on_a_saved_question(connection: psycopg.Connection, catalog: Catalog) -> None:
     catalog.cards[7] = CardInfo(
         7,
@@ -756,7 +876,11 @@ def test_a_question_on_a_saved_question(connection: psycopg.Connection, catalog:
         ),
         None,
     )
-    inner = {"source-table": "card__7", "filter": ["=", field(C_NAME), "Bob"], "order-by": [["asc", field(O_ID)]]}
+    inner = {
+        "source-table": "card__7",
+        "filter": ["=", field(C_NAME), "Bob"],
+        "order-by": [["asc", field(O_ID)]],
+    }
     compiled = compile_query(mbql(inner), catalog)
     assert run(connection, compiled) == [
         [3, "2024-01-07T00:00:00Z", "Bob"],
@@ -774,9 +898,18 @@ def test_a_model_shows_its_edited_metadata_in_questions_built_on_it(
 ) -> None:
     model_query = mbql({"source-table": ORDERS, "fields": [field(O_ID), field(O_STATUS), field(O_AMOUNT)]})
     stored = compile_query(model_query, catalog).columns
-    stored[1] = {**stored[1], "display_name": "Order state", "description": "Where the order is", "semantic_type": "type/Category"}
+    stored[1] = {
+        **stored[1],
+        "display_name": "Order state",
+        "description": "Where the order is",
+        "semantic_type": "type/Category",
+    }
     catalog.cards[8] = CardInfo(8, DATABASE_ID, "model", model_query, stored)
-    inner = {"source-table": "card__8", "aggregation": [["sum", field(O_AMOUNT)]], "breakout": [field(O_STATUS)]}
+    inner = {
+        "source-table": "card__8",
+        "aggregation": [["sum", field(O_AMOUNT)]],
+        "breakout": [field(O_STATUS)],
+    }
     compiled = compile_query(mbql(inner), catalog)
     assert run(connection, compiled) == [["completed", 70], ["pending", 40], ["returned", 5]]
     assert pick(compiled.columns, "name", "display_name", "description", "semantic_type") == [
@@ -786,7 +919,11 @@ def test_a_model_shows_its_edited_metadata_in_questions_built_on_it(
 
 
 def test_a_native_card_as_a_source(connection: psycopg.Connection, catalog: Catalog) -> None:
-    native = {"database": DATABASE_ID, "type": "native", "native": {"query": "select id, status from orders;", "template-tags": {}}}
+    native = {
+        "database": DATABASE_ID,
+        "type": "native",
+        "native": {"query": "select id, status from orders;", "template-tags": {}},
+    }
     metadata = [
         {"name": "id", "display_name": "id", "base_type": "type/Integer"},
         {"name": "status", "display_name": "status", "base_type": "type/Text"},
@@ -814,7 +951,11 @@ def test_parameters_filter_their_target_columns(connection: psycopg.Connection, 
     parameters = [
         {"type": "category", "value": ["completed", "pending"], "target": dimension(field(O_STATUS))},
         {"type": "number/between", "value": [10, 30], "target": dimension(field(O_AMOUNT))},
-        {"type": "date/all-options", "value": "2024-01-01~2024-03-31", "target": dimension(field(O_CREATED_AT), None)},
+        {
+            "type": "date/all-options",
+            "value": "2024-01-01~2024-03-31",
+            "target": dimension(field(O_CREATED_AT), None),
+        },
         {"type": "string/contains", "value": None, "target": dimension(field(O_NOTE))},
     ]
     assert rows_of(connection, catalog, inner, parameters=parameters) == [[1], [2], [5]]
@@ -826,10 +967,18 @@ def test_string_parameters_ignore_case(connection: psycopg.Connection, catalog: 
     assert rows_of(connection, catalog, inner, parameters=parameters) == [[1], [5]]
 
 
-def test_a_parameter_on_the_last_stage_of_a_nested_query(connection: psycopg.Connection, catalog: Catalog) -> None:
-    inner = {"source-query": {"source-table": ORDERS, "aggregation": [["count"]], "breakout": [field(O_STATUS)]}}
+def test_a_parameter_on_the_last_stage_of_a_nested_query(
+    connection: psycopg.Connection, catalog: Catalog
+) -> None:
+    inner = {
+        "source-query": {"source-table": ORDERS, "aggregation": [["count"]], "breakout": [field(O_STATUS)]}
+    }
     parameters = [
-        {"type": "number/>=", "value": [2], "target": dimension(["field", "count", {"base-type": "type/BigInteger"}], -1)}
+        {
+            "type": "number/>=",
+            "value": [2],
+            "target": dimension(["field", "count", {"base-type": "type/BigInteger"}], -1),
+        }
     ]
     assert rows_of(connection, catalog, inner, parameters=parameters) == [["completed", 3], ["pending", 2]]
 
@@ -857,7 +1006,9 @@ def test_an_unknown_table_fails(catalog: Catalog) -> None:
 
 def test_an_unknown_clause_fails(catalog: Catalog) -> None:
     with pytest.raises(MbqlError, match=r"Error normalizing query: .*unknown clause :regex-whatever"):
-        compile_query(mbql({"source-table": ORDERS, "filter": ["regex-whatever", field(O_STATUS), "x"]}), catalog)
+        compile_query(
+            mbql({"source-table": ORDERS, "filter": ["regex-whatever", field(O_STATUS), "x"]}), catalog
+        )
 
 
 def test_a_clause_with_the_wrong_arity_fails(catalog: Catalog) -> None:

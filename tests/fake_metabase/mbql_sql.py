@@ -1,61 +1,59 @@
-"""The fake's query-builder side: a legacy MBQL 4 query compiled to one PostgreSQL SELECT, plus the result columns
-Metabase's query processor annotates (`data.cols`, and `result_metadata` when a card is saved from a run).
+"""The fake's query-builder side: a legacy MBQL 4 query compiled to one PostgreSQL SELECT, plus the result
+columns Metabase's query processor annotates (`data.cols`; also what a card saved from a run stores as
+`result_metadata`).
 
-What was checked in Metabase's source (metabase/metabase, read through the search index; the newest versions the
-index holds, v0.57+ unless noted):
+Checked in Metabase's source (metabase/metabase via the search index, the newest versions it holds, v0.57+):
 
-* `src/metabase/driver/sql/query_processor.clj`: aggregations (`COUNT(*)`, `COUNT(DISTINCT x)`, `STDDEV_POP`,
-  `VAR_POP`, `PERCENTILE_CONT(p) WITHIN GROUP`), `sum-where` = `SUM(CASE WHEN p THEN x ELSE 0.0 END)`,
-  `count-where` = `sum-where` of 1, `share` = `count-where / COUNT(*)`; cumulative aggregations as
-  `SUM(<agg>) OVER (PARTITION BY <other breakouts> ORDER BY <the query's order-by> ROWS UNBOUNDED PRECEDING)`,
-  partitioned by every breakout but the finest temporal one (or but the last when none is temporal), a plain
-  aggregate when the stage has no breakout; division casts to float and guards its denominators with
-  `NULLIF(x, 0.0)`; `!=` and the negated string filters also match NULL; `LIKE` patterns escape `\\ % _` and carry
+* `src/metabase/driver/sql/query_processor.clj`: `COUNT(*)`, `COUNT(DISTINCT x)`, `STDDEV_POP`, `VAR_POP`,
+  `PERCENTILE_CONT(p) WITHIN GROUP`; `sum-where` is `SUM(CASE WHEN p THEN x ELSE 0.0 END)`, `count-where` the
+  same over 1, `share` is `count-where / COUNT(*)`; cumulative aggregations are `SUM(<agg>) OVER (PARTITION BY
+  <breakouts but the finest temporal one, or but the last> ORDER BY <the stage's sorts> ROWS UNBOUNDED
+  PRECEDING)`, a plain aggregate without breakouts; division casts to float and guards each denominator with
+  `NULLIF(x, 0.0)`; `!=` and negated string filters also keep NULLs; `LIKE` patterns escape `\\ % _` with
   `ESCAPE '\\'` (v0.59+), case-insensitive ones lowercase both sides; binning is
-  `FLOOR((x - min) / width) * width + min`; clause order SELECT breakouts, aggregations, fields; nested stages
-  and card sources are aliased `source`; joins keep their MBQL order and their alias.
-* `src/metabase/driver/postgres.clj`: `date_trunc` for minute..year, cast back to `date` for date columns; `day` is
-  `CAST(x AS date)` cast back to the column's type; extractions are `CAST(extract(unit from x) AS integer)`;
-  `day-of-week` is `extract(dow) + 1` (Sunday = 1, Metabase's default start of week); `week` truncates
-  `x + 1 day` and subtracts the day again (Postgres weeks start on Monday, Metabase's on Sunday);
-  `week-of-year` is the generic `CEIL(day-of-year(week(x)) / 7.0)`; `median` is `percentile 0.5`;
-  `datetime-diff` per unit (`age()` for months and years, epoch seconds for hours..seconds); intervals with
-  quarters become months.
-* `src/metabase/lib/aggregation.cljc`: result names `count`, `cum_count` (cumulative count), `sum` (also
-  cumulative sum), `avg`, `count` (distinct), `min`, `max`, `median`, `stddev`, `var`, `percentile`, `share`,
-  `count-where`, `sum_where_<column>`; display names "Count", "Sum of X", "Average of X", "Distinct values of
-  X", "Cumulative count", "Cumulative sum of X", "Standard deviation of X", "Variance of X", "Median of X",
+  `FLOOR((x - min) / width) * width + min`; SELECT lists breakouts, aggregations, then fields; a nested stage
+  or card is aliased `source`; joins keep their order and alias.
+* `driver/postgres.clj`: `date_trunc` for minute..year (cast back to `date` on date columns), `day`
+  as `CAST(x AS date)` cast back to the column's type, extractions as `CAST(extract(u from x) AS integer)`,
+  `day-of-week` as `extract(dow) + 1` (Sunday = 1, Metabase's default start of week), `week` as the truncation
+  of `x + 1 day` minus a day (Postgres weeks start on Monday), `week-of-year` as the generic
+  `CEIL(day-of-year(week(x)) / 7.0)`, `median` as percentile 0.5, `datetime-diff` per unit (`age()` for
+  months and years, epoch seconds below a day), quarters in intervals as three months.
+* `src/metabase/lib/aggregation.cljc`: names `count`, `cum_count`, `sum` (also cumulative), `avg`, `count`
+  (distinct), `min`, `max`, `median`, `stddev`, `var`, `percentile`, `share`, `count-where`,
+  `sum_where_<column>`; display names "Count", "Sum of X", "Average of X", "Distinct values of X",
+  "Cumulative count", "Cumulative sum of X", "Standard deviation of X", "Variance of X", "Median of X",
   "<p>th percentile of X", "Share of rows matching condition", "Count of rows matching condition", "Sum of X
-  matching condition"; count aggregations are `type/Quantity`. `src/metabase/lib/expression.cljc`: arithmetic
-  is named `expression`, shown infix with `+ - × ÷` and parentheses when nested.
-* `src/metabase/lib/metadata/result_metadata.cljc` and `query_processor/middleware/annotate.clj`: the driver's
-  base type wins over Lib's and is also the effective type, names are deduplicated with `_2`, `_3`, `source` is
-  `breakout`, `aggregation` or `fields` (expressions too), `field_ref` uses the field id when there is one,
-  joined columns keep their name (`customer_id_2` after dedup) and show "Alias → Display", their SQL alias is
-  `Alias__name`; model metadata (`lib/card.cljc` `model-preserved-keys`: description, display_name,
-  semantic_type, fk_target_field_id, settings, visibility_type) overrides the computed columns by name, except
-  for aggregations. The base types reported here are those PostgreSQL gives the generated SQL (`count` int8 ->
-  `type/BigInteger`, `sum` of int4 int8, `avg` numeric -> `type/Decimal`, `cum_count` numeric), mapped with
-  `sql.base_type_for`.
-* `src/metabase/lib/stage.cljc`: a stage returns breakouts then aggregations; otherwise its fields (default: the
-  source's columns, then the expressions, then each join's fields; a join without `fields` adds none).
-* `src/metabase/lib/temporal_bucket.cljc`: "Created At: Month", "Day of week", ... display names.
-  `src/metabase/lib/filter/desugar.cljc`: `time-interval`, `is-empty`, multi-value `=`/`!=`, `inside`.
-* `src/metabase/query_processor/middleware/binning.clj`, `lib/binning/util.cljc`: bounds from the stage's filters
-  on the field, else from the fingerprint, else "Unable to bin Field without a min/max value (missing or
-  incomplete fingerprint)"; the default strategy is 8 bins (`breakout-bins-num`), or 10° for coordinates;
-  `nicer-breakout` rounds widths to 1, 1.25, 2, 2.5, 3, 5, 7.5, 10 × 10^n and bounds to multiples of the width.
-* `cumulative_aggregations.clj` (Postgres has window functions, so no post-processing), `auto_bucket_datetime*`
-  (an unbucketed temporal breakout is bucketed by day), `add_implicit_clauses` (breakouts not in `order-by` are
-  sorted ascending after the explicit sorts), `normalize_query.clj` ("Error normalizing query: ...").
-* Recorded cards 27/28 (`shared/metabase-fixtures/recorded/card`): joined columns' names and display names, and a
-  question on a card: id-based `field_ref`s without join alias, temporal columns with unit `default`.
+  matching condition"; count aggregations are `type/Quantity`. `lib/expression.cljc`: arithmetic is named
+  `expression` and shown infix with `+ - × ÷`, bracketed when nested.
+* `lib/metadata/result_metadata.cljc`, `query_processor/middleware/annotate.clj`: the driver's base
+  type wins and is the effective type too (so types here are PostgreSQL's for the generated SQL, mapped with
+  `sql.base_type_for`: `count` int8 -> `type/BigInteger`, `sum` of int4 int8, `avg` numeric ->
+  `type/Decimal`, `cum_count` numeric); names are deduplicated `_2`, `_3`; `source` is `breakout`,
+  `aggregation` or `fields` (expressions included); `field_ref` uses the field id when there is one; joined
+  columns keep their field's name and show "Alias → Display", their SQL alias is `Alias__name`.
+  `lib/card.cljc` `model-preserved-keys`: a model's description, display_name, semantic_type,
+  fk_target_field_id, settings and visibility_type override the computed columns by name (not aggregations).
+* `src/metabase/lib/stage.cljc`: a stage returns breakouts then aggregations, else its fields (by default the
+  source's columns, then the expressions, then each join's `fields`; a join without `fields` adds none).
+* `lib/temporal_bucket.cljc` ("Created At: Month", "Day of week"), `lib/filter/desugar.cljc` (`time-interval`,
+  `relative-time-interval`, `during`, `is-empty`, multi-value `=`/`!=`/string filters, `in`, `inside`,
+  `relative-datetime :current`).
+* `query_processor/middleware/binning.clj`, `lib/binning/util.cljc`: bounds from the stage's filters on the
+  column, else its fingerprint, else "Unable to bin Field without a min/max value (missing or incomplete
+  fingerprint)"; default strategy 8 bins (`breakout-bins-num`), 10° for coordinates; `nicer-breakout` widths
+  1, 1.25, 2, 2.5, 3, 5, 7.5, 10 × 10^n and bounds on multiples of the width.
+* `cumulative_aggregations.clj` (Postgres has window functions: no post-processing), `auto_bucket_datetime*`
+  (a temporal breakout without unit is bucketed by day), `add_implicit_clauses` (breakouts missing from
+  `order-by` are sorted ascending after explicit sorts), `normalize_query.clj` ("Error normalizing query").
+* Recorded cards 27/28 (`shared/metabase-fixtures/recorded/card`): joined columns' names and display names; a
+  question on a card sees id `field_ref`s without join alias and temporal columns with unit `default`.
 
-Not confirmed, chosen to be plausible: the wording of errors for unknown ids and unknown clauses, the display name
-of a default-binned column after resolution ("Amount: 8 bins"), and `field_ref`s of binned columns.
+Not confirmed, chosen to be plausible: the wording of errors for unknown ids and clauses, the display name of
+a default-binned column once resolved ("Amount: 8 bins"), and the `field_ref` of a binned column.
 
-A field without a fingerprint cannot be binned, as in Metabase; `FieldInfo.fingerprint` (optional, Metabase's
-fingerprint shape `{"type": {"type/Number": {"min": .., "max": ..}}}`) lets the caller supply the real bounds.
+A field without a fingerprint cannot be binned, as in Metabase; `FieldInfo.fingerprint` (optional, in
+Metabase's shape `{"type": {"type/Number": {"min": .., "max": ..}}}`) supplies the real bounds.
 """
 
 from __future__ import annotations
@@ -80,7 +78,7 @@ class MbqlError(Exception):
 
 @dataclass(frozen=True)
 class FieldInfo:
-    """One synced column; `fingerprint` (optional) is Metabase's fingerprint of it, needed only for binning."""
+    """One synced column; the optional `fingerprint` (Metabase's shape) is needed only for binning."""
 
     id: int
     table_id: int
@@ -131,7 +129,7 @@ class Compiled:
 
 
 def compile_query(query: dict, catalog: Catalog, parameters: list[dict] | None = None) -> Compiled:
-    """Return the SQL and result columns of a legacy MBQL `dataset_query`; raises MbqlError as Metabase fails."""
+    """Return the SQL and result columns of a legacy MBQL `dataset_query`; raises MbqlError like Metabase."""
     compiler = _Compiler(catalog, _database_id(query))
     inner = _inner_query(query)
     result = compiler.compile_inner(inner, parameters or [])
@@ -176,7 +174,7 @@ _EXTRACTION_UNITS = {
     "second-of-minute": "second",
 }
 _TEMPORAL_UNITS = frozenset(
-    {"default", *_TRUNCATION_UNITS, *_EXTRACTION_UNITS, "day-of-week", "week-of-year", "week-of-year-us"}
+    {"default", *_TRUNCATION_UNITS, *_EXTRACTION_UNITS, "day-of-week", "week-of-year"}
 )
 _UNIT_DISPLAY = {
     "default": "Default period",
@@ -241,6 +239,7 @@ class _Col:
     meta: dict
     field_id: int | None = None
     join_alias: str | None = None
+    origin_join: str | None = None
     source_field: int | None = None
     expression: str | None = None
     fingerprint: dict | None = None
@@ -299,7 +298,7 @@ def _fail_clause(clause: Any, problem: str) -> MbqlError:
 
 
 def _check_arity(clause: list, low: int, high: int | None = -1) -> None:
-    """Raise unless `clause` has `low` to `high` arguments (`high` -1: exactly `low`; None: no upper bound)."""
+    """Raise unless `clause` has `low` to `high` arguments (`high` -1: exactly `low`; None: unbounded)."""
     high = low if high == -1 else high
     count = len(clause) - 1
     if count < low or (high is not None and count > high):
@@ -407,7 +406,6 @@ class _Scope:
 @dataclass
 class _Breakout:
     col: _Col
-    key: tuple
     temporal: bool
 
 
@@ -451,6 +449,8 @@ class _Compiler:
         ref = target[1]
         if _clause_tag(ref) not in ("field", "expression"):
             return None
+        if parameter.get("type") == "temporal-unit":
+            raise MbqlError("The fake Metabase does not support temporal-unit parameters")
         options = target[2] if len(target) > 2 and isinstance(target[2], dict) else {}
         stage_number = options.get("stage-number", -1)
         if not isinstance(stage_number, int) or isinstance(stage_number, bool):
@@ -485,7 +485,7 @@ class _Compiler:
             select, group_by, order_by, columns = self._summary(inner, scope, breakouts, aggregation_clauses)
         else:
             group_by = []
-            columns = self._field_columns(inner, scope)
+            columns = _unique_aliases(self._field_columns(inner, scope))
             select = [f"{col.sql.text} AS {_quote(col.alias)}" for col in columns]
             order_by = [self._plain_order(entry, scope) for entry in _sequence(inner, "order-by")]
         parts = ["SELECT " + ", ".join(select), "FROM " + from_sql, *scope.join_sql]
@@ -684,12 +684,15 @@ class _Compiler:
         if options.get("source-field") is not None:
             return self._resolve_implicit(ref, options["source-field"], scope)
         join_alias = options.get("join-alias")
-        if join_alias is not None:
-            if join_alias not in scope.joins:
+        if join_alias in scope.joins:
+            pool = scope.joins[join_alias]
+        elif join_alias is not None:
+            # a ref to a join of an earlier stage, as older saved questions have them
+            pool = [c for c in scope.source if c.origin_join == join_alias]
+            if not pool:
                 raise MbqlError(
                     f"Error normalizing query: no join named {json.dumps(join_alias)} in this stage"
                 )
-            pool = scope.joins[join_alias]
         else:
             pool = scope.source
         if isinstance(id_or_name, int) and not isinstance(id_or_name, bool):
@@ -772,7 +775,7 @@ class _Compiler:
             meta["display_name"] = f"{col.meta['display_name']}: {_UNIT_DISPLAY.get(unit, unit)}"
         meta["unit"] = unit
         meta["field_ref"] = _with_ref_options(col.meta.get("field_ref"), {"temporal-unit": unit})
-        if unit in _EXTRACTION_UNITS or unit in ("day-of-week", "week-of-year", "week-of-year-us"):
+        if unit in _EXTRACTION_UNITS or unit in ("day-of-week", "week-of-year"):
             meta["semantic_type"] = None
         return replace(col, sql=bucketed, meta=meta, unit=unit)
 
@@ -860,7 +863,7 @@ class _Compiler:
         meta = dict(col.meta)
         meta["source"] = "breakout"
         col = replace(col, meta=meta)
-        return _Breakout(col=col, key=_ref_key(ref, col), temporal=col.unit in _TRUNCATION_UNITS)
+        return _Breakout(col=col, temporal=col.unit in _TRUNCATION_UNITS)
 
     def _summary(
         self, inner: dict, scope: _Scope, breakouts: list[_Breakout], clauses: list
@@ -903,7 +906,7 @@ class _Compiler:
         aggregations: list[_Aggregation],
         agg_aliases: list[str],
     ) -> list[tuple[str, str | None, str]]:
-        """Return (ORDER BY term, term inside a window or None, direction) for explicit then implicit sorts."""
+        """Return (ORDER BY term, window ORDER BY term or None, direction): explicit, then implicit sorts."""
         orders: list[tuple[str, str | None, str]] = []
         ordered: set[int] = set()
         for entry in _sequence(inner, "order-by"):
@@ -936,7 +939,7 @@ class _Compiler:
             inner = self._aggregation(clause[1], scope, has_breakouts)
             options = _options(clause, 2)
             name = options.get("name") or inner.name
-            display = options.get("display-name") or options.get("name") or inner.display_name
+            display = options.get("display-name") or inner.display_name
             return replace(inner, name=str(name), display_name=str(display))
         compiled, display = self._aggregate_expr(clause, scope, has_breakouts, nested=False)
         name = self._aggregation_name(clause, scope)
@@ -1068,13 +1071,15 @@ class _Compiler:
             raise MbqlError(f"The fake Metabase does not support the :{tag} aggregation")
         raise _fail_clause(clause, f"unknown aggregation :{tag}")
 
-    def _display(self, x: Any, scope: _Scope) -> str:
+    def _display(self, x: Any, scope: _Scope, *, nested: bool = False) -> str:
+        """Return Lib's display name of an aggregation argument (infix arithmetic, bracketed when nested)."""
         tag = _clause_tag(x)
         if tag in ("field", "expression"):
             return str(self._ref_col(x, scope).meta["display_name"])
         if tag in ("+", "-", "*", "/"):
             symbol = {"+": "+", "-": "-", "*": "×", "/": "÷"}[tag]
-            return "(" + f" {symbol} ".join(self._display(a, scope) for a in x[1:]) + ")"
+            text = f" {symbol} ".join(self._display(a, scope, nested=True) for a in x[1:])
+            return f"({text})" if nested else text
         if isinstance(x, str):
             return f'"{x}"'
         if isinstance(x, (int, float)):
@@ -1143,13 +1148,14 @@ class _Compiler:
             _check_arity(clause, 1)
             inner = clause[1]
             if _clause_tag(inner) in ("contains", "starts-with", "ends-with"):
-                subject = self._expr(inner[1], scope)
+                subject = self._expr(_string_parts(inner)[0], scope)
                 return f"(NOT ({self._filter(inner, scope)}) OR ({subject.text} IS NULL))"
             return f"NOT ({self._filter(inner, scope)})"
-        if tag in ("=", "!="):
+        if tag in ("=", "!=", "in", "not-in"):
             _check_arity(clause, 2, None)
+            tag = {"in": "=", "not-in": "!="}.get(tag, tag)
             if len(clause) > 3:
-                parts = [self._filter([clause[0], clause[1], value], scope) for value in clause[2:]]
+                parts = [self._filter([tag, clause[1], value], scope) for value in clause[2:]]
                 return (" OR " if tag == "=" else " AND ").join(f"({p})" for p in parts)
             return self._comparison(tag, clause[1], [clause[2]], scope)
         if tag in ("<", "<=", ">", ">="):
@@ -1187,8 +1193,18 @@ class _Compiler:
             return self._filter(
                 ["and", ["between", lat, lat_min, lat_max], ["between", lon, lon_min, lon_max]], scope
             )
-        if tag in ("segment", "relative-time-interval", "during", "in", "not-in"):
-            raise MbqlError(f"The fake Metabase does not support the :{tag} filter")
+        if tag == "relative-time-interval":
+            return self._relative_time_interval(clause, scope)
+        if tag == "during":
+            _check_arity(clause, 3)
+            if not isinstance(clause[2], str) or clause[3] not in _TRUNCATION_UNITS:
+                raise _fail_clause(clause, "during takes a column, an ISO date string and a unit")
+            subject = self._resolve_for_filter(clause[1], scope)
+            lower = _temporal(clause[3], _temporal_literal(clause[2]))
+            upper = _add_interval(lower, 1, clause[3])
+            return f"({subject.text} >= {lower.text}) AND ({subject.text} < {upper.text})"
+        if tag in ("segment", "metric"):
+            raise MbqlError(f"The fake Metabase does not support :{tag} references")
         if tag in ("field", "expression", "value") or tag in _EXPRESSIONS:
             compiled = self._expr(clause, scope)
             if compiled.pg_type != "bool":
@@ -1198,13 +1214,22 @@ class _Compiler:
 
     def _comparison(self, tag: str, subject_ref: Any, values: list, scope: _Scope) -> str:
         subject = self._expr(subject_ref, scope)
+        if any(_clause_tag(v) == "relative-datetime" and v[1:] == ["current"] for v in values):
+            # `[:relative-datetime :current]` takes the unit of the column it is compared with (desugar.cljc)
+            unit = (
+                _options(subject_ref, 2).get("temporal-unit") if _clause_tag(subject_ref) == "field" else None
+            )
+            values = [
+                ["relative-datetime", 0, unit or "default"] if _clause_tag(v) == "relative-datetime" else v
+                for v in values
+            ]
         subject_base = _base_type(subject.pg_type)
         temporal = subject_base in _TEMPORAL_BASE_TYPES
         has_unit = _clause_tag(subject_ref) in ("field", "expression") and "temporal-unit" in _options(
             subject_ref, 2
         )
         if temporal and not has_unit and values and all(_is_date_string(v) for v in values):
-            # Metabase's auto-bucketing: a temporal column compared with yyyy-MM-dd literals is bucketed by day.
+            # Metabase's auto-bucketing: a temporal column compared with yyyy-MM-dd literals is by day.
             subject = _temporal("day", subject)
         compiled = [self._comparison_value(v, subject_base, scope) for v in values]
         if tag == "between":
@@ -1234,17 +1259,21 @@ class _Compiler:
         return self._expr(value, scope)
 
     def _string_filter(self, clause: list, scope: _Scope) -> str:
-        tag = clause[0]
-        _check_arity(clause, 2, 3)
-        options = _options(clause, 3)
-        case_sensitive = options.get("case-sensitive", True)
-        subject = self._expr(clause[1], scope)
+        tag = clause[0].lower()
+        subject_ref, arguments, options = _string_parts(clause)
+        if len(arguments) > 1:
+            parts = [
+                self._string_filter([tag, subject_ref, argument, options], scope) for argument in arguments
+            ]
+            return (" AND " if tag == "does-not-contain" else " OR ").join(f"({p})" for p in parts)
+        subject = self._expr(subject_ref, scope)
         if tag == "does-not-contain":
-            positive = self._string_filter(["contains", *clause[1:]], scope)
+            positive = self._string_filter(["contains", subject_ref, arguments[0], options], scope)
             return f"(NOT ({positive}) OR ({subject.text} IS NULL))"
+        case_sensitive = options.get("case-sensitive", True)
         prefix = "%" if tag in ("contains", "ends-with") else ""
         suffix = "%" if tag in ("contains", "starts-with") else ""
-        argument = clause[2][1] if _clause_tag(clause[2]) == "value" else clause[2]
+        argument = arguments[0][1] if _clause_tag(arguments[0]) == "value" else arguments[0]
         subject_text = subject.text if case_sensitive else f"LOWER({subject.text})"
         if isinstance(argument, str):
             pattern = prefix + _escape_like(argument) + suffix
@@ -1252,8 +1281,10 @@ class _Compiler:
                 pattern = pattern.lower()
             return f"{subject_text} LIKE {warehouse.quote_literal(pattern)} ESCAPE '\\'"
         other = self._expr(argument, scope)
-        pieces = [p for p in (warehouse.quote_literal(prefix) if prefix else "", other.text,
-                              warehouse.quote_literal(suffix) if suffix else "") if p]  # fmt: skip
+        pieces = [warehouse.quote_literal(prefix)] if prefix else []
+        pieces.append(other.text)
+        if suffix:
+            pieces.append(warehouse.quote_literal(suffix))
         pattern_sql = f"CONCAT({', '.join(pieces)})"
         if not case_sensitive:
             pattern_sql = f"LOWER({pattern_sql})"
@@ -1284,6 +1315,18 @@ class _Compiler:
         if n < -1:
             return f"{subject.text} BETWEEN {relative(n)} AND {relative(-1)}"
         return f"{subject.text} BETWEEN {relative(1)} AND {relative(n)}"
+
+    def _relative_time_interval(self, clause: list, scope: _Scope) -> str:
+        _check_arity(clause, 5)
+        _, subject_ref, value, unit, offset_value, offset_unit = clause
+        if not isinstance(value, int) or isinstance(value, bool) or unit not in _TRUNCATION_UNITS:
+            raise _fail_clause(clause, "relative-time-interval takes an integer and a unit")
+        subject = self._resolve_for_filter(subject_ref, scope)
+        lower = _relative_datetime(value if value < 0 else 1, unit)
+        upper = _relative_datetime(0 if value < 0 else value + 1, unit)
+        lower = _add_interval(lower, offset_value, str(offset_unit))
+        upper = _add_interval(upper, offset_value, str(offset_unit))
+        return f"({subject.text} >= {lower.text}) AND ({subject.text} < {upper.text})"
 
     def _resolve_for_filter(self, ref: Any, scope: _Scope) -> _Sql:
         if _clause_tag(ref) in ("field", "expression"):
@@ -1336,11 +1379,10 @@ def _limit(inner: dict) -> list[str]:
     parts: list[str] = []
     limit = inner.get("limit")
     page = inner.get("page")
-    if limit is not None:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise MbqlError(
-                f"Error normalizing query: limit must be a non-negative integer, got {json.dumps(limit)}"
-            )
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise MbqlError(
+            f"Error normalizing query: limit must be a non-negative integer, got {json.dumps(limit)}"
+        )
     if page is not None:
         items, number = (page.get("items"), page.get("page")) if isinstance(page, dict) else (None, None)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (items, number)):
@@ -1366,6 +1408,8 @@ def _finish_columns(columns: list[_Col]) -> list[_Col]:
         meta = dict(col.meta)
         meta["name"] = names(str(meta["name"]))
         meta["lib/desired-column-alias"] = col.alias
+        if col.sql.pg_type != "unknown":
+            meta["database_type"] = col.sql.pg_type
         finished.append(replace(col, meta=meta, names=(col.alias, meta["name"])))
     refs = [json.dumps(col.meta.get("field_ref"), sort_keys=True) for col in finished]
     duplicated = {ref for ref in refs if refs.count(ref) > 1}
@@ -1447,6 +1491,7 @@ def _from_previous(col: _Col, qualifier: str, card: CardInfo | None, stored: dic
         field_id=meta.get("id"),
         fingerprint=fingerprint,
         unit=col.unit,
+        origin_join=col.join_alias or col.origin_join,
         names=(col.alias, str(meta.get("name"))),
     )
 
@@ -1525,16 +1570,6 @@ def _identity(col: _Col) -> tuple:
         col.source_field,
         col.expression,
         None if col.field_id else col.alias,
-    )
-
-
-def _ref_key(ref: Any, col: _Col) -> tuple:
-    options = _options(ref, 2)
-    return (
-        *_identity(col),
-        col.unit,
-        json.dumps(col.binning, sort_keys=True),
-        options.get("binning") is not None,
     )
 
 
@@ -1713,6 +1748,15 @@ def _temporal_literal(value: str) -> _Sql:
     return _Sql(f"timestamp {warehouse.quote_literal(text)}", "timestamp", literal=True)
 
 
+def _string_parts(clause: list) -> tuple[Any, list, dict]:
+    """Return (column, values, options) of a string filter: `[op col v opts]` or `[op opts col v1 v2 ...]`."""
+    if len(clause) > 1 and isinstance(clause[1], dict):
+        _check_arity(clause, 3, None)
+        return clause[2], list(clause[3:]), clause[1]
+    _check_arity(clause, 2, 3)
+    return clause[1], [clause[2]], _options(clause, 3)
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
 
@@ -1729,7 +1773,7 @@ def _same_column(ref: Any, other: Any) -> bool:
 
 
 def _bin_bounds(col: _Col, ref: Any, stage_filter: Any, compiler: _Compiler) -> tuple[float, float]:
-    """Binning bounds: the stage's filters on the column, else its fingerprint (Metabase's `extract-bounds`)."""
+    """Return binning bounds: the stage's filters on the column, else its fingerprint (`extract-bounds`)."""
     clauses = []
     if _clause_tag(stage_filter) == "and":
         clauses = list(stage_filter[1:])
@@ -1774,11 +1818,11 @@ def _calculate_bin_width(low: float, high: float, bins: int) -> float:
 
 
 def _calculate_num_bins(low: float, high: float, width: float) -> int:
-    return max(int(math.ceil((high - low) / width)), 1)
+    return max(math.ceil((high - low) / width), 1)
 
 
 def _order_of_magnitude(value: float) -> int:
-    return 0 if value == 0 else int(math.floor(math.log(abs(value)) / math.log(10)))
+    return 0 if value == 0 else math.floor(math.log(abs(value)) / math.log(10))
 
 
 def _nicer_bin_width(low: float, high: float, bins: int) -> float:
@@ -1985,8 +2029,12 @@ def _datetime_add(compiler: _Compiler, x: list, scope: _Scope) -> _Sql:
 def _relative(compiler: _Compiler, x: list, scope: _Scope) -> _Sql:
     _check_arity(x, 1, 2)
     amount = {"current": 0}.get(x[1], x[1]) if isinstance(x[1], str) else x[1]
-    unit = x[2] if len(x) > 2 else "day"
-    if not isinstance(amount, int) or unit not in _TRUNCATION_UNITS:
+    unit = x[2] if len(x) > 2 else "default"
+    if (
+        not isinstance(amount, int)
+        or unit not in (*_TRUNCATION_UNITS, "default")
+        or (unit == "default" and amount)
+    ):
         raise _fail_clause(x, "relative-datetime takes an integer and a unit")
     return _relative_datetime(amount, unit)
 
@@ -2001,10 +2049,14 @@ def _absolute(compiler: _Compiler, x: list, scope: _Scope) -> _Sql:
 def _datetime_diff(compiler: _Compiler, x: list, scope: _Scope) -> _Sql:
     _check_arity(x, 3)
     left, right = (compiler._expr(arg, scope) for arg in x[1:3])
-    left, right = (_temporal_literal(o.value) if o.literal and isinstance(o.value, str) else o for o in (left, right))
+    left, right = (
+        _temporal_literal(o.value) if o.literal and isinstance(o.value, str) else o for o in (left, right)
+    )
     for operand in (left, right):
         if operand.pg_type not in ("date", "timestamp", "timestamptz"):
-            raise MbqlError(f'datetimeDiff only allows datetime, timestamp, or date types. Found "{operand.pg_type}"')
+            raise MbqlError(
+                f'datetimeDiff only allows datetime, timestamp, or date types. Found "{operand.pg_type}"'
+            )
     unit = x[3]
     day_diff = f"(CAST({right.text} AS DATE) - CAST({left.text} AS DATE))"
     age = f"age({_date_trunc('day', right).text}, {_date_trunc('day', left).text})"
@@ -2064,6 +2116,6 @@ _FILTER_TAGS = frozenset(
      "not-empty", "contains", "does-not-contain", "starts-with", "ends-with", "time-interval", "inside"}
 )  # fmt: skip
 _AGGREGATION_TAGS = frozenset(
-    {"count", "cum-count", "sum", "cum-sum", "avg", "distinct", "min", "max", "median", "percentile", "stddev",
-     "var", "share", "count-where", "sum-where", "aggregation-options", "metric"}
+    {"count", "cum-count", "sum", "cum-sum", "avg", "distinct", "min", "max", "median", "percentile",
+     "stddev", "var", "share", "count-where", "sum-where", "aggregation-options", "metric"}
 )  # fmt: skip
