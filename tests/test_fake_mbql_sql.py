@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.fake_metabase.mbql_sql import (
     compile_query,
     result_columns,
 )
+from tests.paths import RECORDED
 
 DATABASE_ID = 1
 
@@ -196,9 +198,21 @@ def test_table_question_returns_every_field_with_its_metadata(
     assert compiled.columns[0]["id"] == C_ID and compiled.columns[0]["table_id"] == CUSTOMERS
 
 
-def test_result_columns_are_the_compiled_columns(catalog: Catalog) -> None:
-    query = mbql({"source-table": ORDERS, "aggregation": [["count"]], "breakout": [field(O_STATUS)]})
-    assert result_columns(query, catalog) == compile_query(query, catalog).columns
+def test_result_columns_have_the_keys_a_saved_card_stores(catalog: Catalog) -> None:
+    recorded = json.loads((RECORDED / "card" / "28.json").read_text())["result_metadata"]
+    query = mbql(
+        {"source-table": ORDERS, "fields": [field(O_ID), field(O_CREATED_AT, {"temporal-unit": "default"})]}
+    )
+    stored = result_columns(query, catalog)
+    assert [list(column) for column in stored] == [
+        [k for k in recorded[0] if k != "unit"],
+        list(recorded[2]),
+    ]
+    assert stored[1]["unit"] == "default" and stored[1]["field_ref"] == [
+        "field",
+        O_CREATED_AT,
+        {"temporal-unit": "default"},
+    ]
 
 
 # ----------------------------------------------------------------- filters

@@ -46,8 +46,10 @@ Checked in Metabase's source (metabase/metabase via the search index, the newest
 * `cumulative_aggregations.clj` (Postgres has window functions: no post-processing), `auto_bucket_datetime*`
   (a temporal breakout without unit is bucketed by day), `add_implicit_clauses` (breakouts missing from
   `order-by` are sorted ascending after explicit sorts), `normalize_query.clj` ("Error normalizing query").
-* Recorded cards 27/28 (`shared/metabase-fixtures/recorded/card`): joined columns' names and display names; a
-  question on a card sees id `field_ref`s without join alias and temporal columns with unit `default`.
+* Recorded cards 27/28 (v0.50.5, `tests/fixtures/metabase/recorded/card`): joined columns' names and display
+  names; a question on a card sees id `field_ref`s without join alias, temporal columns with unit `default`;
+  the keys a card stores in `result_metadata` (what `result_columns` returns; `compile_query` gives the fuller
+  `data.cols` shape, with `source`, `table_id`, `database_type`, `lib/desired-column-alias`).
 
 Not confirmed, chosen to be plausible: the wording of errors for unknown ids and clauses, the display name of
 a default-binned column once resolved ("Amount: 8 bins"), and the `field_ref` of a binned column.
@@ -136,9 +138,34 @@ def compile_query(query: dict, catalog: Catalog, parameters: list[dict] | None =
     return Compiled(sql=result.sql, columns=[dict(col.meta) for col in result.columns])
 
 
+# The keys of a card's stored `result_metadata` columns, in the recorded order (fixture card/28.json).
+_STORED_KEYS = (
+    "description",
+    "semantic_type",
+    "coercion_strategy",
+    "unit",
+    "name",
+    "settings",
+    "fk_target_field_id",
+    "field_ref",
+    "effective_type",
+    "id",
+    "visibility_type",
+    "display_name",
+    "fingerprint",
+    "base_type",
+    "binning_info",
+)
+
+
 def result_columns(query: dict, catalog: Catalog) -> list[dict]:
-    """Return the result columns (what Metabase stores as `result_metadata`); raises MbqlError."""
-    return compile_query(query, catalog).columns
+    """Return the result columns as a saved card stores them (`result_metadata`); raises MbqlError."""
+    stored = []
+    for column in compile_query(query, catalog).columns:
+        entry = {key: column[key] for key in _STORED_KEYS if key in column}
+        entry.setdefault("fingerprint", None)
+        stored.append(entry)
+    return stored
 
 
 # ----------------------------------------------------------------- types
