@@ -997,6 +997,13 @@ def test_a_parameter_on_the_last_stage_of_a_nested_query(
     assert rows_of(connection, catalog, inner, parameters=parameters) == [["completed", 3], ["pending", 2]]
 
 
+def test_a_parameter_may_target_an_mbql5_field_ref(connection: psycopg.Connection, catalog: Catalog) -> None:
+    inner = {"source-table": ORDERS, "fields": [field(O_ID)], "order-by": [["asc", field(O_ID)]]}
+    ref = ["field", {"lib/uuid": "00000000-0000-4000-8000-000000000000", "base-type": "type/Text"}, O_STATUS]
+    parameters = [{"type": "string/=", "value": ["returned"], "target": dimension(ref)}]
+    assert rows_of(connection, catalog, inner, parameters=parameters) == [[3]]
+
+
 def test_a_parameter_on_a_column_the_stage_lacks_fails(catalog: Catalog) -> None:
     inner = {"source-table": CUSTOMERS}
     parameters = [{"type": "category", "value": "pending", "target": dimension(field(O_STATUS))}]

@@ -60,6 +60,7 @@ Metabase's shape `{"type": {"type/Number": {"min": .., "max": ..}}}`) supplies t
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 import re
@@ -188,7 +189,7 @@ _TEMPORAL_BASE_TYPES = frozenset(
 )
 _TEXT_BASE_TYPES = frozenset({"type/Text"})
 _COORDINATE_TYPES = frozenset({"type/Latitude", "type/Longitude", "type/Coordinate"})
-_TRUNCATION_UNITS = ("minute", "hour", "day", "week", "month", "quarter", "year")
+_TRUNCATION_UNITS = ("millisecond", "second", "minute", "hour", "day", "week", "month", "quarter", "year")
 _EXTRACTION_UNITS = {
     "minute-of-hour": "minute",
     "hour-of-day": "hour",
@@ -205,6 +206,8 @@ _TEMPORAL_UNITS = frozenset(
 )
 _UNIT_DISPLAY = {
     "default": "Default period",
+    "millisecond": "Millisecond",
+    "second": "Second",
     "minute": "Minute",
     "hour": "Hour",
     "day": "Day",
@@ -473,7 +476,7 @@ class _Compiler:
         target = parameter.get("target")
         if not isinstance(target, list) or len(target) < 2 or target[0] != "dimension":
             return None
-        ref = target[1]
+        ref = _legacy_ref(target[1])
         if _clause_tag(ref) not in ("field", "expression"):
             return None
         if parameter.get("type") == "temporal-unit":
@@ -815,7 +818,7 @@ class _Compiler:
             raise _fail_clause(ref, "binning needs a strategy: default, num-bins or bin-width")
         if col.base_type not in _NUMBER_BASE_TYPES:
             raise _fail_clause(ref, f"cannot bin a {col.base_type} column")
-        low, high = _bin_bounds(col, ref, inner.get("filter"), self)
+        low, high = _bin_bounds(col, ref, inner.get("filter"))
         resolved = _resolve_binning(binning, col, low, high)
         width, minimum = resolved["bin-width"], resolved["min-value"]
         text = col.sql.text
@@ -1364,7 +1367,7 @@ class _Compiler:
         return self._expr(ref, scope)
 
     def _parameter_filter(self, parameter: dict, scope: _Scope) -> str:
-        ref = parameter["target"][1]
+        ref = _legacy_ref(parameter["target"][1])
         try:
             col = self._ref_col(ref, scope)
         except MbqlError as exc:
@@ -1727,7 +1730,7 @@ def _temporal(unit: str, expr: _Sql) -> _Sql:
     """Metabase's Postgres bucketing of `expr` by `unit` (weeks start on Sunday)."""
     if unit == "default":
         return expr
-    if unit in ("minute", "hour", "month", "quarter", "year"):
+    if unit in ("millisecond", "second", "minute", "hour", "month", "quarter", "year"):
         return _date_trunc(unit, expr)
     if unit == "day":
         as_date = f"CAST({expr.text} AS date)"
@@ -1775,6 +1778,14 @@ def _temporal_literal(value: str) -> _Sql:
     return _Sql(f"timestamp {warehouse.quote_literal(text)}", "timestamp", literal=True)
 
 
+def _legacy_ref(ref: Any) -> Any:
+    """Return a parameter target's ref in legacy form (MBQL 5 has options second: `["field", {..}, 78]`)."""
+    if _clause_tag(ref) in ("field", "expression") and len(ref) == 3 and isinstance(ref[1], dict):
+        options = {k: v for k, v in ref[1].items() if k != "lib/uuid"}
+        return [ref[0], ref[2], options or None]
+    return ref
+
+
 def _string_parts(clause: list) -> tuple[Any, list, dict]:
     """Return (column, values, options) of a string filter: `[op col v opts]` or `[op opts col v1 v2 ...]`."""
     if len(clause) > 1 and isinstance(clause[1], dict):
@@ -1799,7 +1810,7 @@ def _same_column(ref: Any, other: Any) -> bool:
     )
 
 
-def _bin_bounds(col: _Col, ref: Any, stage_filter: Any, compiler: _Compiler) -> tuple[float, float]:
+def _bin_bounds(col: _Col, ref: Any, stage_filter: Any) -> tuple[float, float]:
     """Return binning bounds: the stage's filters on the column, else its fingerprint (`extract-bounds`)."""
     clauses = []
     if _clause_tag(stage_filter) == "and":
@@ -1832,8 +1843,6 @@ def _bin_bounds(col: _Col, ref: Any, stage_filter: Any, compiler: _Compiler) -> 
 
 
 def _round_to_5(value: float) -> float:
-    import decimal
-
     return float(
         decimal.Decimal(repr(value)).quantize(decimal.Decimal("0.00001"), rounding=decimal.ROUND_HALF_UP)
     )
