@@ -571,3 +571,66 @@ def test_an_offset_aggregation_of_the_wrong_shape_is_refused(api: Api) -> None:
     response = save(api, legacy(api, inner))
     assert response.status_code == 400
     assert response.text == "Error creating query from legacy query: Assert failed: (= (count clause) 4)"
+
+
+# ----------------------------------------------------------------- running query-builder questions
+
+
+def test_a_question_runs_on_postgresql_with_metabase_shaped_results(api: Api) -> None:
+    status = api.field_id("orders", "status")
+    inner = {
+        "source-table": table_id(api, "orders"),
+        "aggregation": [["count"]],
+        "breakout": [["field", status, None]],
+    }
+    card = saved(api, legacy(api, inner))
+    response = api.post(f"/card/{card['id']}/query")
+    assert response.status_code == 202 and response.json()["status"] == "completed", response.text
+    body = response.json()
+    assert body["data"]["rows"] == [["open", 1], ["paid", 2], ["void", 1]] and body["row_count"] == 3
+    assert [c["name"] for c in body["data"]["cols"]] == ["status", "count"]
+    assert [c["name"] for c in card["result_metadata"]] == ["status", "count"]
+
+
+def test_a_question_on_a_missing_table_fails_as_a_202(api: Api) -> None:
+    card = saved(api, legacy(api, {"source-table": 999_999}))
+    response = api.post(f"/card/{card['id']}/query")
+    assert response.status_code == 202 and response.json()["status"] == "failed"
+    assert card["result_metadata"] is None
+
+
+def test_ad_hoc_mbql_runs_through_the_dataset_endpoint(api: Api) -> None:
+    query = legacy(api, {"source-table": table_id(api, "customers"), "aggregation": [["count"]]})
+    response = api.post("/dataset", query)
+    assert response.status_code == 202 and response.json()["data"]["rows"] == [[2]]
+
+
+def test_a_dashboard_filter_reaches_a_question_through_its_mapping(api: Api) -> None:
+    status = api.field_id("orders", "status")
+    card = saved(api, legacy(api, {"source-table": table_id(api, "orders"), "aggregation": [["count"]]}))
+    board = api.dashboard(parameters=[{"id": "p1", "name": "Status", "slug": "status", "type": "string/="}])
+    target = ["dimension", ["field", status, {"base-type": "type/Text"}], {"stage-number": 0}]
+    board = api.put(
+        f"/dashboard/{board['id']}", {"dashcards": [dashcard_with_target(card["id"], target)]}
+    ).json()
+    dashcard = board["dashcards"][0]
+    path = f"/dashboard/{board['id']}/dashcard/{dashcard['id']}/card/{card['id']}/query"
+    filtered = api.post(path, {"parameters": [{"id": "p1", "value": ["paid"]}]})
+    assert filtered.status_code == 202 and filtered.json()["data"]["rows"] == [[2]], filtered.text
+    unfiltered = api.post(path, {"parameters": []})
+    assert unfiltered.json()["data"]["rows"] == [[4]]
+
+
+def test_a_model_keeps_its_edited_column_names_when_its_query_changes(api: Api) -> None:
+    orders = table_id(api, "orders")
+    status = api.field_id("orders", "status")
+    inner = {"source-table": orders, "fields": [["field", status, None]]}
+    model = saved(api, legacy(api, inner), type="model")
+    edited = [{**model["result_metadata"][0], "display_name": "State", "description": "Where it is"}]
+    api.put(f"/card/{model['id']}", {"result_metadata": edited})
+    amount = api.field_id("orders", "amount")
+    changed = {**inner, "fields": [["field", status, None], ["field", amount, None]]}
+    updated = api.put(f"/card/{model['id']}", {"dataset_query": legacy(api, changed)}).json()
+    by_name = {c["name"]: c for c in updated["result_metadata"]}
+    assert (by_name["status"]["display_name"], by_name["status"]["description"]) == ("State", "Where it is")
+    assert by_name["amount"]["display_name"] == "Amount"

@@ -9,7 +9,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fake_metabase import card_metadata, dashboard_questions, mbql, sql
+from tests.fake_metabase import card_metadata, dashboard_questions, mbql, mbql_sql, sql
+from tests.fake_metabase.catalog import StateCatalog
 from tests.fake_metabase.handlers import (
     NANO_ID_RE,
     WIDGET_TYPES,
@@ -531,6 +532,11 @@ def _result_metadata(state: FakeState, legacy: dict) -> list | None:
 
 def fresh_metadata(state: FakeState, legacy: dict) -> list | None:
     """Return the result metadata Metabase computes for a query on save (None when it cannot)."""
+    if legacy["type"] == "query":
+        try:
+            return mbql_sql.result_columns(legacy, StateCatalog(state))
+        except mbql_sql.MbqlError:
+            return None  # card/metadata.clj logs the failure and saves the card without metadata
     return _result_metadata(state, legacy)
 
 
@@ -851,23 +857,32 @@ def run_query(state: FakeState, legacy: dict, parameters: Any, context: str) -> 
             },
         )
 
-    if legacy["type"] != "native":
-        return failed("The fake Metabase runs native queries only.", "invalid-query")
     if database["engine"] != "postgres":
         return failed("The fake Metabase does not run queries on the H2 Sample Database.", "driver")
-    tags = legacy["native"]["template-tags"]
-    try:
-        values = _parameter_values(parameters, tags)
-        text = sql.substitute(legacy["native"]["query"], tags, values, _field_refs(state, tags))
-    except _ParameterProblem as problem:
-        return failed(str(problem), problem.error_type)
-    except sql.QueryFailed as exc:
-        return failed(str(exc), "missing-required-parameter")
+    cols: list[dict] | None = None
+    if legacy["type"] == "query":
+        if parameters is not None and not isinstance(parameters, list):
+            raise ApiError(400, {"errors": {"parameters": "nullable sequence of parameter"}})
+        try:
+            compiled = mbql_sql.compile_query(legacy, StateCatalog(state), parameters)
+        except mbql_sql.MbqlError as exc:
+            return failed(str(exc), exc.error_type)
+        text, cols = compiled.sql, compiled.columns
+    else:
+        tags = legacy["native"]["template-tags"]
+        try:
+            values = _parameter_values(parameters, tags)
+            text = sql.substitute(legacy["native"]["query"], tags, values, _field_refs(state, tags))
+        except _ParameterProblem as problem:
+            return failed(str(problem), problem.error_type)
+        except sql.QueryFailed as exc:
+            return failed(str(exc), "missing-required-parameter")
     try:
         result = sql.run_native(database["details"], text)
     except sql.QueryFailed as exc:
         return failed(str(exc), "invalid-query")
     rows = result["rows"]
+    cols = cols if cols is not None else result["cols"]
     return Response(
         202,
         {
@@ -877,7 +892,7 @@ def run_query(state: FakeState, legacy: dict, parameters: Any, context: str) -> 
             "running_time": int((time.monotonic() - start) * 1000),
             "data": {
                 "rows": rows,
-                "cols": result["cols"],
+                "cols": cols,
                 "native_form": {"query": text, "params": None},
                 "results_timezone": "UTC",
                 "requested_timezone": "UTC",
@@ -885,7 +900,7 @@ def run_query(state: FakeState, legacy: dict, parameters: Any, context: str) -> 
                 "is_sandboxed": False,
                 "insights": None,
                 "download_perms": "full",
-                "results_metadata": {"columns": result["cols"]},
+                "results_metadata": {"columns": cols},
             },
         },
     )
