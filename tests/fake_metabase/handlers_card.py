@@ -1,4 +1,4 @@
-"""Cards (questions, models, metrics) and native query execution (`/api/card/:id/query`, `/api/dataset`)."""
+"""Cards (questions, models, metrics) and running them (`/api/card/:id/query`, `/api/dataset`)."""
 
 from __future__ import annotations
 
