@@ -7,7 +7,8 @@ bodies and content types; databases are tested, synced and queried on real Postg
 Test hooks on `FakeMetabase`:
 - `.requests` / `.mutating_requests()` / `.clear_requests()`: every request as RecordedRequest(method, path,
   query, json, headers);
-- `.inject_fault(at_mutation=N, kind="500" | "drop")`: the N-th POST/PUT/DELETE from now fails unapplied;
+- `.inject_fault(at_mutation=N, kind="500" | "drop" | "drop-after-commit")`: the N-th POST/PUT/DELETE from now
+  fails unapplied, or (drop-after-commit) is applied, saved, and its answer lost;
 - `.state` (users, api_keys, databases, collections, cards, dashboards as dicts) and `.cards()`,
   `.dashboards()`, `.collections()`, `.databases()` (API-shaped dicts);
 - `.admin_session()` (completes setup directly, returns a session id), `.add_database(dsn)` (registered and

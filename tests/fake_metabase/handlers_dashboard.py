@@ -6,6 +6,7 @@ import copy
 import json
 from typing import Any
 
+from tests.fake_metabase import dashboard_questions
 from tests.fake_metabase.handlers import (
     ApiError,
     Ctx,
@@ -39,7 +40,7 @@ def _valid_target(target: Any) -> bool:
         return False
     tag = target[0]
     if tag == "field":
-        return len(target) in (2, 3) and (_is_int(target[1]) or isinstance(target[1], str))
+        return _valid_field_ref(target)
     if tag == "text-tag":
         return len(target) == 2 and isinstance(target[1], str) and target[1].strip() != ""
     if tag == "variable":
@@ -50,10 +51,28 @@ def _valid_target(target: Any) -> bool:
         if len(target) == 3 and target[2] is not None and not _valid_dimension_options(target[2]):
             return False
         inner = target[1]
-        if isinstance(inner, list) and inner and inner[0] in ("field", "expression"):
+        if isinstance(inner, list) and inner and inner[0] == "field":
+            return _valid_field_ref(inner)
+        if isinstance(inner, list) and inner and inner[0] == "expression":
             return len(inner) in (2, 3)
         return _valid_template_tag_ref(inner)
     return False
+
+
+def _valid_field_ref(ref: list) -> bool:
+    """Whether a `["field", id-or-name, opts]` target passes `legacy_mbql/schema.cljc` `field`.
+
+    A name needs `base-type` in its options (`::require-base-type-for-field-name`); the field need not exist:
+    `check-parameter-mapping-permissions` skips ids of no table (dashboards/api.clj).
+    """
+    if len(ref) not in (2, 3):
+        return False
+    id_or_name, options = ref[1], ref[2] if len(ref) == 3 else None
+    if options is not None and not isinstance(options, dict):
+        return False
+    if isinstance(id_or_name, str):
+        return id_or_name != "" and bool((options or {}).get("base-type"))
+    return _is_int(id_or_name) and id_or_name > 0
 
 
 def _valid_dimension_options(options: Any) -> bool:
@@ -189,8 +208,8 @@ def _dashcard_json(state: FakeState, dashboard: dict, dashcard: dict) -> dict:
         "size_x": dashcard["size_x"],
         "dashboard_tab_id": dashcard["dashboard_tab_id"],
         # A virtual (text/heading) card hydrates to this stub, not null.
-        "card": dashcard_card_json(card) if card else {"query_average_duration": None},
-        "series": [dashcard_card_json(state.cards[s]) for s in dashcard["series"] if s in state.cards],
+        "card": dashcard_card_json(state, card) if card else {"query_average_duration": None},
+        "series": [dashcard_card_json(state, state.cards[s]) for s in dashcard["series"] if s in state.cards],
         "inline_parameters": copy.deepcopy(dashcard.get("inline_parameters")),
         "action_id": dashcard.get("action_id"),
         "collection_authority_level": None,
@@ -560,7 +579,11 @@ def put_dashboard(ctx: Ctx, id: str) -> Response:
         if tabs and any(dc.get("dashboard_tab_id") is None for dc in dashcards):
             raise ApiError(400, TABS_NEED_CARDS)
         remap = _apply_tabs(ctx.state, dashboard, tabs, timestamp)
+        # Its own questions no dashcard shows any more are archived, those shown unarchived (row-diff first).
+        shown = {dc["card_id"] for dc in dashcards if dc.get("card_id")}
+        dashboard_questions.set_archived_by_dashcards(ctx.state, dashboard["id"], shown, archived=False)
         _apply_dashcards(ctx.state, dashboard, dashcards, remap, timestamp)
+        dashboard_questions.set_archived_by_dashcards(ctx.state, dashboard["id"], shown, archived=True)
     for key in ("description", "collection_position", "cache_ttl", "position"):
         if key in body:
             dashboard[key] = body[key]
@@ -570,6 +593,9 @@ def put_dashboard(ctx: Ctx, id: str) -> Response:
     if body.get("archived") is not None and body["archived"] != dashboard["archived"]:
         dashboard["archived"] = body["archived"]
         dashboard["archived_directly"] = bool(body["archived"])
+        dashboard_questions.follow_dashboard_archiving(ctx.state, dashboard["id"], body["archived"])
+    if "collection_id" in body:
+        dashboard_questions.follow_dashboard_move(ctx.state, dashboard["id"], dashboard["collection_id"])
     dashboard["updated_at"] = timestamp
     dashboard["last_edit"] = {"user_id": user["id"], "timestamp": timestamp}
     return Response(200, dashboard_json(ctx.state, dashboard))

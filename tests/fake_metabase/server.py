@@ -36,7 +36,7 @@ from tests.fake_metabase.state import FakeState
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "DELETE"})
 INITIALIZING = "Metabase is still initializing. Please sit tight..."
-FaultKind = Literal["500", "drop"]
+FaultKind = Literal["500", "drop", "drop-after-commit"]
 
 _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Response], bool]] = [
     (method, re.compile(pattern), handler, auth)
@@ -159,12 +159,14 @@ class FakeMetabase:
             self.requests.clear()
 
     def inject_fault(self, at_mutation: int, kind: FaultKind) -> None:
-        """Fail the `at_mutation`-th mutating request from now (1 = the next one) without applying it.
+        """Make the `at_mutation`-th mutating request from now (1 = the next one) fail.
 
-        "500" answers a Metabase-shaped 500 JSON error; "drop" closes the connection with no response.
+        "500" answers a Metabase-shaped 500 JSON error and "drop" closes the connection with no response,
+        both without applying the request; "drop-after-commit" applies it (and saves the state file) and then
+        closes the connection with no response, as when a proxy or the network loses Metabase's answer.
         """
-        if at_mutation < 1 or kind not in ("500", "drop"):
-            raise ValueError("at_mutation counts from 1; kind is '500' or 'drop'")
+        if at_mutation < 1 or kind not in ("500", "drop", "drop-after-commit"):
+            raise ValueError("at_mutation counts from 1; kind is '500', 'drop' or 'drop-after-commit'")
         with self._lock:
             self._faults[self._mutations + at_mutation] = kind
 
@@ -272,6 +274,7 @@ class FakeMetabase:
                 return self._health()
             if self._init_polls_left > 0:
                 return Response(503, INITIALIZING)
+            fault = None
             if method in MUTATING_METHODS:
                 self._mutations += 1
                 fault = self._faults.pop(self._mutations, None)
@@ -279,12 +282,14 @@ class FakeMetabase:
                     return None
                 if fault == "500":
                     return _server_error("Injected fault: the change was not applied.")
-            if body_error:
-                return Response(400, "Malformed JSON in request body.")
-            response = self._route(method, path, query, body, headers)
-            if method in MUTATING_METHODS:
+            response = (
+                Response(400, "Malformed JSON in request body.")
+                if body_error
+                else self._route(method, path, query, body, headers)
+            )
+            if method in MUTATING_METHODS and not body_error:
                 self._save()
-            return response
+            return None if fault == "drop-after-commit" else response
 
     def _health(self) -> Response:
         if self._init_polls_left > 0:
