@@ -132,7 +132,13 @@ def card_visualization_settings(file_key: str, card: Question) -> dict[str, Any]
 
 def _virtual_settings(card: VirtualCard) -> dict[str, Any]:
     display = "heading" if isinstance(card, HeadingCard) else "link" if isinstance(card, LinkCard) else "text"
-    virtual = {"name": None, "display": display, "visualization_settings": {}, "dataset_query": {}, "archived": False}
+    virtual: dict[str, Any] = {
+        "name": None,
+        "display": display,
+        "visualization_settings": {},
+        "dataset_query": {},
+        "archived": False,
+    }
     if isinstance(card, LinkCard):
         return {"virtual_card": virtual, "link": {"url": card.link}}
     text = card.heading if isinstance(card, HeadingCard) else card.text
