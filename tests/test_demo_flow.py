@@ -127,7 +127,7 @@ class _KillMetabaseWhileApplying(RecordingProgress):
 
     def info(self, message: str) -> None:
         super().info(message)
-        if message.startswith(("creating card", "creating dashboard")):
+        if message.startswith(("creating question", "creating model", "creating dashboard")):
             self.written += 1
             if self.written == self.after:
                 os.kill(int(self.pid_file.read_text().split()[0]), signal.SIGKILL)
@@ -135,11 +135,13 @@ class _KillMetabaseWhileApplying(RecordingProgress):
 
 def test_metabase_killed_mid_apply_then_demo_converges_without_duplicates(local: Settings) -> None:
     runtime = _runtime(local)
-    killer = _KillMetabaseWhileApplying(runtime.pid_file, after=4)
+    # Dashboards are created first (their questions are saved inside them), then the cards: the kill
+    # lands after a few cards exist.
+    killer = _KillMetabaseWhileApplying(runtime.pid_file, after=8)
 
     with pytest.raises(MetabaseError):
         run_demo(local, runtime=runtime, progress=killer, sleep=_short_sleep)
-    assert killer.written == 4
+    assert killer.written == 8
     half_done = _live(_objects(local, "cards"))
     assert len(half_done) > 0
 
