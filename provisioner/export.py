@@ -425,9 +425,9 @@ class _Exporter:
 
         readable = to_readable(names, card_type)
         if readable is not None and self._same(card, readable, names, schema, card_type):
-            entry["query"] = readable
+            entry["query"] = _blocks(readable)
         else:
-            entry["mbql"] = encode_raw(names)
+            entry["mbql"] = _raw_layout(encode_raw(names))
         stages = names.get("stages") or [{}]
         return dict(stages[0])
 
@@ -606,7 +606,33 @@ def _list_representer(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
 
 
 class _Document(dict[str, Any]):
-    """The top-level mapping: always block style, however few and flat its values."""
+    """A mapping always written in block style, however few and flat its values (the file, a query step)."""
+
+
+class _Clause(list[Any]):
+    """An MBQL clause of a raw block: always on one line, `[">", [field, v.amount], 100]`."""
+
+
+def _clause_representer(dumper: yaml.SafeDumper, value: _Clause) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True)
+
+
+def _blocks(query: Any) -> Any:
+    """A readable `query:` with each step in block style (one clause per line)."""
+    if isinstance(query, list):
+        return [_Document(step) for step in query]
+    return _Document(query)
+
+
+def _raw_layout(value: Any, depth: int = 0) -> Any:
+    """A raw block laid out for reading: mappings in block style, every clause on one line."""
+    if isinstance(value, dict):
+        return _Document({k: _raw_layout(v, depth + 1) for k, v in value.items()})
+    if isinstance(value, list):
+        if value and isinstance(value[0], str):
+            return _Clause(value)
+        return [_raw_layout(v, depth + 1) for v in value]
+    return value
 
 
 def _document_representer(dumper: yaml.SafeDumper, value: _Document) -> yaml.Node:
@@ -617,6 +643,7 @@ _Dumper.add_representer(str, _str_representer)
 _Dumper.add_representer(dict, _dict_representer)
 _Dumper.add_representer(list, _list_representer)
 _Dumper.add_representer(_Document, _document_representer)
+_Dumper.add_representer(_Clause, _clause_representer)
 
 
 def render(document: dict[str, Any]) -> str:
