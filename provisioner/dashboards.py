@@ -169,7 +169,7 @@ def _prune_scope(
         "--prune with files archives only cards removed from these dashboards; "
         "give the directory to also archive dashboards removed from it"
     )
-    return {item.spec.key for item in loaded}
+    return {item.spec.key for item in loaded if not item.dependency}
 
 
 def plan(

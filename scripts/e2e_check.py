@@ -73,8 +73,9 @@ def expected_dashboards(dashboards_dir: Path) -> list[str]:
     """The names of the dashboards the YAML files define."""
     sys.path.insert(0, str(ROOT))
     from provisioner.spec import load_paths
+    from provisioner.spec.models import DashboardSpec
 
-    return [loaded.spec.name for loaded in load_paths([dashboards_dir])]
+    return [f.spec.name for f in load_paths([dashboards_dir]) if isinstance(f.spec, DashboardSpec)]
 
 
 def _all_dashboards(api: Api) -> dict[str, int]:

@@ -31,7 +31,9 @@ from provisioner.runtime.postgres import free_port
 from provisioner.state import StateDir, write_private
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_DASHBOARDS = sorted(p for p in (REPO / "dashboards").glob("*.yaml"))
+DEMO_FILES = sorted((REPO / "dashboards").glob("*.yaml"))
+DEMO_DASHBOARDS = [p for p in DEMO_FILES if "\ncards:" in p.read_text()]
+DEMO_MODELS = sum(p.read_text().count("    type: model\n") for p in DEMO_FILES)
 FAKE_COMMAND = (
     f"{shlex.quote(sys.executable)} -m tests.fake_metabase --port {{port}} "
     "--state-file {state_dir}/fake-state.json"
@@ -235,10 +237,12 @@ def test_external_demo_converges_and_fresh_keeps_what_the_tool_did_not_create(
     assert again.changed is False
     assert fake_metabase.mutating_requests() == []
     # The request budget of a no-op re-run: beyond health and login (setup state and version, the
-    # key check), one metadata read, one list of collections and one GET per dashboard.
+    # key check), one metadata read, one list of collections, one GET per dashboard (its questions come
+    # with it) and one per model (kept in the collection, on no dashboard).
     login = {"/api/health", "/api/session/properties", "/api/user/current"}
     beyond = [f"{r.method} {r.path}" for r in fake_metabase.requests if r.path not in login]
-    assert len(beyond) <= 2 + len(DEMO_DASHBOARDS), beyond
+    assert DEMO_MODELS == 8
+    assert len(beyond) <= 2 + len(DEMO_DASHBOARDS) + DEMO_MODELS, beyond
 
     fresh = run_demo(
         external,

@@ -62,3 +62,19 @@ class LoadedFile:
     spec: DashboardSpec | QuestionsSpec
     locator: Locator
     sql: dict[str, str] = field(default_factory=dict)
+    # Read only because a file given is built on its models or questions (not named by the command).
+    dependency: bool = False
+
+    def source_keys(self) -> set[str]:
+        """The keys of the models and questions this file's questions are built on, as written."""
+        keys: set[str] = set()
+        for _, question in self.spec.located_questions():
+            for step in question.stages:
+                for source in [step.source, *(j.source for j in step.joins)]:
+                    if source is not None and not isinstance(source, str) and source.card_key:
+                        keys.add(source.card_key)
+            raw = question.mbql or {}
+            for stage in raw.get("stages") or [] if isinstance(raw, dict) else []:
+                if isinstance(stage, dict) and isinstance(stage.get("source-card"), str):
+                    keys.add(stage["source-card"])
+        return keys

@@ -396,7 +396,13 @@ def dashboard_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def load_paths(paths: Iterable[Path], environ: Mapping[str, str] | None = None) -> list[LoadedFile]:
-    """Every dashboard under `paths`; raises SpecErrors with the problems of all files at once."""
+    """Every file under `paths`, and the files beside them that their questions are built on.
+
+    A dashboard given on its own (`plan dashboards/2-risk.yaml`) is built on models kept in another file
+    of its directory: that file is read too, marked as a dependency. Raises SpecErrors with the problems
+    of all files at once.
+    """
+    paths = list(paths)
     files = dashboard_files(paths)
     if not files:
         raise SpecErrors([SpecError(Path("."), 0, "(paths)", "no dashboard files (*.yaml) found")])
@@ -410,6 +416,8 @@ def load_paths(paths: Iterable[Path], environ: Mapping[str, str] | None = None) 
             loaded.append(_load_one(path, environ))
         except SpecErrors as exc:
             errors += exc.errors
+    if not errors:
+        loaded += _dependencies(loaded, files, environ)
     seen: dict[str, LoadedFile] = {}
     for item in loaded:
         first = seen.setdefault(item.spec.key, item)
@@ -425,6 +433,39 @@ def load_paths(paths: Iterable[Path], environ: Mapping[str, str] | None = None) 
         raise SpecErrors(errors)
     _compile(loaded)
     return loaded
+
+
+def _dependencies(
+    loaded: list[LoadedFile], given: list[Path], environ: Mapping[str, str] | None
+) -> list[LoadedFile]:
+    """Files beside the given ones that define models or questions the given ones are built on."""
+    known = {f.spec.key for f in loaded}
+    card_keys = {q.key for f in loaded for q in f.spec.all_questions()}
+    wanted = {k for f in loaded for k in f.source_keys()}
+    missing = {k for k in wanted if (k.split("/", 1)[0] not in known) if "/" in k} | {
+        k for k in wanted if "/" not in k and k not in card_keys
+    }
+    if not missing:
+        return []
+    found: list[LoadedFile] = []
+    seen = {p.resolve() for p in given}
+    for directory in dict.fromkeys(p.parent for p in given):
+        for path in dashboard_files([directory]):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                extra = _load_one(path, environ)
+            except SpecErrors:
+                continue  # not needed unless it defines a missing key; then compiling names the gap
+            keys = {extra.spec.key} | {f"{extra.spec.key}/{q.key}" for q in extra.spec.all_questions()}
+            bare = {q.key for q in extra.spec.all_questions()}
+            if any(k in keys or k.split("/", 1)[0] == extra.spec.key or k in bare for k in missing):
+                extra.dependency = True
+                found.append(extra)
+    if found:
+        found += _dependencies([*loaded, *found], given, environ)
+    return found
 
 
 def _read_sql(loaded: LoadedFile) -> list[SpecError]:
