@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -11,20 +11,24 @@ from typer.core import TyperGroup
 from provisioner.cli.context import JsonOption, output_for, state_of
 from provisioner.errors import Interrupted, ProvisionError
 
+if TYPE_CHECKING:
+    # The base class of typer.Context, as TyperGroup.invoke declares it (typer vendors click).
+    from typer._click.core import Context as BaseContext
+
 
 class _RendersProvisionErrors(TyperGroup):
     """Turns a ProvisionError into `error:`/`hint:` on stderr and its exit code, once."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: BaseContext) -> Any:
         try:
             return super().invoke(ctx)
         except ProvisionError as error:
             state_of(ctx).output.error(error)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
-            error = Interrupted("interrupted", hint="run the same command again: it resumes")
-            state_of(ctx).output.error(error)
-            raise typer.Exit(error.exit_code) from None
+            interrupted = Interrupted("interrupted", hint="run the same command again: it resumes")
+            state_of(ctx).output.error(interrupted)
+            raise typer.Exit(interrupted.exit_code) from None
 
 
 app = typer.Typer(

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import requests
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from provisioner.errors import (
     MetabaseAuthError,
@@ -217,7 +217,7 @@ class MetabaseClient:
     def login(self, email: str, password: str) -> str:
         """A new session id for `email`; raises MetabaseAuthError on wrong credentials or throttling."""
         self._secrets.add(password)
-        body = LoginRequest(username=email, password=password)
+        body = LoginRequest(username=email, password=SecretStr(password))
         return self._send("POST", "/api/session", SessionCreated, body).id
 
     def current_user(self) -> User:
@@ -406,12 +406,13 @@ def _metabase_message(data: Any, text: str) -> tuple[str, dict[str, object]]:
     if isinstance(data, Mapping):
         errors = _flat_errors(data["errors"]) if isinstance(data.get("errors"), Mapping) else {}
         message = data.get("message") if isinstance(data.get("message"), str) else None
+        status = data.get("status") if isinstance(data.get("status"), str) else None
+        said: str | None
         if message and errors:
             said = f"{message.rstrip('.')} ({_errors_text(errors)})"
         else:
             said = message or (_errors_text(errors) if errors else None)
-        if not said and isinstance(data.get("status"), str):
-            said = data["status"]
+        said = said or status
         return (said or json.dumps(data)), errors
     if isinstance(data, str):
         return data, {}

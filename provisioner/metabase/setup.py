@@ -354,7 +354,7 @@ def _first_run_setup(
     try:
         session_id = client.setup(
             props.setup_token,
-            SetupUser(first_name="Demo", last_name="Admin", email=email, password=password),
+            SetupUser(first_name="Demo", last_name="Admin", email=email, password=SecretStr(password)),
             SITE_NAME,
         )
     except MetabaseError as exc:

@@ -83,7 +83,7 @@ class ComposeEnv(BaseModel):
                 key, _, value = line.partition("=")
                 values[key.strip().lower()] = value.strip()
         try:
-            return cls(**{k: v for k, v in values.items() if k in cls.model_fields})
+            return cls.model_validate({k: v for k, v in values.items() if k in cls.model_fields})
         except ValidationError as exc:
             raise EnvironmentProblem(
                 f"{path} is incomplete or damaged",
