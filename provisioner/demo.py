@@ -196,14 +196,13 @@ def _metabase_dsn(settings: Settings, endpoints: Endpoints) -> str | None:
         return settings.metabase_database_url.get_secret_value()
     if endpoints.metabase_warehouse_host is None:
         return None  # connect_database derives it from the warehouse and the reader role
-    from urllib.parse import urlsplit, urlunsplit
-
     from provisioner.db.roles import metabase_connection
+    from provisioner.dsn import DEFAULT_PORT, dsn_with
     from provisioner.warehouse import resolve_warehouse
 
     reader = metabase_connection(settings, resolve_warehouse(settings, start=False))
-    parts = urlsplit(reader.dsn.get_secret_value())
-    userinfo = parts.netloc.rpartition("@")[0]
-    port = endpoints.metabase_warehouse_port or 5432
-    netloc = f"{userinfo}@{endpoints.metabase_warehouse_host}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return dsn_with(
+        reader.dsn.get_secret_value(),
+        host=endpoints.metabase_warehouse_host,
+        port=endpoints.metabase_warehouse_port or DEFAULT_PORT,
+    )

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr
 
 from provisioner.db.seed import SeedStatus
-from provisioner.errors import ConfigError, DatabaseError
+from provisioner.dsn import parse_dsn
+from provisioner.errors import DatabaseError
 from provisioner.progress import NullProgress, Progress
 from provisioner.redact import redact_dsn
 from provisioner.runtime.postgres import HOST, SUPERUSER, EmbeddedPostgres, ServerInfo
@@ -203,27 +204,7 @@ def _ensure_demo_database(info: ServerInfo, password: str, progress: Progress) -
 
 
 def _external(dsn: SecretStr) -> Warehouse:
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(dsn.get_secret_value())
-    except Exception as exc:  # psycopg raises ProgrammingError for any unparsable conninfo
-        raise ConfigError(
-            f"--database-url (or DATABASE_URL) is not a PostgreSQL URL: {redact_dsn(dsn.get_secret_value())}",
-            hint="use postgresql://user:password@host:5432/dbname",
-        ) from exc
-    dbname = str(parts.get("dbname") or parts.get("user") or "postgres")
-    try:
-        port = int(str(parts.get("port") or 5432).split(",")[0])
-    except ValueError as exc:
-        raise ConfigError(
-            "--database-url (or DATABASE_URL) has a port that is not a number",
-            hint="use postgresql://user:password@host:5432/dbname",
-        ) from exc
-    return Warehouse(
-        dsn=dsn,
-        host=str(parts.get("host") or "localhost"),
-        port=port,
-        dbname=dbname,
-        embedded=False,
-    )
+    parts = parse_dsn(dsn.get_secret_value(), what="--database-url (or DATABASE_URL)")
+    # libpq's defaults: the database is named after the user, the user after the login.
+    dbname = parts.dbname or parts.user or "postgres"
+    return Warehouse(dsn=dsn, host=parts.host, port=parts.port, dbname=dbname, embedded=False)

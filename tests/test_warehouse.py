@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from provisioner.config import Settings
@@ -84,9 +85,14 @@ def test_stored_reader_credentials_on_the_warehouse_location(clean_environ: Path
     )
     connection = metabase_connection(_settings(clean_environ), _warehouse())
     assert connection.is_reader and connection.warning is None
-    assert connection.dsn.get_secret_value() == (
-        "postgresql://metabase_reader:st%40red%2Fpw@db.example.com:6543/demo?sslmode=require"
-    )
+    assert conninfo_to_dict(connection.dsn.get_secret_value()) == {
+        "user": "metabase_reader",
+        "password": "st@red/pw",
+        "host": "db.example.com",
+        "port": "6543",
+        "dbname": "demo",
+        "sslmode": "require",
+    }
 
 
 def test_credentials_stored_for_another_warehouse_are_not_used(clean_environ: Path) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
 
+from provisioner.dsn import dsn_with, parse_dsn
 from provisioner.errors import ConfigError
 from provisioner.progress import NullProgress, Progress
 from provisioner.state import StateDir
@@ -240,17 +240,13 @@ def metabase_connection(settings: Settings, warehouse: Warehouse) -> MetabaseCon
 
 
 def with_credentials(dsn: str, user: str, password: str) -> str:
-    """`dsn` (a postgresql:// URL) with its user and password replaced; query (e.g. sslmode) kept."""
-    parts = urlsplit(dsn)
-    hostport = parts.netloc.rpartition("@")[2]
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{hostport}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """`dsn` with its user and password replaced, every other part (e.g. sslmode) kept."""
+    return dsn_with(dsn, user=user, password=password)
 
 
 def dsn_user(dsn: str) -> str | None:
-    """The user name in a postgresql:// URL, or None."""
-    userinfo = urlsplit(dsn).netloc.rpartition("@")[0]
-    return unquote(userinfo.partition(":")[0]) or None if userinfo else None
+    """The user `dsn` logs in as, or None when it names none; raises ConfigError when it does not parse."""
+    return parse_dsn(dsn).user
 
 
 def _same_warehouse(stored: dict[str, object], warehouse: Warehouse) -> bool:

@@ -15,13 +15,14 @@ import secrets
 import socket
 import string
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
+from provisioner.dsn import parse_dsn
 from provisioner.errors import (
     ConfigError,
     MetabaseAuthError,
@@ -41,14 +42,12 @@ from provisioner.metabase.models import (
 )
 from provisioner.metabase.versions import check_version
 from provisioner.progress import Progress
-from provisioner.redact import REDACTED, redact
+from provisioner.redact import REDACTED, redact, redact_dsn
 from provisioner.state import StateDir
+from provisioner.wait import Clock, Sleep, wait_until
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
 
 SITE_NAME = "Asset Finance Demo"
 DATABASE_NAME = "Asset Finance Demo"
@@ -124,40 +123,41 @@ def wait_for_health(
     poll_s: float = HEALTH_POLL_S,
 ) -> None:
     """Return once /api/health says ok; raises MetabaseUnreachable at the deadline or if it is no Metabase."""
-    deadline = clock() + timeout_s
-    last: str | None = None
-    while True:
+    seen: list[str] = []  # what each poll saw; progress reports each change
+
+    def healthy() -> bool | None:
         try:
             status = client.health()
             if status.ok:
-                if last is not None:
+                if seen:
                     progress.info("Metabase is ready")
-                return
+                return True
             if status.status == "initializing":
-                seen = "starting" + (f" ({status.progress:.0%})" if status.progress is not None else "")
+                now = "starting" + (f" ({status.progress:.0%})" if status.progress is not None else "")
             else:
                 # e.g. "Unable to get app-db connection": started, but its application database is down.
-                seen = f"unhealthy ({status.status})"
+                now = f"unhealthy ({status.status})"
         except MetabaseUnreachable as exc:
             # Nothing listening yet, or a proxy's 502/503/504: keep waiting. Any other answer
             # (an HTML page, a 404) means this URL is not a Metabase: waiting will not help.
             if exc.status not in (None, 502, 503, 504):
                 raise
-            seen = "not answering yet"
-        if seen != last:
-            limit = f" (up to {timeout_s:.0f} s)" if last is None else ""
-            progress.info(f"Waiting for Metabase at {client.base_url}{limit}: {seen}")
-            last = seen
-        if clock() >= deadline:
-            raise MetabaseUnreachable(
-                f"Metabase at {client.base_url} did not become healthy within {timeout_s:.0f} s "
-                f"(last: {seen})",
-                hint="a first start takes 1-3 minutes (database migrations); check Metabase's log, "
-                "that it has 2 GB of memory, and --metabase-url / METABASE_URL",
-                method="GET",
-                path="/api/health",
-            )
-        sleep(poll_s)
+            now = "not answering yet"
+        if not seen or seen[-1] != now:
+            limit = "" if seen else f" (up to {timeout_s:.0f} s)"
+            progress.info(f"Waiting for Metabase at {client.base_url}{limit}: {now}")
+        seen.append(now)
+        return None
+
+    if wait_until(healthy, timeout_s=timeout_s, poll_s=poll_s, clock=clock, sleep=sleep) is None:
+        raise MetabaseUnreachable(
+            f"Metabase at {client.base_url} did not become healthy within {timeout_s:.0f} s "
+            f"(last: {seen[-1]})",
+            hint="a first start takes 1-3 minutes (database migrations); check Metabase's log, "
+            "that it has 2 GB of memory, and --metabase-url / METABASE_URL",
+            method="GET",
+            path="/api/health",
+        )
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -534,38 +534,27 @@ def _metabase_dsn(settings: Settings, explicit: str | None, progress: Progress) 
 
 def postgres_details(dsn: str) -> PostgresDetails:
     """Metabase's connection details for a postgresql:// DSN; raises ConfigError if it is not one."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(dsn)
-    except Exception as exc:  # psycopg raises ProgrammingError; any parse failure is a config error
-        # Not echoed: an unparseable URL may hide its password where no redaction finds it.
+    parts = parse_dsn(dsn, what="the database URL given for Metabase")
+    password = parts.password.get_secret_value() if parts.password else None
+    missing = [name for name, value in (("dbname", parts.dbname), ("user", parts.user)) if not value]
+    if missing or parts.dbname is None or parts.user is None:
         raise ConfigError(
-            "cannot read the database URL given for Metabase",
-            hint="use postgresql://user:password@host:5432/dbname",
-        ) from exc
-    password = parts.get("password")
-    missing = [k for k in ("dbname", "user") if not parts.get(k)]
-    if missing:
-        raise ConfigError(
-            f"the database URL {redact(dsn, [str(password or '')])!r} lacks {', '.join(missing)}",
+            f"the database URL {redact(redact_dsn(dsn), [password])!r} lacks {', '.join(missing)}",
             hint="use postgresql://user:password@host:5432/dbname",
         )
-    host, port = str(parts.get("host") or "localhost"), str(parts.get("port") or "5432")
-    # Metabase's postgres connection takes exactly one host and a numeric port (no libpq host lists).
-    if "," in host or not port.isdigit() or not 0 < int(port) < 65536:
+    # Metabase's postgres connection takes exactly one host (no libpq host lists).
+    if not parts.single_host:
         raise ConfigError(
-            f"the database URL given for Metabase needs one host and a port 1-65535 "
-            f"(got host {host!r}, port {port!r})",
+            f"the database URL given for Metabase needs one host and one port (got host {parts.host!r})",
             hint="use postgresql://user:password@host:5432/dbname",
         )
     return PostgresDetails(
-        host=host,
-        port=int(port),
-        dbname=str(parts["dbname"]),
-        user=str(parts["user"]),
-        password=SecretStr(str(password)) if password else None,
-        ssl=str(parts.get("sslmode", "")) in {"require", "verify-ca", "verify-full"},
+        host=parts.host,
+        port=parts.port,
+        dbname=parts.dbname,
+        user=parts.user,
+        password=parts.password,
+        ssl=parts.sslmode in {"require", "verify-ca", "verify-full"},
     )
 
 
@@ -669,34 +658,43 @@ def _wait_for_tables(
     deadline = clock() + timeout_s
     wanted = set(expected)
     database_id = database.id
-    reported: str | None = None
-    while True:
-        # The registration step's answer already tells the sync state: re-read only to wait.
-        if reported is not None:
-            database = client.get_database(database_id)
-        if database.initial_sync_status == "complete":
-            break
-        if database.initial_sync_status == "aborted":
+    # The registration step's answer already tells the sync state: read again only to wait.
+    unread: Database | None = database
+    waiting = False
+
+    def first_sync_done() -> Database | None:
+        nonlocal unread, waiting
+        current = unread if unread is not None else client.get_database(database_id)
+        unread = None
+        if current.initial_sync_status == "complete":
+            return current
+        if current.initial_sync_status == "aborted":
             raise MetabaseError(
-                f"Metabase's first sync of {database.name!r} failed (initial_sync_status: aborted)",
+                f"Metabase's first sync of {current.name!r} failed (initial_sync_status: aborted)",
                 hint="check that Metabase can reach the database and that the role may read its tables; "
                 "see Metabase's log",
             )
-        if reported is None:
+        if not waiting:
             progress.info("Waiting for Metabase's first sync of the database")
-            reported = "sync"
-        _check_deadline(clock, deadline, timeout_s, f"the first sync of {database.name!r} to finish")
-        sleep(SYNC_POLL_S)
+            waiting = True
+        return None
+
+    synced = wait_until(first_sync_done, timeout_s=timeout_s, poll_s=SYNC_POLL_S, clock=clock, sleep=sleep)
+    if synced is None:
+        raise _gave_up(timeout_s, f"the first sync of {database.name!r} to finish")
 
     triggered = False
-    metadata = database if isinstance(database, DatabaseMetadata) else None
-    while True:
-        if metadata is None:
-            metadata = client.database_metadata(database_id)
-        missing = sorted(wanted - metadata.table_names)
+    missing: list[str] = []
+    # A database read through its metadata (see `_remembered_database`) already holds the tables.
+    unread_metadata = synced if isinstance(synced, DatabaseMetadata) else None
+
+    def all_visible() -> DatabaseMetadata | None:
+        nonlocal unread_metadata, triggered
+        metadata = unread_metadata if unread_metadata is not None else client.database_metadata(database_id)
+        unread_metadata = None
+        missing[:] = sorted(wanted - metadata.table_names)
         if not missing:
-            progress.info(f"All {len(wanted)} tables and views are visible in Metabase")
-            return metadata, triggered
+            return metadata
         if not triggered:
             # The first sync may have run before the seed created everything: ask for another.
             progress.info(
@@ -704,15 +702,19 @@ def _wait_for_tables(
             )
             client.sync_schema(database_id)
             triggered = True
-        _check_deadline(clock, deadline, timeout_s, "these tables to appear: " + ", ".join(missing))
-        sleep(SYNC_POLL_S)
-        metadata = None
+        return None
+
+    remaining_s = max(0.0, deadline - clock())
+    metadata = wait_until(all_visible, timeout_s=remaining_s, poll_s=SYNC_POLL_S, clock=clock, sleep=sleep)
+    if metadata is None:
+        raise _gave_up(timeout_s, "these tables to appear: " + ", ".join(missing))
+    progress.info(f"All {len(wanted)} tables and views are visible in Metabase")
+    return metadata, triggered
 
 
-def _check_deadline(clock: Clock, deadline: float, timeout_s: float, what: str) -> None:
-    if clock() >= deadline:
-        raise MetabaseError(
-            f"gave up after {timeout_s:.0f} s waiting for {what}",
-            hint="check that the read-only role can SELECT every demo table and view (re-run "
-            "`provision seed`), then run `provision metabase connect` again",
-        )
+def _gave_up(timeout_s: float, what: str) -> MetabaseError:
+    return MetabaseError(
+        f"gave up after {timeout_s:.0f} s waiting for {what}",
+        hint="check that the read-only role can SELECT every demo table and view (re-run "
+        "`provision seed`), then run `provision metabase connect` again",
+    )
