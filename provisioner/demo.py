@@ -95,8 +95,9 @@ def run_demo(
     EnvironmentProblem while another demo, up or down command runs on the same state directory.
     """
     from provisioner import dashboards
-    from provisioner.db.seed import seed
-    from provisioner.metabase.setup import connect_database, prepare_metabase, setup_result
+    from provisioner.connect import connect_database
+    from provisioner.metabase.setup import prepare_metabase, setup_result
+    from provisioner.seeding import seed
 
     # One demo command at a time per state directory: two would race to start the same processes.
     with StateDir(settings.home).exclusive("demo --fresh" if fresh else "demo"):
@@ -196,9 +197,9 @@ def _metabase_dsn(settings: Settings, endpoints: Endpoints) -> str | None:
         return settings.metabase_database_url.get_secret_value()
     if endpoints.metabase_warehouse_host is None:
         return None  # connect_database derives it from the warehouse and the reader role
-    from provisioner.db.roles import metabase_connection
+    from provisioner.connect import metabase_connection
     from provisioner.dsn import DEFAULT_PORT, dsn_with
-    from provisioner.warehouse import resolve_warehouse
+    from provisioner.runtime.warehouse import resolve_warehouse
 
     reader = metabase_connection(settings, resolve_warehouse(settings, start=False))
     return dsn_with(

@@ -23,11 +23,10 @@ from provisioner.runtime.base import (
     CommandRunner,
     RuntimeChoice,
     SubprocessRunner,
-    auto_choice,
     docker_engine_version,
-    select_runtime,
 )
 from provisioner.runtime.postgres import port_is_free
+from provisioner.stack import auto_choice, select_runtime
 from provisioner.status import PROBE_TIMEOUT_S, probe_dashboards, probe_database, probe_metabase
 
 if TYPE_CHECKING:

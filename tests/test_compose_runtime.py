@@ -14,7 +14,7 @@ import pytest
 from provisioner.config import Settings
 from provisioner.errors import EnvironmentProblem
 from provisioner.progress import RecordingProgress
-from provisioner.runtime.base import OnLine, SubprocessRunner, select_runtime
+from provisioner.runtime.base import OnLine, SubprocessRunner
 from provisioner.runtime.compose import (
     COMPOSE_VERSION_COMMAND,
     ComposeEnv,
@@ -23,6 +23,7 @@ from provisioner.runtime.compose import (
     compose_file,
     parse_ps_output,
 )
+from provisioner.stack import select_runtime
 from provisioner.state import StateDir
 
 PS_ROWS = [
@@ -427,7 +428,7 @@ def test_auto_without_engine_but_with_a_jar_selects_local(settings: Settings, tm
 
 
 def test_up_and_down_commands_issue_compose_for_the_named_project(settings: Settings) -> None:
-    from provisioner.runtime.base import bring_down, bring_up
+    from provisioner.stack import bring_down, bring_up
 
     docker = settings.model_copy(update={"runtime": "docker", "stack_name": "sales-eu"})
     runner = FakeRunner()

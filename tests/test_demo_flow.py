@@ -80,7 +80,7 @@ def _runtime(settings: Settings) -> LocalRuntime:
 
 
 def _warehouse_dsn(settings: Settings) -> str:
-    from provisioner.warehouse import resolve_warehouse
+    from provisioner.runtime.warehouse import resolve_warehouse
 
     return resolve_warehouse(settings, start=False).dsn.get_secret_value()
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from provisioner.cli.app import app
 from provisioner.config import Settings
+from provisioner.connect import connect_database
 from provisioner.db.schema import TABLES, VIEWS
 from provisioner.errors import (
     ConfigError,
@@ -33,7 +34,6 @@ from provisioner.metabase.models import DatabaseCreate, DatabaseUpdate, SetupUse
 from provisioner.metabase.setup import (
     API_KEY_NAME,
     DATABASE_NAME,
-    connect_database,
     open_client,
     postgres_details,
     setup_metabase,

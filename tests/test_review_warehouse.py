@@ -163,8 +163,8 @@ def test_columns_a_name_cannot_explain_carry_a_description_for_metabase(
 def test_lost_superuser_password_is_explained_not_replaced(clean_environ) -> None:
     from provisioner.config import Settings
     from provisioner.errors import DatabaseError
+    from provisioner.runtime.warehouse import db_status, resolve_warehouse
     from provisioner.state import StateDir
-    from provisioner.warehouse import db_status, resolve_warehouse
 
     settings = Settings.load({}, home=clean_environ)
     data_dir = StateDir(clean_environ).postgres_dir / "data"
@@ -202,7 +202,7 @@ def test_silent_telematics_alert_follows_the_first_missed_daily_report(owner) ->
 def test_db_status_text_shows_why_the_demo_data_is_unknown() -> None:
     import provisioner.cli.app  # noqa: F401  (the CLI package is imported through its root app)
     from provisioner.cli.db import _status_text
-    from provisioner.warehouse import DbStatus
+    from provisioner.runtime.warehouse import DbStatus
 
     status = DbStatus(running=True, pid=42, port=5433, data_dir="/x/data", detail="password not stored")
     text = _status_text(status)

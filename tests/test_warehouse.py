@@ -14,11 +14,12 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from provisioner.config import Settings
-from provisioner.db.roles import metabase_connection, with_credentials
-from provisioner.db.seed import seed
+from provisioner.connect import metabase_connection
+from provisioner.db.roles import with_credentials
 from provisioner.errors import DatabaseError
+from provisioner.runtime.warehouse import DEMO_DATABASE, Warehouse, destroy_embedded, resolve_warehouse
+from provisioner.seeding import seed
 from provisioner.state import StateDir
-from provisioner.warehouse import DEMO_DATABASE, Warehouse, destroy_embedded, resolve_warehouse
 
 AS_OF = date(2026, 1, 31)
 

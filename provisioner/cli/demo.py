@@ -52,7 +52,7 @@ def demo_command(
 ) -> None:
     """One command, a working demo: start, seed, set up Metabase, connect, apply the dashboards."""
     from provisioner.demo import run_demo
-    from provisioner.runtime.base import select_runtime
+    from provisioner.stack import select_runtime
 
     output = output_for(ctx, json_output)
     as_of_date = parse_as_of(as_of)

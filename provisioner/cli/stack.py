@@ -30,7 +30,7 @@ def up_command(
 ) -> None:
     """Start Metabase and the warehouse and wait until they are healthy (no setup, no data)."""
     from provisioner.redact import redact_dsn
-    from provisioner.runtime.base import bring_up
+    from provisioner.stack import bring_up
 
     output = output_for(ctx, json_output)
     settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)
@@ -62,7 +62,7 @@ def down_command(
     json_output: JsonOption = False,
 ) -> None:
     """Stop the demo; its data is kept unless --volumes is given."""
-    from provisioner.runtime.base import bring_down
+    from provisioner.stack import bring_down
 
     output = output_for(ctx, json_output)
     settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)

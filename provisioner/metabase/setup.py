@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, SecretStr
 
 from provisioner.dsn import parse_dsn
 from provisioner.errors import (
@@ -42,7 +42,7 @@ from provisioner.metabase.models import (
 )
 from provisioner.metabase.versions import check_version
 from provisioner.progress import Progress
-from provisioner.redact import REDACTED, redact, redact_dsn
+from provisioner.redact import redact, redact_dsn
 from provisioner.state import StateDir
 from provisioner.wait import Clock, Sleep, wait_until
 
@@ -91,23 +91,6 @@ class SetupResult(BaseModel):
     credentials_stored: bool  # False when only METABASE_API_KEY was used and nothing was saved
     created_admin: bool
     created_api_key: bool
-
-
-class ConnectResult(BaseModel):
-    """What `provision metabase connect` did: the database id and whether anything changed."""
-
-    metabase_url: str
-    database_id: int
-    database_name: str
-    action: Literal["created", "updated", "unchanged"]
-    connection: str  # the DSN Metabase uses, password redacted
-    is_reader: bool | None  # None: the DSN was given explicitly, its role is the caller's choice
-    tables_expected: int
-    tables_found: int
-    synced: bool  # every expected table and view is in Metabase's metadata
-    sync_triggered: bool  # we asked Metabase to re-read the schema
-    # The last metadata read, handed on to the dashboards step so it need not read it again.
-    metadata: DatabaseMetadata | None = Field(default=None, exclude=True, repr=False)
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -462,76 +445,6 @@ def generate_password(length: int = 24) -> str:
 # --- database registration ---------------------------------------------------------------------
 
 
-def connect_database(
-    settings: Settings,
-    *,
-    progress: Progress,
-    clock: Clock = time.monotonic,
-    sleep: Sleep = time.sleep,
-    owner_dsn: str | None = None,
-    metabase_dsn: str | None = None,
-    expected_tables: Sequence[str] | None = None,
-    authed: AuthenticatedClient | None = None,
-) -> ConnectResult:
-    """Register (or update) the demo database as the read-only role and wait for its tables in Metabase.
-
-    `expected_tables` defaults to the demo's 24 tables and 8 views; `authed` reuses an open client
-    (left open). Raises ConfigError for a bad DSN, MetabaseError if Metabase cannot connect or the
-    sync does not finish before the deadline.
-    """
-    if owner_dsn is not None:
-        settings = settings.model_copy(update={"database_url": SecretStr(owner_dsn)})
-    dsn, is_reader = _metabase_dsn(settings, metabase_dsn, progress)
-    details = postgres_details(dsn)
-    if expected_tables is None:
-        from provisioner.db.schema import TABLES, VIEWS
-
-        expected_tables = (*TABLES, *VIEWS)
-
-    owned = authed is None
-    if authed is None:
-        authed = open_client(settings, progress=progress, clock=clock, sleep=sleep)
-    client = authed.client
-    try:
-        progress.step(f"Registering {DATABASE_NAME!r} in Metabase as {details.user}@{details.host}")
-        database, action = _register(client, settings, details, progress)
-        progress.info(f"Database {DATABASE_NAME!r} (id {database.id}): {action}")
-        metadata, triggered = _wait_for_tables(
-            client, database, expected_tables, settings.sync_timeout_s, progress, clock, sleep
-        )
-    finally:
-        if owned:
-            client.close()
-    return ConnectResult(
-        metabase_url=settings.metabase_url,
-        database_id=database.id,
-        database_name=database.name,
-        action=action,
-        connection=f"postgresql://{details.user}:{REDACTED}@{details.host}:{details.port}/{details.dbname}",
-        is_reader=is_reader,
-        tables_expected=len(set(expected_tables)),
-        tables_found=len(set(expected_tables) & metadata.table_names),
-        synced=True,
-        sync_triggered=triggered,
-        metadata=metadata,
-    )
-
-
-def _metabase_dsn(settings: Settings, explicit: str | None, progress: Progress) -> tuple[str, bool | None]:
-    """The DSN Metabase should use and whether it is the read-only role (None: given explicitly)."""
-    if explicit is not None:
-        return explicit, None
-    if settings.metabase_database_url is not None:
-        return settings.metabase_database_url.get_secret_value(), None
-    from provisioner.db.roles import metabase_connection
-    from provisioner.warehouse import resolve_warehouse
-
-    connection = metabase_connection(settings, resolve_warehouse(settings, start=False, progress=progress))
-    if connection.warning:
-        progress.warn(connection.warning)
-    return connection.dsn.get_secret_value(), bool(connection.is_reader)
-
-
 def postgres_details(dsn: str) -> PostgresDetails:
     """Metabase's connection details for a postgresql:// DSN; raises ConfigError if it is not one."""
     parts = parse_dsn(dsn, what="the database URL given for Metabase")
@@ -562,9 +475,13 @@ def _fingerprint(password: str, salt: str) -> str:
     return hmac.new(salt.encode(), password.encode(), hashlib.sha256).hexdigest()
 
 
-def _register(
+def register_database(
     client: MetabaseClient, settings: Settings, details: PostgresDetails, progress: Progress
 ) -> tuple[Database, Literal["created", "updated", "unchanged"]]:
+    """The demo database in Metabase, created or its connection updated where it differs; what was done.
+
+    Raises MetabaseError when Metabase cannot connect with `details`.
+    """
     state = StateDir(settings.home)
     password = details.password.get_secret_value() if details.password else ""
     stored = _for_url(state.credential("metabase_database"), settings.metabase_url)
@@ -640,7 +557,7 @@ def _remember_password(state: StateDir, url: str, database_id: int, password: st
     )
 
 
-def _wait_for_tables(
+def wait_for_tables(
     client: MetabaseClient,
     database: Database,
     expected: Sequence[str],

@@ -81,7 +81,7 @@ class LocalRuntime:
         Raises EnvironmentProblem (no Java, port taken, Metabase exited: the hint names the log),
         ConfigError (no jar or command), DatabaseError (application database).
         """
-        from provisioner.warehouse import resolve_warehouse
+        from provisioner.runtime.warehouse import resolve_warehouse
 
         warehouse = resolve_warehouse(self.settings, start=True, progress=progress)
         pid = self.running_pid()
@@ -115,7 +115,7 @@ class LocalRuntime:
         """Stop everything and delete local data: the embedded server, or metabase_app on an external one."""
         self._stop_metabase(progress)
         if self.settings.database_url is None:
-            from provisioner.warehouse import destroy_embedded
+            from provisioner.runtime.warehouse import destroy_embedded
 
             destroy_embedded(self.settings, progress)
         else:
@@ -145,7 +145,7 @@ class LocalRuntime:
         )
 
     def _warehouse_dsn(self) -> SecretStr | None:
-        from provisioner.warehouse import resolve_warehouse
+        from provisioner.runtime.warehouse import resolve_warehouse
 
         try:
             return resolve_warehouse(self.settings, start=False).dsn
