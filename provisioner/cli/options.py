@@ -43,12 +43,10 @@ NameOption = Annotated[
 MetabaseAddressOption = Annotated[
     str | None,
     typer.Option(
-        "--metabase-url", help="Metabase address (env METABASE_URL; default http://localhost:3000)."
+        "--metabase-url",
+        help="Metabase's address, e.g. your own for --runtime external (env METABASE_URL; "
+        "default http://localhost:3000).",
     ),
-]
-MetabaseUrlOption = Annotated[
-    str | None,
-    typer.Option("--metabase-url", help="An existing Metabase, for --runtime external (env METABASE_URL)."),
 ]
 DatabaseUrlOption = Annotated[
     str | None,
@@ -73,6 +71,7 @@ MetabaseCommandOption = Annotated[
 
 
 def runtime_settings(
+    *,
     runtime: RuntimeName | None = None,
     name: str | None = None,
     metabase_url: str | None = None,
