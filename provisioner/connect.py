@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
-from provisioner.db.roles import READER_SECTION, with_credentials
+from provisioner.db.roles import with_credentials
 from provisioner.metabase.models import DatabaseMetadata
 from provisioner.metabase.setup import (
     DATABASE_NAME,
@@ -135,9 +135,11 @@ def metabase_connection(settings: Settings, warehouse: Warehouse) -> MetabaseCon
     """
     if settings.reader_database_url is not None:
         return MetabaseConnection(dsn=settings.reader_database_url, is_reader=True)
-    stored = StateDir(settings.home).credential(READER_SECTION)
-    if stored and stored.get("user") and stored.get("password") and _same_warehouse(stored, warehouse):
-        dsn = with_credentials(warehouse.dsn.get_secret_value(), stored["user"], stored["password"])
+    stored = StateDir(settings.home).credentials().reader
+    if stored is not None and stored.belongs_to(warehouse.host, warehouse.port, warehouse.dbname):
+        dsn = with_credentials(
+            warehouse.dsn.get_secret_value(), stored.user, stored.password.get_secret_value()
+        )
         return MetabaseConnection(dsn=SecretStr(dsn), is_reader=True)
     return MetabaseConnection(
         dsn=warehouse.dsn,
@@ -148,9 +150,3 @@ def metabase_connection(settings: Settings, warehouse: Warehouse) -> MetabaseCon
             "--reader-database-url"
         ),
     )
-
-
-def _same_warehouse(stored: dict[str, object], warehouse: Warehouse) -> bool:
-    # Credentials stored without a location (older state) are taken to belong to this warehouse.
-    keys = {"host": warehouse.host, "port": warehouse.port, "dbname": warehouse.dbname}
-    return all(stored.get(k) in (None, v) for k, v in keys.items())

@@ -10,11 +10,13 @@ import secrets
 from datetime import date
 from typing import TYPE_CHECKING
 
-from provisioner.db.roles import READER_ROLE, READER_SECTION, dsn_user
+from pydantic import SecretStr
+
+from provisioner.db.roles import READER_ROLE, dsn_user
 from provisioner.db.seed import SeedResult, seed_database
 from provisioner.progress import NullProgress, Progress
 from provisioner.runtime.warehouse import resolve_warehouse
-from provisioner.state import StateDir
+from provisioner.state import ReaderLogin, StateDir
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
@@ -36,16 +38,18 @@ def seed(
     progress = progress or NullProgress()
     warehouse = resolve_warehouse(settings, port=port, progress=progress)
     state = StateDir(settings.home)
-    location = {"host": warehouse.host, "port": warehouse.port, "dbname": warehouse.dbname}
     password: str | None = None
     if settings.reader_database_url is not None:
         # Someone else's role: only grant it SELECT on the rebuilt objects.
         role = dsn_user(settings.reader_database_url.get_secret_value()) or READER_ROLE
     else:
         role = READER_ROLE
-        stored = state.credential(READER_SECTION) or {}
-        same = stored.get("user") == role and all(stored.get(k) in (None, v) for k, v in location.items())
-        password = str(stored["password"]) if same and stored.get("password") else secrets.token_urlsafe(24)
+        stored = state.credentials().reader
+        here = (warehouse.host, warehouse.port, warehouse.dbname)
+        if stored is not None and stored.user == role and stored.belongs_to(*here):
+            password = stored.password.get_secret_value()
+        else:
+            password = secrets.token_urlsafe(24)
     result = seed_database(
         warehouse.dsn.get_secret_value(),
         as_of=as_of or date.today(),
@@ -56,9 +60,15 @@ def seed(
         reader_role=role,
     )
     if password is not None:
-        if result.reader.password_set:
-            state.ensure()
-            state.save_credential(READER_SECTION, {"user": role, "password": password, **location})
-        else:
-            state.save_credential(READER_SECTION, None)
+        with state.edit_credentials() as credentials:
+            if result.reader.password_set:
+                credentials.reader = ReaderLogin(
+                    user=role,
+                    password=SecretStr(password),
+                    host=warehouse.host,
+                    port=warehouse.port,
+                    dbname=warehouse.dbname,
+                )
+            else:
+                credentials.reader = None
     return result

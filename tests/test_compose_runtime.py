@@ -24,7 +24,7 @@ from provisioner.runtime.compose import (
     parse_ps_output,
 )
 from provisioner.stack import select_runtime
-from provisioner.state import StateDir
+from tests.credentials import store_credentials, stored_section
 
 PS_ROWS = [
     {"Name": "demo-warehouse-1", "Service": "warehouse", "State": "running", "Health": "healthy",
@@ -192,7 +192,7 @@ def test_reader_password_is_stored_for_seeding(settings: Settings) -> None:
     _runtime(settings, FakeRunner()).start(RecordingProgress())
     env = ComposeEnv.parse(settings.home / ".env")
     # The same shape seeding stores, so `provision demo` seeds the reader with this password.
-    assert StateDir(settings.home).credential("reader") == {
+    assert stored_section(settings.home, "reader") == {
         "user": "metabase_reader",
         "password": env.warehouse_reader_password.get_secret_value(),
         "host": "127.0.0.1",
@@ -202,9 +202,7 @@ def test_reader_password_is_stored_for_seeding(settings: Settings) -> None:
 
 
 def test_existing_reader_password_is_reused_in_new_env(settings: Settings) -> None:
-    StateDir(settings.home).save_credential(
-        "reader", {"user": "metabase_reader", "password": "kept-pw-123456"}
-    )
+    store_credentials(settings.home, reader={"user": "metabase_reader", "password": "kept-pw-123456"})
     _runtime(settings, FakeRunner()).start(RecordingProgress())
     env = ComposeEnv.parse(settings.home / ".env")
     assert env.warehouse_reader_password.get_secret_value() == "kept-pw-123456"

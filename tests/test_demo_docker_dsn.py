@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from provisioner.config import Settings
 from provisioner.demo import _metabase_dsn
 from provisioner.runtime.base import Endpoints
-from provisioner.state import StateDir
+from tests.credentials import store_credentials
 
 
 def _settings(home: Path, **more: object) -> Settings:
@@ -29,9 +29,9 @@ def _endpoints(host: str | None) -> Endpoints:
 
 
 def test_the_reader_dsn_points_at_the_compose_service(tmp_path: Path) -> None:
-    StateDir(tmp_path).save_credential(
-        "reader",
-        {
+    store_credentials(
+        tmp_path,
+        reader={
             "user": "metabase_reader",
             "password": "r-pw",
             "host": "127.0.0.1",

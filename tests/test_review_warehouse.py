@@ -11,6 +11,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from tests.credentials import stored_section
 from tests.db_fixtures import SeededDatabase
 
 
@@ -173,7 +174,7 @@ def test_lost_superuser_password_is_explained_not_replaced(clean_environ) -> Non
     with pytest.raises(DatabaseError) as caught:
         resolve_warehouse(settings)
     assert "password" in caught.value.message and "down --volumes" in (caught.value.hint or "")
-    assert StateDir(clean_environ).credential("postgres") is None  # no made-up password stored
+    assert stored_section(clean_environ, "postgres") is None  # no made-up password stored
     assert db_status(settings).running is False
 
 

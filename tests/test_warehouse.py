@@ -20,6 +20,7 @@ from provisioner.errors import DatabaseError
 from provisioner.runtime.warehouse import DEMO_DATABASE, Warehouse, destroy_embedded, resolve_warehouse
 from provisioner.seeding import seed
 from provisioner.state import StateDir
+from tests.credentials import store_credentials, stored_section
 
 AS_OF = date(2026, 1, 31)
 
@@ -66,7 +67,7 @@ def test_destroy_embedded_without_data_reports_nothing_deleted(clean_environ: Pa
 
 
 def test_reader_url_wins_over_stored_credentials(clean_environ: Path) -> None:
-    StateDir(clean_environ).save_credential("reader", {"user": "metabase_reader", "password": "stored-pw"})
+    store_credentials(clean_environ, reader={"user": "metabase_reader", "password": "stored-pw"})
     settings = _settings(clean_environ, reader_database_url="postgresql://ro:ro-pw@elsewhere:5432/demo")
     connection = metabase_connection(settings, _warehouse())
     assert connection.is_reader and connection.warning is None
@@ -74,9 +75,9 @@ def test_reader_url_wins_over_stored_credentials(clean_environ: Path) -> None:
 
 
 def test_stored_reader_credentials_on_the_warehouse_location(clean_environ: Path) -> None:
-    StateDir(clean_environ).save_credential(
-        "reader",
-        {
+    store_credentials(
+        clean_environ,
+        reader={
             "user": "metabase_reader",
             "password": "st@red/pw",
             "host": "db.example.com",
@@ -97,8 +98,9 @@ def test_stored_reader_credentials_on_the_warehouse_location(clean_environ: Path
 
 
 def test_credentials_stored_for_another_warehouse_are_not_used(clean_environ: Path) -> None:
-    StateDir(clean_environ).save_credential(
-        "reader", {"user": "metabase_reader", "password": "pw", "host": "other.example.com", "port": 5432}
+    store_credentials(
+        clean_environ,
+        reader={"user": "metabase_reader", "password": "pw", "host": "other.example.com", "port": 5432},
     )
     connection = metabase_connection(_settings(clean_environ), _warehouse())
     assert connection.is_reader is False
@@ -119,11 +121,11 @@ def test_seed_stores_a_reader_login_that_metabase_connection_uses(pg_dsn: str, c
     settings = _settings(clean_environ, database_url=pg_dsn)
     first = seed(settings, as_of=AS_OF, reset=False, force=False, port=None)
     state = StateDir(clean_environ)
-    stored = state.credential("reader")
+    stored = stored_section(state.root, "reader")
     assert first.reader.password_set and stored is not None
     assert stat.S_IMODE(state.credentials_file.stat().st_mode) == 0o600
     seed(settings, as_of=AS_OF, reset=False, force=False, port=None)
-    assert state.credential("reader") == stored  # the password is generated once, then reused
+    assert stored_section(state.root, "reader") == stored  # the password is generated once, then reused
 
     connection = metabase_connection(settings, resolve_warehouse(settings))
     assert connection.is_reader
@@ -141,7 +143,7 @@ def test_seed_grants_the_reader_url_role_and_stores_nothing(
     settings = _settings(clean_environ, database_url=pg_dsn, reader_database_url=reader_dsn)
     result = seed(settings, as_of=AS_OF, reset=False, force=False, port=None)
     assert result.reader.role == role and result.reader.fallback_warning is None
-    assert StateDir(clean_environ).credential("reader") is None
+    assert stored_section(clean_environ, "reader") is None
     with psycopg.connect(reader_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM v_portfolio_overview").fetchone() == (15,)
 

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 
 READER_ROLE = "metabase_reader"
-READER_SECTION = "reader"
 # Marks roles this tool created, so it never resets the password of someone else's role.
 ROLE_MARKER = "metabase-provisioner read-only role for Metabase"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
@@ -43,7 +43,12 @@ from provisioner.metabase.models import (
 from provisioner.metabase.versions import check_version
 from provisioner.progress import Progress
 from provisioner.redact import redact, redact_dsn
-from provisioner.state import StateDir
+from provisioner.state import (
+    AdminLogin,
+    ApiKeyCredential,
+    DatabasePasswordFingerprint,
+    StateDir,
+)
 from provisioner.wait import Clock, Sleep, wait_until
 
 if TYPE_CHECKING:
@@ -283,9 +288,9 @@ def _authenticate(
         authed.key_from_env = True
         return _identify(client, authed, state)
 
-    stored_key = _for_url(state.credential("api_key"), url)
-    if stored_key and stored_key.get("key"):
-        client.use_api_key(str(stored_key["key"]))
+    stored_key = _for_url(state.credentials().api_key, url)
+    if stored_key is not None:
+        client.use_api_key(stored_key.key.get_secret_value())
         try:
             client.current_user()
         except MetabaseAuthError:
@@ -331,8 +336,9 @@ def _first_run_setup(
             "(METABASE_ADMIN_EMAIL / METABASE_ADMIN_PASSWORD)",
         )
     # Stored BEFORE the setup call: if its answer is lost, the next run logs in with them.
-    previous = state.credential("admin")
-    state.save_credential("admin", {"metabase_url": url, "email": email, "password": password})
+    with state.edit_credentials() as credentials:
+        previous = credentials.admin
+        credentials.admin = AdminLogin(metabase_url=url, email=email, password=SecretStr(password))
     progress.step(f"Creating the Metabase admin {email}" + (" (generated password)" if generated else ""))
     try:
         session_id = client.setup(
@@ -343,7 +349,7 @@ def _first_run_setup(
     except MetabaseError as exc:
         if exc.status == 400:
             # Refused outright (weak password, stale token): nothing was created, forget them.
-            state.save_credential("admin", previous)
+            _store_admin(state, previous)
         if exc.status != 403:
             raise
         # Someone finished setup between our read and our call: log in instead.
@@ -352,12 +358,17 @@ def _first_run_setup(
             session_id = client.login(email, password)
         except MetabaseAuthError:
             # Another admin was created, not ours: what we stored was never valid, keep what we knew.
-            state.save_credential("admin", previous)
+            _store_admin(state, previous)
             raise
     else:
         authed.created_admin = True
     client.use_session(session_id)
     authed.user_email = email
+
+
+def _store_admin(state: StateDir, admin: AdminLogin | None) -> None:
+    with state.edit_credentials() as credentials:
+        credentials.admin = admin
 
 
 def api_key_name(state: StateDir) -> str:
@@ -382,9 +393,11 @@ def _ensure_api_key(
     else:
         progress.info(f"Creating the Metabase API key {name!r}")
         created = client.create_api_key(name, _administrators_group_id(client))
-    key = created.unmasked_key.get_secret_value()
-    state.save_credential("api_key", {"metabase_url": url, "key": key, "id": created.id, "name": name})
-    client.use_api_key(key)
+    with state.edit_credentials() as credentials:
+        credentials.api_key = ApiKeyCredential(
+            metabase_url=url, key=created.unmasked_key, id=created.id, name=name
+        )
+    client.use_api_key(created.unmasked_key.get_secret_value())
     authed.auth = "api_key"
     authed.created_api_key = True
 
@@ -396,22 +409,25 @@ def _administrators_group_id(client: MetabaseClient) -> int:
 
 def _identify(client: MetabaseClient, authed: AuthenticatedClient, state: StateDir) -> AuthenticatedClient:
     if authed.user_email is None:
-        admin = _for_url(state.credential("admin"), client.base_url)
-        authed.user_email = str(admin["email"]) if admin and admin.get("email") else None
+        admin = _for_url(state.credentials().admin, client.base_url)
+        authed.user_email = admin.email if admin is not None else None
     if authed.key_from_env:
         authed.who = "the API key from METABASE_API_KEY"
     elif authed.auth == "api_key":
         owner = f" (admin {authed.user_email})" if authed.user_email else ""
-        stored = state.credential("api_key") or {}
-        authed.who = f"API key {stored.get('name') or API_KEY_NAME!r}{owner}"
+        stored = state.credentials().api_key
+        authed.who = f"API key {stored.name if stored is not None else API_KEY_NAME!r}{owner}"
     else:
         authed.who = authed.user_email or "session"
     return authed
 
 
-def _for_url(section: dict[str, Any] | None, url: str) -> dict[str, Any] | None:
+_ForOneMetabase = TypeVar("_ForOneMetabase", AdminLogin, ApiKeyCredential, DatabasePasswordFingerprint)
+
+
+def _for_url(section: _ForOneMetabase | None, url: str) -> _ForOneMetabase | None:
     """A stored credentials section, only if it belongs to this Metabase URL."""
-    if not section or str(section.get("metabase_url", "")).rstrip("/") != url.rstrip("/"):
+    if section is None or section.metabase_url.rstrip("/") != url.rstrip("/"):
         return None
     return section
 
@@ -421,11 +437,9 @@ def _admin_credentials(settings: Settings, state: StateDir) -> tuple[str | None,
     if settings.admin_password is not None:
         email = settings.admin_email or DEFAULT_ADMIN_EMAIL
         return email, settings.admin_password.get_secret_value()
-    stored = _for_url(state.credential("admin"), settings.metabase_url)
-    if stored and stored.get("password"):
-        return settings.admin_email or str(stored.get("email") or DEFAULT_ADMIN_EMAIL), str(
-            stored["password"]
-        )
+    stored = _for_url(state.credentials().admin, settings.metabase_url)
+    if stored is not None:
+        return settings.admin_email or stored.email, stored.password.get_secret_value()
     return settings.admin_email, None
 
 
@@ -484,7 +498,7 @@ def register_database(
     """
     state = StateDir(settings.home)
     password = details.password.get_secret_value() if details.password else ""
-    stored = _for_url(state.credential("metabase_database"), settings.metabase_url)
+    stored = _for_url(state.credentials().metabase_database, settings.metabase_url)
     database: Database | None = _remembered_database(client, stored)
     if database is None:
         same_name = sorted(
@@ -510,12 +524,10 @@ def register_database(
     differs = [k for k in _COMPARED_DETAILS if database.details.get(k) != wanted.get(k)]
     if database.engine not in (None, "postgres"):
         differs.append("engine")
-    password_known = bool(
-        stored
-        and stored.get("database_id") == database.id
-        and hmac.compare_digest(
-            str(stored.get("fingerprint", "")), _fingerprint(password, str(stored.get("salt")))
-        )
+    password_known = (
+        stored is not None
+        and stored.database_id == database.id
+        and hmac.compare_digest(stored.fingerprint, _fingerprint(password, stored.salt))
     )
     if not password_known:
         differs.append("password")
@@ -527,16 +539,17 @@ def register_database(
     return database, "updated"
 
 
-def _remembered_database(client: MetabaseClient, stored: dict[str, Any] | None) -> DatabaseMetadata | None:
+def _remembered_database(
+    client: MetabaseClient, stored: DatabasePasswordFingerprint | None
+) -> DatabaseMetadata | None:
     """The database the last connect registered, with its tables, in one request; None if gone or renamed.
 
     The stored id only saves the list of databases: what it points to must still be the demo database.
     """
-    database_id = stored.get("database_id") if stored else None
-    if not isinstance(database_id, int):
+    if stored is None:
         return None
     try:
-        found = client.database_metadata(database_id)
+        found = client.database_metadata(stored.database_id)
     except MetabaseNotFound:
         return None
     # Without details (a version that leaves them out of the metadata) the connection could not be
@@ -546,15 +559,10 @@ def _remembered_database(client: MetabaseClient, stored: dict[str, Any] | None) 
 
 def _remember_password(state: StateDir, url: str, database_id: int, password: str) -> None:
     salt = secrets.token_hex(16)
-    state.save_credential(
-        "metabase_database",
-        {
-            "metabase_url": url,
-            "database_id": database_id,
-            "salt": salt,
-            "fingerprint": _fingerprint(password, salt),
-        },
-    )
+    with state.edit_credentials() as credentials:
+        credentials.metabase_database = DatabasePasswordFingerprint(
+            metabase_url=url, database_id=database_id, salt=salt, fingerprint=_fingerprint(password, salt)
+        )
 
 
 def wait_for_tables(

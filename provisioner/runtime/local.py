@@ -32,7 +32,7 @@ from provisioner.progress import Progress
 from provisioner.redact import redact, redact_dsn
 from provisioner.runtime.base import CommandRunner, Endpoints, RuntimeStatus, ServiceStatus, SubprocessRunner
 from provisioner.runtime.postgres import HOST, free_port, port_is_free
-from provisioner.state import StateDir, write_private
+from provisioner.state import LocalMetabaseSecrets, StateDir, write_private
 from provisioner.wait import Clock, Sleep, wait_until
 
 if TYPE_CHECKING:
@@ -121,7 +121,8 @@ class LocalRuntime:
         else:
             self._drop_app_database(self.settings.database_url.get_secret_value(), progress)
         shutil.rmtree(self.work_dir, ignore_errors=True)
-        self.state.save_credential("metabase_local", None)
+        with self.state.edit_credentials() as credentials:
+            credentials.metabase_local = None
 
     def status(self) -> RuntimeStatus:
         """The warehouse server and the Metabase process: running or not, and Metabase's health."""
@@ -232,12 +233,13 @@ class LocalRuntime:
 
     def _encryption_key(self) -> str:
         # Generated once and kept: a new key would make the stored warehouse password unreadable.
-        stored = self.state.credential("metabase_local") or {}
-        key = stored.get("encryption_secret_key")
-        if not key:
-            key = secrets.token_urlsafe(48)
-            self.state.save_credential("metabase_local", {"encryption_secret_key": key})
-        return str(key)
+        stored = self.state.credentials().metabase_local
+        if stored is not None:
+            return stored.encryption_secret_key.get_secret_value()
+        key = secrets.token_urlsafe(48)
+        with self.state.edit_credentials() as credentials:
+            credentials.metabase_local = LocalMetabaseSecrets(encryption_secret_key=SecretStr(key))
+        return key
 
     def _spawn(self, command: list[str], env: dict[str, str], progress: Progress) -> int:
         self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -18,13 +18,12 @@ from provisioner.errors import DatabaseError
 from provisioner.progress import NullProgress, Progress
 from provisioner.redact import redact_dsn
 from provisioner.runtime.postgres import HOST, SUPERUSER, EmbeddedPostgres, ServerInfo
-from provisioner.state import StateDir
+from provisioner.state import PostgresLogin, StateDir
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
 
 DEMO_DATABASE = "asset_finance"
-POSTGRES_SECTION = "postgres"
 # The first start runs initdb; later ones only wait for the server to accept connections.
 _CONNECT_WAIT_S = 30.0
 
@@ -159,7 +158,8 @@ def destroy_embedded(settings: Settings, progress: Progress | None = None) -> bo
     progress.info(f"deleting the embedded PostgreSQL data in {server.root}")
     server.destroy()
     # The roles died with the cluster: the stored reader password no longer logs in anywhere.
-    StateDir(settings.home).save_credential("reader", None)
+    with StateDir(settings.home).edit_credentials() as credentials:
+        credentials.reader = None
     return True
 
 
@@ -174,9 +174,9 @@ def _server(settings: Settings) -> EmbeddedPostgres:
 
 def _superuser_password(settings: Settings, server: EmbeddedPostgres) -> str:
     state = StateDir(settings.home)
-    stored = state.credential(POSTGRES_SECTION)
-    if stored and stored.get("password"):
-        return str(stored["password"])
+    stored = state.credentials().postgres
+    if stored is not None:
+        return stored.password.get_secret_value()
     if server.initialized:
         # A new password would not log in to this cluster, and storing one would hide the cause.
         raise DatabaseError(
@@ -186,8 +186,8 @@ def _superuser_password(settings: Settings, server: EmbeddedPostgres) -> str:
         )
     # Stored before initdb uses it, so a crash can never leave a cluster with an unknown password.
     password = secrets.token_urlsafe(24)
-    state.ensure()
-    state.save_credential(POSTGRES_SECTION, {"user": SUPERUSER, "password": password})
+    with state.edit_credentials() as credentials:
+        credentials.postgres = PostgresLogin(user=SUPERUSER, password=SecretStr(password))
     return password
 
 
