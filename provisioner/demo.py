@@ -133,7 +133,7 @@ def run_demo(
             # One client for setup, connect and dashboards: one health check and one login per run.
             authed = prepare_metabase(settings, progress=progress, clock=clock, sleep=sleep)
             setup = setup_result(settings, authed)
-            out["changed"] = setup.created_admin or setup.created_api_key
+            out["changed"] = setup.created_admin or setup.created_api_key or setup.turned_off_tracking
 
         try:
             with steps.step(

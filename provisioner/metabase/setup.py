@@ -30,7 +30,7 @@ from provisioner.errors import (
     MetabaseNotFound,
     MetabaseUnreachable,
 )
-from provisioner.metabase.client import MetabaseClient
+from provisioner.metabase.client import MetabaseClient, PublicSettings
 from provisioner.metabase.models import (
     Database,
     DatabaseCreate,
@@ -65,6 +65,8 @@ HEALTH_POLL_S = 2.0
 # it to answer; setup and the demo, which may have just started it, wait settings.health_timeout_s.
 RUNNING_HEALTH_TIMEOUT_S = 60.0
 SYNC_POLL_S = 2.0
+# Anonymous usage tracking: public, on by default, and turned on again by POST /api/setup.
+TRACKING_SETTING = "anon-tracking-enabled"
 # Keys of `details` we set and compare; Metabase may add others (and flips `ssl` on by itself
 # when SSL happens to work), which must not count as a difference.
 _COMPARED_DETAILS = ("host", "port", "dbname", "user")
@@ -81,6 +83,7 @@ class AuthenticatedClient:
     user_email: str | None = None
     created_admin: bool = False
     created_api_key: bool = False
+    turned_off_tracking: bool = False
     key_from_env: bool = False  # METABASE_API_KEY: not necessarily the tool's key
 
 
@@ -96,6 +99,7 @@ class SetupResult(BaseModel):
     credentials_stored: bool  # False when only METABASE_API_KEY was used and nothing was saved
     created_admin: bool
     created_api_key: bool
+    turned_off_tracking: bool = False  # anonymous usage tracking was on and is now off
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -227,6 +231,7 @@ def setup_result(settings: Settings, authed: AuthenticatedClient) -> SetupResult
         credentials_stored=credentials_file.exists(),
         created_admin=authed.created_admin,
         created_api_key=authed.created_api_key,
+        turned_off_tracking=authed.turned_off_tracking,
     )
 
 
@@ -253,13 +258,54 @@ def _authenticate(
     client: MetabaseClient, settings: Settings, progress: Progress, allow_setup: bool, create_key: bool
 ) -> AuthenticatedClient:
     state = StateDir(settings.home)
-    url = settings.metabase_url
     props = client.session_properties()
     checked = check_version(props.version_tag)  # raises below the supported range, before any write
     if checked.warning:
         progress.warn(checked.warning)
     authed = AuthenticatedClient(client, who="", auth="session", version=checked.tag)
+    _log_in(client, settings, state, props, progress, authed, allow_setup=allow_setup, create_key=create_key)
+    # Only on a Metabase this tool set up (its admin is stored): someone else's keeps their choice. Checked
+    # on every setup, so a run whose answer to POST /api/setup was lost still converges.
+    ours = _for_url(state.credentials().admin, settings.metabase_url) is not None
+    if allow_setup and ours and not authed.key_from_env:
+        authed.turned_off_tracking = _turn_off_tracking(client, props, progress)
+    return _identify(client, authed, state)
 
+
+def _turn_off_tracking(client: MetabaseClient, props: PublicSettings, progress: Progress) -> bool:
+    """Whether anonymous usage tracking was on and is now off; raises MetabaseError if it stays on.
+
+    POST /api/setup turns it on whatever it is sent, and the setting's effective value (an
+    MB_ANON_TRACKING_ENABLED environment variable wins over the stored one) is public: read back there.
+    """
+    if props.anon_tracking_enabled is False:
+        return False
+    progress.info(f"Turning off Metabase's anonymous usage tracking ({TRACKING_SETTING})")
+    client.set_setting(TRACKING_SETTING, False)
+    if client.session_properties().anon_tracking_enabled is not False:
+        raise MetabaseError(
+            f"Metabase still reports {TRACKING_SETTING} as on after it was set to false",
+            hint="an environment variable MB_ANON_TRACKING_ENABLED=true where Metabase runs overrides the "
+            "setting: remove it, or turn tracking off in Admin settings → General",
+            method="PUT",
+            path=f"/api/setting/{TRACKING_SETTING}",
+        )
+    return True
+
+
+def _log_in(
+    client: MetabaseClient,
+    settings: Settings,
+    state: StateDir,
+    props: PublicSettings,
+    progress: Progress,
+    authed: AuthenticatedClient,
+    *,
+    allow_setup: bool,
+    create_key: bool,
+) -> None:
+    """Authenticate `client` (first-run setup, METABASE_API_KEY, the stored key, or the admin's login)."""
+    url = settings.metabase_url
     if not props.has_user_setup:
         if not allow_setup:
             raise MetabaseError(
@@ -268,7 +314,7 @@ def _authenticate(
             )
         _first_run_setup(client, settings, state, props, progress, authed)
         _ensure_api_key(client, state, url, progress, authed)
-        return _identify(client, authed, state)
+        return
 
     if settings.metabase_api_key is not None:
         client.use_api_key(settings.metabase_api_key.get_secret_value())
@@ -286,7 +332,7 @@ def _authenticate(
             ) from exc
         authed.auth = "api_key"
         authed.key_from_env = True
-        return _identify(client, authed, state)
+        return
 
     stored_key = _for_url(state.credentials().api_key, url)
     if stored_key is not None:
@@ -300,7 +346,7 @@ def _authenticate(
             )
         else:
             authed.auth = "api_key"
-            return _identify(client, authed, state)
+            return
 
     email, password = _admin_credentials(settings, state)
     if email is None or password is None:
@@ -313,7 +359,6 @@ def _authenticate(
     authed.user_email = email
     if create_key:
         _ensure_api_key(client, state, url, progress, authed)
-    return _identify(client, authed, state)
 
 
 def _first_run_setup(
