@@ -192,3 +192,14 @@ def test_embedded_lifecycle_start_seed_url_status_stop(embedded_home: Path) -> N
     assert restarted.exit_code == 0, restarted.stderr
     assert json.loads(restarted.stdout)["port"] == port
     assert json.loads(restarted.stdout)["seeded"]["as_of"] == "2026-02-28"
+
+
+def test_db_status_text_shows_why_the_demo_data_is_unknown() -> None:
+    import provisioner.cli.app  # noqa: F401  (the CLI package is imported through its root app)
+    from provisioner.cli.db import _status_text
+    from provisioner.runtime.warehouse import DbStatus
+
+    status = DbStatus(running=True, pid=42, port=5433, data_dir="/x/data", detail="password not stored")
+    text = _status_text(status)
+    assert "demo data: unknown (password not stored)" in text
+    assert "url: None" not in text and "not seeded" not in text

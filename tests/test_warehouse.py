@@ -179,3 +179,31 @@ def test_looking_at_the_embedded_warehouse_changes_nothing(clean_environ: Path) 
         assert found == [(1,)]
     finally:
         destroy_embedded(settings)
+
+
+def test_unknown_option_in_the_url_is_a_database_error_without_the_password() -> None:
+    from provisioner.db.connection import connect
+    from provisioner.errors import DatabaseError
+
+    with pytest.raises(DatabaseError) as caught:
+        connect("postgresql://someone:sekret-pw-123@127.0.0.1:1/db?no_such_option=1")
+    assert "no_such_option" in caught.value.message
+    assert "sekret-pw-123" not in caught.value.message
+    assert caught.value.hint
+
+
+def test_lost_superuser_password_is_explained_not_replaced(clean_environ) -> None:
+    from provisioner.config import Settings
+    from provisioner.errors import DatabaseError
+    from provisioner.runtime.warehouse import db_status, resolve_warehouse
+    from provisioner.state import StateDir
+
+    settings = Settings.load({}, home=clean_environ)
+    data_dir = StateDir(clean_environ).postgres_dir / "data"
+    data_dir.mkdir(parents=True)
+    (data_dir / "PG_VERSION").write_text("16\n")  # a cluster initialised with a password we lost
+    with pytest.raises(DatabaseError) as caught:
+        resolve_warehouse(settings)
+    assert "password" in caught.value.message and "down --volumes" in (caught.value.hint or "")
+    assert stored_section(clean_environ, "postgres") is None  # no made-up password stored
+    assert db_status(settings).running is False
