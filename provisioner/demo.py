@@ -99,6 +99,7 @@ def run_demo(
     from provisioner.metabase.setup import prepare_metabase, setup_result
     from provisioner.seeding import seed
 
+    runtime.check()  # refused before the lock, which creates the state directory: nothing is written
     # One demo command at a time per state directory: two would race to start the same processes.
     with StateDir(settings.home).exclusive("demo --fresh" if fresh else "demo"):
         progress = progress or NullProgress()

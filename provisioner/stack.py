@@ -77,6 +77,7 @@ def auto_choice(settings: Settings, runner: CommandRunner) -> Literal["docker", 
 def bring_up(settings: Settings, *, progress: Progress, runner: CommandRunner | None = None) -> Endpoints:
     """Start the demo's services with the configured runtime; raises the runtime's ProvisionError."""
     runtime = select_runtime(settings, runner=runner)
+    runtime.check()  # before the lock, which creates the state directory
     with StateDir(settings.home).exclusive("up"):
         progress.step(f"Starting the {runtime.name} runtime")
         return runtime.start(progress)

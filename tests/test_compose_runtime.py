@@ -436,6 +436,7 @@ def test_up_and_down_commands_issue_compose_for_the_named_project(settings: Sett
     bring_down(docker, volumes=True, progress=RecordingProgress(), runner=runner)
     prefix = _prefix(settings, ".env.sales-eu", "sales-eu")
     assert runner.calls == [
+        COMPOSE_VERSION_COMMAND,  # the check before the state directory's lock
         COMPOSE_VERSION_COMMAND,
         _volumes_command("sales-eu"),
         [*prefix, "up", "--detach", "--wait"],

@@ -80,6 +80,10 @@ class Runtime(Protocol):
 
     name: str
 
+    def check(self) -> None:
+        """Raise the ProvisionError a start would meet before it changes anything (a missing program,
+        jar or URL); writes nothing, so a command refused here leaves no trace."""
+
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints of the healthy services (reuses what runs); raises ProvisionError naming the log."""
 

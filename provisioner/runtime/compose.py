@@ -237,6 +237,10 @@ class ComposeRuntime:
             str(env_path or self.env_path),
         ]
 
+    def check(self) -> None:
+        """Raise EnvironmentProblem when Docker Compose v2 is missing."""
+        self.require_compose()
+
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints once every service is healthy; raises EnvironmentProblem naming the saved log."""
         self.require_compose()

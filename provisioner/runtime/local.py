@@ -75,6 +75,12 @@ class LocalRuntime:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Raise ConfigError or EnvironmentProblem when Metabase cannot be started (no jar, no Java, a bad
+        command), unless it runs already."""
+        if self.running_pid() is None:
+            self.command(DEFAULT_PORT)
+
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints once PostgreSQL runs and Metabase answers healthy; reuses a running Metabase.
 
@@ -186,7 +192,13 @@ class LocalRuntime:
             }
             try:
                 return [part.format_map(placeholders) for part in shlex.split(self.settings.metabase_command)]
-            except (KeyError, ValueError, IndexError) as exc:
+            except KeyError as exc:
+                raise ConfigError(
+                    "--metabase-command (or METABASE_COMMAND) names an unknown placeholder "
+                    f"{{{exc.args[0]}}}",
+                    hint="placeholders allowed: {port}, {state_dir}, {host}, {log_file}",
+                ) from exc
+            except (ValueError, IndexError) as exc:
                 raise ConfigError(
                     f"--metabase-command (or METABASE_COMMAND) is invalid: {exc}",
                     hint="placeholders allowed: {port}, {state_dir}, {host}, {log_file}",

@@ -70,23 +70,22 @@ def resolve_warehouse(
     if settings.database_url is not None:
         return _external(settings.database_url)
     server = _server(settings)
+    running = server.running()
+    if running is None and not start:
+        # Checked before the password: only looking must never generate and store one.
+        raise DatabaseError(
+            "the embedded PostgreSQL is not running",
+            hint="start it with `provision db start` (or pass --database-url to use your own PostgreSQL)",
+        )
     password = _superuser_password(settings, server)
     started = False
-    if start:
-        started = server.running() is None
-        if started:
-            progress.step(f"Starting the embedded PostgreSQL ({server.root})")
+    if running is None:
+        started = True
+        progress.step(f"Starting the embedded PostgreSQL ({server.root})")
         info = server.start(password, port)
-        if started:
-            progress.info(f"PostgreSQL listens on {HOST}:{info.port}")
+        progress.info(f"PostgreSQL listens on {HOST}:{info.port}")
     else:
-        running = server.running()
-        if running is None:
-            raise DatabaseError(
-                "the embedded PostgreSQL is not running",
-                hint="start it with `provision db start` (or pass --database-url to use your own PostgreSQL)",
-            )
-        info = running
+        info = server.start(password, port) if start else running  # start() checks a requested port
     if start:
         _ensure_demo_database(info, password, progress)
     return Warehouse(
