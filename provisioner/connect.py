@@ -25,12 +25,12 @@ from provisioner.metabase.setup import (
 )
 from provisioner.progress import Progress
 from provisioner.redact import REDACTED
+from provisioner.runtime.warehouse import Warehouse, resolve_warehouse
 from provisioner.state import StateDir
 from provisioner.wait import Clock, Sleep
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
-    from provisioner.runtime.warehouse import Warehouse
 
 
 class ConnectResult(BaseModel):
@@ -120,8 +120,6 @@ def _metabase_dsn(settings: Settings, explicit: str | None, progress: Progress) 
         return explicit, None
     if settings.metabase_database_url is not None:
         return settings.metabase_database_url.get_secret_value(), None
-    from provisioner.runtime.warehouse import resolve_warehouse
-
     connection = metabase_connection(settings, resolve_warehouse(settings, start=False, progress=progress))
     if connection.warning:
         progress.warn(connection.warning)
