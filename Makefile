@@ -25,6 +25,7 @@ demo: install
 
 test: install-dev
 	$(BIN)/ruff check provisioner tests
+	$(BIN)/mypy --strict provisioner
 	$(BIN)/python -m pytest
 
 lint: install-dev

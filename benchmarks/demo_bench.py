@@ -67,7 +67,7 @@ def _count_noop_requests(env: dict[str, str]) -> tuple[list[str], bool]:
     sys.path.insert(0, str(ROOT))
     from provisioner.config import Settings
     from provisioner.demo import run_demo
-    from provisioner.runtime.base import select_runtime
+    from provisioner.stack import select_runtime
 
     settings = Settings.load(env, cwd=ROOT)
     original = requests.Session.request

@@ -85,9 +85,22 @@ class Settings(BaseModel):
     @field_validator("database_url", "reader_database_url", "metabase_database_url")
     @classmethod
     def _dsn_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be a postgresql:// URL, e.g. postgresql://user:pass@host:5432/db")
-        return value
+        if value is None:
+            return value
+        from psycopg.conninfo import conninfo_to_dict
+
+        text = value.get_secret_value().strip()
+        try:
+            # libpq reads both forms: a postgresql:// URL, or key=value pairs (`host=h dbname=d`).
+            parsed = conninfo_to_dict(text) if text else {}
+        except Exception:
+            parsed = {}
+        if not parsed:
+            # The value is never echoed: a string that does not parse may hide a password anywhere.
+            raise ValueError(
+                "is not a PostgreSQL connection string; use postgresql://user:pass@host:5432/db"
+            ) from None
+        return SecretStr(text)
 
     @classmethod
     def load(

@@ -95,9 +95,11 @@ def run_demo(
     EnvironmentProblem while another demo, up or down command runs on the same state directory.
     """
     from provisioner import dashboards
-    from provisioner.db.seed import seed
-    from provisioner.metabase.setup import connect_database, prepare_metabase, setup_result
+    from provisioner.connect import connect_database
+    from provisioner.metabase.setup import prepare_metabase, setup_result
+    from provisioner.seeding import seed
 
+    runtime.check()  # refused before the lock, which creates the state directory: nothing is written
     # One demo command at a time per state directory: two would race to start the same processes.
     with StateDir(settings.home).exclusive("demo --fresh" if fresh else "demo"):
         progress = progress or NullProgress()
@@ -132,7 +134,7 @@ def run_demo(
             # One client for setup, connect and dashboards: one health check and one login per run.
             authed = prepare_metabase(settings, progress=progress, clock=clock, sleep=sleep)
             setup = setup_result(settings, authed)
-            out["changed"] = setup.created_admin or setup.created_api_key
+            out["changed"] = setup.created_admin or setup.created_api_key or setup.turned_off_tracking
 
         try:
             with steps.step(
@@ -196,14 +198,13 @@ def _metabase_dsn(settings: Settings, endpoints: Endpoints) -> str | None:
         return settings.metabase_database_url.get_secret_value()
     if endpoints.metabase_warehouse_host is None:
         return None  # connect_database derives it from the warehouse and the reader role
-    from urllib.parse import urlsplit, urlunsplit
-
-    from provisioner.db.roles import metabase_connection
-    from provisioner.warehouse import resolve_warehouse
+    from provisioner.connect import metabase_connection
+    from provisioner.dsn import DEFAULT_PORT, dsn_with
+    from provisioner.runtime.warehouse import resolve_warehouse
 
     reader = metabase_connection(settings, resolve_warehouse(settings, start=False))
-    parts = urlsplit(reader.dsn.get_secret_value())
-    userinfo = parts.netloc.rpartition("@")[0]
-    port = endpoints.metabase_warehouse_port or 5432
-    netloc = f"{userinfo}@{endpoints.metabase_warehouse_host}:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return dsn_with(
+        reader.dsn.get_secret_value(),
+        host=endpoints.metabase_warehouse_host,
+        port=endpoints.metabase_warehouse_port or DEFAULT_PORT,
+    )

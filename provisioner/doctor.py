@@ -23,11 +23,10 @@ from provisioner.runtime.base import (
     CommandRunner,
     RuntimeChoice,
     SubprocessRunner,
-    auto_choice,
     docker_engine_version,
-    select_runtime,
 )
 from provisioner.runtime.postgres import port_is_free
+from provisioner.stack import auto_choice, select_runtime
 from provisioner.status import PROBE_TIMEOUT_S, probe_dashboards, probe_database, probe_metabase
 
 if TYPE_CHECKING:
@@ -264,8 +263,9 @@ def check_credentials(settings: Settings, clock: Callable[[], float] = time.mono
     except ProvisionError as exc:
         return Check(name="credentials", ok=False, detail=exc.message, hint=exc.hint)
     authed.client.close()
-    stored_key = (StateDir(settings.home).credential("api_key") or {}).get("key")
-    key = settings.metabase_api_key.get_secret_value() if settings.metabase_api_key else stored_key
+    stored = StateDir(settings.home).credentials().api_key
+    given = settings.metabase_api_key or (stored.key if stored is not None else None)
+    key = given.get_secret_value() if given is not None else None
     via = f"API key {describe_secret(key)}" if authed.auth == "api_key" else "an admin session"
     return Check(name="credentials", ok=True, detail=f"logged in as {authed.who} with {via}")
 

@@ -29,6 +29,13 @@ class ProvisionError(Exception):
         return out
 
 
+class UsageProblem(ProvisionError):
+    """The command line itself is wrong: an unknown option, a flag's value of the wrong type."""
+
+    exit_code = 2  # as every command-line tool, and typer, say it
+    kind = "usage"
+
+
 class ConfigError(ProvisionError):
     """A setting or flag is invalid; fix the value named."""
 

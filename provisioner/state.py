@@ -1,8 +1,8 @@
 """The local state directory (`.provision/` or PROVISION_HOME): its layout and the credentials file.
 
 Credentials are one JSON file, mode 0600, written atomically (temp file + rename) so a crash never
-leaves it half-written; each part of the tool owns one section (`admin`, `api_key`, `reader`,
-`postgres`).
+leaves it half-written. Its model, `Credentials`, has one typed section per part of the tool that
+keeps a secret; a file that does not match it is reported, never half-read.
 """
 
 from __future__ import annotations
@@ -14,11 +14,88 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_serializer
 
 from provisioner.errors import ConfigError, EnvironmentProblem
 
 _DAMAGED_HINT = "restore it from a backup, or move it away and run `provision demo --fresh` to start over"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_serializer("*", when_used="json")
+    def _reveal(self, value: object) -> object:
+        # The file is where the secrets live: written in clear (mode 0600), shown nowhere else.
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+class AdminLogin(_Section):
+    """The Metabase admin this tool created or was given (`provision metabase setup`)."""
+
+    metabase_url: str
+    email: str
+    password: SecretStr
+
+
+class ApiKeyCredential(_Section):
+    """The tool's own Metabase API key."""
+
+    metabase_url: str
+    key: SecretStr
+    id: int
+    name: str
+
+
+class DatabasePasswordFingerprint(_Section):
+    """A salted hash of the password Metabase was given for the demo database (Metabase masks it on read)."""
+
+    metabase_url: str
+    database_id: int
+    salt: str
+    fingerprint: str
+
+
+class ReaderLogin(_Section):
+    """The read-only role Metabase connects as, and the warehouse it belongs to (None: not recorded)."""
+
+    user: str
+    password: SecretStr
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+
+    def belongs_to(self, host: str, port: int, dbname: str) -> bool:
+        """Whether this login was stored for that warehouse (one stored by older state, without one, is)."""
+        wanted = {"host": host, "port": port, "dbname": dbname}
+        return all(getattr(self, key) in (None, value) for key, value in wanted.items())
+
+
+class PostgresLogin(_Section):
+    """The embedded PostgreSQL's superuser, generated before its first start."""
+
+    user: str
+    password: SecretStr
+
+
+class LocalMetabaseSecrets(_Section):
+    """The local runtime's Metabase encryption key: a new one would make its stored passwords unreadable."""
+
+    encryption_secret_key: SecretStr
+
+
+class Credentials(BaseModel):
+    """Everything in credentials.json; a section is None until its part of the tool stores it."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    admin: AdminLogin | None = None
+    api_key: ApiKeyCredential | None = None
+    metabase_database: DatabasePasswordFingerprint | None = None
+    reader: ReaderLogin | None = None
+    postgres: PostgresLogin | None = None
+    metabase_local: LocalMetabaseSecrets | None = None
 
 
 @dataclass(frozen=True)
@@ -96,39 +173,46 @@ class StateDir:
                 handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def read_credentials(self) -> dict[str, Any]:
-        """All stored credentials; empty when none were stored yet. Raises ConfigError if unreadable."""
+    def credentials(self) -> Credentials:
+        """The stored credentials; empty when none were stored yet.
+
+        Raises ConfigError naming the file and the first problem when it is unreadable, not JSON, or
+        not what this tool writes (the message never holds a value from it).
+        """
         try:
-            data = json.loads(self.credentials_file.read_text())
+            text = self.credentials_file.read_text()
         except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
+            return Credentials()
+        except OSError as exc:
             raise ConfigError(
-                f"{self.credentials_file} cannot be read: {type(exc).__name__}",
+                f"{self.credentials_file} cannot be read: {exc.strerror or type(exc).__name__}",
                 hint=_DAMAGED_HINT,
             ) from exc
-        if not isinstance(data, dict):
+        try:
+            return Credentials.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the file"
+            problem = "not JSON" if first["type"] == "json_invalid" else f"{where}: {first['msg']}"
             raise ConfigError(
-                f"{self.credentials_file} is not a JSON object",
-                hint=_DAMAGED_HINT,
-            )
-        return data
+                f"{self.credentials_file} is damaged ({problem})", hint=_DAMAGED_HINT
+            ) from None  # pydantic's own text quotes the input, secrets included
 
-    def credential(self, section: str) -> dict[str, Any] | None:
-        """One section of the credentials file, or None."""
-        value = self.read_credentials().get(section)
-        return value if isinstance(value, dict) else None
+    @contextmanager
+    def edit_credentials(self) -> Iterator[Credentials]:
+        """The stored credentials to change in place; written back (mode 0600, atomically) on leaving.
 
-    def save_credential(self, section: str, value: dict[str, Any] | None) -> Path:
-        """Replace one section (None removes it); the file stays mode 0600."""
-        data = self.read_credentials()
+        Read afresh on entry, so a section another step stored meanwhile is kept. Nothing is written
+        when the block raises, or when it changed nothing. Raises ConfigError as `credentials()` does.
+        """
+        credentials = self.credentials()
+        before = credentials.model_dump(mode="json", exclude_none=True)
+        yield credentials
+        after = credentials.model_dump(mode="json", exclude_none=True)
+        if after == before:
+            return
         self.ensure()
-        if value is None:
-            data.pop(section, None)
-        else:
-            data[section] = value
-        write_private(self.credentials_file, json.dumps(data, indent=2, sort_keys=True) + "\n")
-        return self.credentials_file
+        write_private(self.credentials_file, json.dumps(after, indent=2, sort_keys=True) + "\n")
 
 
 def write_private(path: Path, text: str) -> None:

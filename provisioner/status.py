@@ -206,7 +206,7 @@ def status_of(
     settings: Settings, *, dashboards_dirs: list[Path] | None = None, progress: Progress | None = None
 ) -> StatusReport:
     """The status of the demo the configured runtime runs; raises EnvironmentProblem when none applies."""
-    from provisioner.runtime.base import select_runtime
+    from provisioner.stack import select_runtime
 
     runtime = select_runtime(settings)
     (progress or NullProgress()).step(f"Checking the {runtime.name} demo")

@@ -4,15 +4,18 @@
 # card's query completed) by scripts/e2e_check.py. Needs a Docker engine and Compose v2.
 #
 #   make e2e-docker                                   # every supported version
-#   METABASE_VERSIONS="v0.65.4.x" make e2e-docker     # just one
+#   METABASE_VERSIONS="v0.65.x" make e2e-docker       # just one (a minor tag, or an exact v0.65.4.x)
+#
+# The registry's vX.Y.x tag is the latest patch of X.Y; the version that actually ran is read from
+# /api/session/properties, printed for each tag and listed at the end (and in $WORK/versions.txt).
 #
 # Each version runs in its own compose project and state directory, removed afterwards
 # (set E2E_KEEP=1 to keep the last one for inspection).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-# The supported range (provisioner/metabase/versions.py: 61–65), newest patch of each release.
-VERSIONS=${METABASE_VERSIONS:-"v0.61.9.x v0.62.1.x v0.63.1.x v0.64.6.x v0.65.4.x"}
+# The supported range (provisioner/metabase/versions.py: 61–65), the latest patch of each minor.
+VERSIONS=${METABASE_VERSIONS:-"v0.61.x v0.62.x v0.63.x v0.64.x v0.65.x"}
 PROVISION=${PROVISION:-.venv/bin/provision}
 PYTHON=${PYTHON:-.venv/bin/python}
 WORK=${E2E_WORK:-$(mktemp -d -t provision-e2e.XXXXXX)}
@@ -39,6 +42,8 @@ run_version() {
 
     echo "=== Metabase $tag (compose project $project) ==="
     "$PROVISION" demo --runtime docker --name "$project" --json >"$out/demo1.json" || return 1
+    "$PYTHON" scripts/e2e_check.py --home "$home" --print-version >"$out/version.txt" || return 1
+    echo "=== Metabase $tag is $(cat "$out/version.txt") ==="
     "$PYTHON" scripts/e2e_check.py --home "$home" --expect-version "$tag" || return 1
 
     # A re-run on a healthy demo must change nothing.
@@ -69,6 +74,7 @@ remove_project() {
 }
 
 failed=()
+ran=()  # "tag → exact version (result)", for the summary
 for tag in $VERSIONS; do
     project=$(project_of "$tag")
     home="$WORK/$project"
@@ -79,15 +85,25 @@ for tag in $VERSIONS; do
     PROVISION_HOME="$home" "$PROVISION" down --volumes --runtime docker --name "$project" >/dev/null 2>&1 || true
     # Removed on Ctrl-C or an error too: nothing is left running on the machine.
     trap 'remove_project "$project" "$home"' EXIT
-    if ! (run_version "$tag" "$project" "$home" "$out"); then
+    if (run_version "$tag" "$project" "$home" "$out"); then
+        result=passed
+    else
         echo "=== FAILED: Metabase $tag; output and logs in $out ===" >&2
         save_container_logs "$project" "$out"
         cp -r "$home/logs" "$out/provision-logs" 2>/dev/null || true
         failed+=("$tag")
+        result=FAILED
     fi
+    ran+=("$tag → $(cat "$out/version.txt" 2>/dev/null || echo "version unknown (no answer)") ($result)")
     remove_project "$project" "$home"
     trap - EXIT
 done
+
+echo "e2e-docker: the versions that ran:"
+printf '  %s\n' "${ran[@]}" | tee "$WORK/versions.txt"
+if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
+    printf -- '- Metabase %s\n' "${ran[@]}" >>"$GITHUB_STEP_SUMMARY"
+fi
 
 if ((${#failed[@]})); then
     echo "e2e-docker: failed for ${failed[*]} (details in $WORK)" >&2

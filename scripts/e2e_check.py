@@ -3,7 +3,8 @@
 Used by scripts/e2e-docker.sh after `provision demo` against a real Metabase; unit-tested against the
 fake Metabase. Reads the API key `provision` stored in <home>/credentials.json unless --api-key is given.
 
-    python scripts/e2e_check.py --home .provision [--metabase-url URL] [--expect-version v0.65]
+    python scripts/e2e_check.py --home .provision [--metabase-url URL] [--expect-version v0.65.x]
+    python scripts/e2e_check.py --home .provision --print-version    # the exact version, e.g. v0.65.4
 """
 
 from __future__ import annotations
@@ -93,12 +94,24 @@ def _all_dashboards(api: Api) -> dict[str, int]:
     return found
 
 
+def running_version(api: Api) -> str | None:
+    """The exact version tag Metabase reports in /api/session/properties (e.g. v0.65.4), or None."""
+    tag = (api.get("/api/session/properties").get("version") or {}).get("tag")
+    return str(tag) if tag else None
+
+
+def version_matches(version: str | None, expected: str) -> bool:
+    """Whether `version` (v0.65.4) is what an image tag asks for: v0.65.x any 0.65, v0.65.4.x only that."""
+    wanted = expected.removesuffix(".x")
+    return version is not None and (version == wanted or version.startswith(wanted + "."))
+
+
 def check_demo(url: str, api_key: str, expected: list[str], expect_version: str | None = None) -> E2EReport:
     """The report of checking every expected dashboard and its cards' queries at `url`."""
     api = Api(url, api_key)
-    version = (api.get("/api/session/properties").get("version") or {}).get("tag")
+    version = running_version(api)
     report = E2EReport(version=version)
-    if expect_version and not str(version or "").startswith(expect_version.removesuffix(".x")):
+    if expect_version and not version_matches(version, expect_version):
         report.problems.append(f"Metabase reports version {version}, expected {expect_version}")
     present = _all_dashboards(api)
     for name in expected:
@@ -170,8 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metabase-url", help="default: the URL stored with the API key")
     parser.add_argument("--api-key", help="default: the key stored in <home>/credentials.json")
     parser.add_argument("--dashboards", type=Path, default=ROOT / "dashboards", help="the YAML folder")
-    parser.add_argument("--expect-version", help="e.g. v0.65.4 or v0.65.4.x: the tag Metabase must report")
+    parser.add_argument(
+        "--expect-version", help="the image tag that ran, e.g. v0.65.x (any patch of 0.65) or v0.65.4.x"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--print-version", action="store_true", help="only print the exact version Metabase reports"
+    )
     args = parser.parse_args(argv)
     if args.api_key:
         url, key = args.metabase_url, args.api_key
@@ -179,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--api-key needs --metabase-url")
     else:
         url, key = api_key_from(args.home, args.metabase_url)
+    if args.print_version:
+        version = running_version(Api(url, key))
+        print(version or "unknown")
+        return 0 if version else 1
     report = check_demo(url, key, expected_dashboards(args.dashboards), args.expect_version)
     if args.json:
         print(json.dumps({"ok": report.ok, **asdict(report)}, indent=2))

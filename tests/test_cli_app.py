@@ -80,3 +80,26 @@ def test_verbose_shows_each_http_request_line_redacted(capsys, http_log: logging
     err = capsys.readouterr().err
     assert '"GET /api/x?k=<redacted> HTTP/1.1" 200' in err
     assert "SECRET1234" not in err and "Starting new" not in err
+
+
+def test_runtime_settings_takes_keyword_arguments_only() -> None:
+    from provisioner.cli.options import runtime_settings
+
+    with pytest.raises(TypeError):
+        runtime_settings(None, "demo", "http://mb:3000")  # type: ignore[misc]
+
+
+def test_metabase_url_is_the_same_option_on_every_command() -> None:
+    from provisioner.cli.app import app
+
+    command = typer.main.get_command(app)
+    helps = set()
+    names = ["demo", "reset", "up", "down", "status", "doctor", "metabase setup", "metabase connect"]
+    names += ["dashboards plan", "dashboards apply", "dashboards export"]
+    for name in names:
+        sub = command
+        for part in name.split():
+            sub = sub.commands[part]  # type: ignore[attr-defined]
+        (option,) = [p for p in sub.params if "--metabase-url" in p.opts]
+        helps.add(option.help)
+    assert len(helps) == 1

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from provisioner.config import Settings
 from provisioner.errors import EnvironmentProblem
 from provisioner.progress import RecordingProgress
-from provisioner.runtime.base import OnLine, SubprocessRunner, select_runtime
+from provisioner.runtime.base import OnLine, SubprocessRunner
 from provisioner.runtime.compose import (
     COMPOSE_VERSION_COMMAND,
     ComposeEnv,
@@ -23,7 +24,8 @@ from provisioner.runtime.compose import (
     compose_file,
     parse_ps_output,
 )
-from provisioner.state import StateDir
+from provisioner.stack import select_runtime
+from tests.credentials import store_credentials, stored_section
 
 PS_ROWS = [
     {"Name": "demo-warehouse-1", "Service": "warehouse", "State": "running", "Health": "healthy",
@@ -191,7 +193,7 @@ def test_reader_password_is_stored_for_seeding(settings: Settings) -> None:
     _runtime(settings, FakeRunner()).start(RecordingProgress())
     env = ComposeEnv.parse(settings.home / ".env")
     # The same shape seeding stores, so `provision demo` seeds the reader with this password.
-    assert StateDir(settings.home).credential("reader") == {
+    assert stored_section(settings.home, "reader") == {
         "user": "metabase_reader",
         "password": env.warehouse_reader_password.get_secret_value(),
         "host": "127.0.0.1",
@@ -201,9 +203,7 @@ def test_reader_password_is_stored_for_seeding(settings: Settings) -> None:
 
 
 def test_existing_reader_password_is_reused_in_new_env(settings: Settings) -> None:
-    StateDir(settings.home).save_credential(
-        "reader", {"user": "metabase_reader", "password": "kept-pw-123456"}
-    )
+    store_credentials(settings.home, reader={"user": "metabase_reader", "password": "kept-pw-123456"})
     _runtime(settings, FakeRunner()).start(RecordingProgress())
     env = ComposeEnv.parse(settings.home / ".env")
     assert env.warehouse_reader_password.get_secret_value() == "kept-pw-123456"
@@ -427,7 +427,7 @@ def test_auto_without_engine_but_with_a_jar_selects_local(settings: Settings, tm
 
 
 def test_up_and_down_commands_issue_compose_for_the_named_project(settings: Settings) -> None:
-    from provisioner.runtime.base import bring_down, bring_up
+    from provisioner.stack import bring_down, bring_up
 
     docker = settings.model_copy(update={"runtime": "docker", "stack_name": "sales-eu"})
     runner = FakeRunner()
@@ -436,6 +436,7 @@ def test_up_and_down_commands_issue_compose_for_the_named_project(settings: Sett
     bring_down(docker, volumes=True, progress=RecordingProgress(), runner=runner)
     prefix = _prefix(settings, ".env.sales-eu", "sales-eu")
     assert runner.calls == [
+        COMPOSE_VERSION_COMMAND,  # the check before the state directory's lock
         COMPOSE_VERSION_COMMAND,
         _volumes_command("sales-eu"),
         [*prefix, "up", "--detach", "--wait"],
@@ -508,3 +509,21 @@ def test_a_streamed_command_past_its_timeout_is_killed_and_reported() -> None:
     with pytest.raises(EnvironmentProblem, match="did not finish within"):
         SubprocessRunner(heartbeat_s=0.05).run(["sleep", "30"], timeout_s=0.3, on_line=lambda _line: None)
     assert time.monotonic() - started < 5
+
+
+def test_a_program_that_cannot_be_executed_is_an_environment_problem(tmp_path: Path) -> None:
+    program = tmp_path / "java"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o644)  # present but not executable: PermissionError, not FileNotFoundError
+    with pytest.raises(EnvironmentProblem) as caught:
+        SubprocessRunner().run([str(program), "-version"], timeout_s=5)
+    assert f"`{program}` cannot be run" in caught.value.message
+    assert "--runtime" in (caught.value.hint or "")
+
+
+def test_a_timeout_names_the_whole_command() -> None:
+    args = [sys.executable, "-c", "import time; time.sleep(30)", "up", "--wait"]
+    with pytest.raises(EnvironmentProblem) as caught:
+        SubprocessRunner().run(args, timeout_s=0.2)
+    # The sub-command (for compose it comes after the project, file and env-file options) is named.
+    assert "up --wait" in caught.value.message and "did not finish within 0 s" in caught.value.message

@@ -8,6 +8,7 @@ import pytest
 
 from provisioner.config import Settings
 from provisioner.errors import ConfigError
+from tests.credentials import stored_section
 
 
 def test_flags_override_the_environment(tmp_path: Path) -> None:
@@ -50,6 +51,6 @@ def test_a_damaged_credentials_file_is_a_config_error_not_a_traceback(tmp_path: 
     state = StateDir(tmp_path)
     state.ensure()
     state.credentials_file.write_text('{"admin": {"password": "tru')
-    with pytest.raises(ConfigError, match="cannot be read") as caught:
-        state.credential("admin")
+    with pytest.raises(ConfigError, match="is damaged") as caught:
+        stored_section(state.root, "admin")
     assert "tru" not in caught.value.message

@@ -18,6 +18,7 @@ from provisioner.cli.app import app
 from provisioner.db.roles import with_credentials
 from provisioner.runtime.postgres import EmbeddedPostgres, free_port
 from provisioner.state import StateDir
+from tests.credentials import stored_section
 
 
 def _invoke(*args: str):
@@ -58,7 +59,7 @@ def test_seed_external_database_prints_json_and_stores_the_reader_login(
     superuser_password = pg_dsn.split(":")[2].split("@")[0]
     assert superuser_password not in result.stdout + result.stderr
     assert "Seeding the demo warehouse" in result.stderr
-    stored = StateDir(clean_environ).credential("reader")
+    stored = stored_section(clean_environ, "reader")
     assert stored is not None and stored["user"] == "metabase_reader"
     assert stored["password"] not in result.stdout + result.stderr
     with psycopg.connect(with_credentials(pg_dsn, stored["user"], stored["password"])) as conn:
@@ -162,7 +163,7 @@ def test_embedded_lifecycle_start_seed_url_status_stop(embedded_home: Path) -> N
     status = json.loads(started.stdout)
     assert status["running"] is True and status["seeded"] is None
     port = status["port"]
-    password = StateDir(embedded_home).credential("postgres")["password"]  # type: ignore[index]
+    password = stored_section(embedded_home, "postgres")["password"]  # type: ignore[index]
     assert password not in started.stdout + started.stderr
 
     seeded = _invoke("seed", "--as-of", "2026-02-28")
@@ -191,3 +192,14 @@ def test_embedded_lifecycle_start_seed_url_status_stop(embedded_home: Path) -> N
     assert restarted.exit_code == 0, restarted.stderr
     assert json.loads(restarted.stdout)["port"] == port
     assert json.loads(restarted.stdout)["seeded"]["as_of"] == "2026-02-28"
+
+
+def test_db_status_text_shows_why_the_demo_data_is_unknown() -> None:
+    import provisioner.cli.app  # noqa: F401  (the CLI package is imported through its root app)
+    from provisioner.cli.db import _status_text
+    from provisioner.runtime.warehouse import DbStatus
+
+    status = DbStatus(running=True, pid=42, port=5433, data_dir="/x/data", detail="password not stored")
+    text = _status_text(status)
+    assert "demo data: unknown (password not stored)" in text
+    assert "url: None" not in text and "not seeded" not in text

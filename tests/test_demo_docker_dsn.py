@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from provisioner.config import Settings
 from provisioner.demo import _metabase_dsn
 from provisioner.runtime.base import Endpoints
-from provisioner.state import StateDir
+from tests.credentials import store_credentials
 
 
 def _settings(home: Path, **more: object) -> Settings:
@@ -28,9 +29,9 @@ def _endpoints(host: str | None) -> Endpoints:
 
 
 def test_the_reader_dsn_points_at_the_compose_service(tmp_path: Path) -> None:
-    StateDir(tmp_path).save_credential(
-        "reader",
-        {
+    store_credentials(
+        tmp_path,
+        reader={
             "user": "metabase_reader",
             "password": "r-pw",
             "host": "127.0.0.1",
@@ -39,7 +40,14 @@ def test_the_reader_dsn_points_at_the_compose_service(tmp_path: Path) -> None:
         },
     )
     dsn = _metabase_dsn(_settings(tmp_path), _endpoints("warehouse"))
-    assert dsn == "postgresql://metabase_reader:r-pw@warehouse:5432/asset_finance"
+    assert dsn is not None
+    assert conninfo_to_dict(dsn) == {
+        "user": "metabase_reader",
+        "password": "r-pw",
+        "host": "warehouse",
+        "port": "5432",
+        "dbname": "asset_finance",
+    }
 
 
 def test_outside_docker_connect_derives_the_dsn_itself(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ from provisioner.progress import RecordingProgress
 from provisioner.runtime.external import ExternalRuntime
 from provisioner.runtime.local import LocalRuntime
 from provisioner.runtime.postgres import free_port
-from provisioner.state import StateDir, write_private
+from provisioner.state import write_private
+from tests.credentials import stored_credentials
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_FILES = sorted((REPO / "dashboards").glob("*.yaml"))
@@ -82,7 +83,7 @@ def _runtime(settings: Settings) -> LocalRuntime:
 
 
 def _warehouse_dsn(settings: Settings) -> str:
-    from provisioner.warehouse import resolve_warehouse
+    from provisioner.runtime.warehouse import resolve_warehouse
 
     return resolve_warehouse(settings, start=False).dsn.get_secret_value()
 
@@ -198,7 +199,7 @@ def test_demo_cli_prints_the_summary_and_never_a_secret(local: Settings, monkeyp
     assert summary["changed"] is True and len(summary["dashboards"]) == len(DEMO_DASHBOARDS)
     assert summary["credentials_file"].endswith("credentials.json")
     assert "→ Seeding the demo database" in result.stderr
-    credentials = StateDir(local.home).read_credentials()
+    credentials = stored_credentials(local.home)
     secrets = [credentials["admin"]["password"], credentials["api_key"]["key"]]
     secrets += [credentials["postgres"]["password"], credentials["reader"]["password"]]
     for secret in secrets:

@@ -147,8 +147,36 @@ def test_failing_query_and_missing_dashboard_fail_the_check(e2e_check: ModuleTyp
 def test_wrong_version_is_a_problem(e2e_check: ModuleType, demo: Any) -> None:
     fake, admin, database = demo
     admin.dashboard("Portfolio", database, {"Accounts": "select 1"})
-    report = e2e_check.check_demo(fake.url, admin.api_key, ["Portfolio"], "v0.61.9.x")
-    assert not report.ok and "expected v0.61.9.x" in report.problems[0]
+    report = e2e_check.check_demo(fake.url, admin.api_key, ["Portfolio"], "v0.61.x")
+    assert not report.ok and "reports version v0.65.4, expected v0.61.x" in report.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("version", "tag", "matches"),
+    [
+        ("v0.65.4", "v0.65.x", True),
+        ("v0.65.4.2", "v0.65.x", True),
+        ("v0.65", "v0.65.x", True),
+        ("v0.65.4", "v0.65.4.x", True),
+        ("v0.65.4", "v0.65.3.x", False),
+        ("v0.651.0", "v0.65.x", False),
+        ("v0.64.6", "v0.65.x", False),
+        (None, "v0.65.x", False),
+    ],
+)
+def test_a_minor_tag_accepts_any_patch_of_its_minor_only(
+    e2e_check: ModuleType, version: str | None, tag: str, matches: bool
+) -> None:
+    assert e2e_check.version_matches(version, tag) is matches
+
+
+def test_print_version_prints_the_exact_version_that_runs(
+    e2e_check: ModuleType, demo: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake, admin, _ = demo
+    fake.set_version("v0.63.2")
+    code = e2e_check.main(["--metabase-url", fake.url, "--api-key", admin.api_key, "--print-version"])
+    assert (code, capsys.readouterr().out) == (0, "v0.63.2\n")
 
 
 def test_main_reads_the_stored_api_key_and_exits_by_outcome(

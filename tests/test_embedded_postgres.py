@@ -103,3 +103,25 @@ def test_another_pytest_run_does_not_cut_the_server_off_its_data(tmp_path, tmp_p
     finally:
         assert server.stop()
     assert server.running() is None
+
+
+def test_root_without_useradd_is_an_environment_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+    import subprocess
+
+    from provisioner.errors import EnvironmentProblem
+    from provisioner.runtime import postgres
+
+    def no_such_user(name: str) -> None:
+        raise KeyError(name)
+
+    def useradd_fails(args: list[str], **kwargs: object) -> None:
+        raise subprocess.CalledProcessError(9, args, stderr="useradd: cannot lock /etc/passwd\n")
+
+    monkeypatch.setattr(postgres.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(pwd, "getpwnam", no_such_user)
+    monkeypatch.setattr(postgres.subprocess, "run", useradd_fails)
+    with pytest.raises(EnvironmentProblem) as caught:
+        postgres._system_user()
+    assert "cannot lock /etc/passwd" in caught.value.message
+    assert "--database-url" in (caught.value.hint or "")

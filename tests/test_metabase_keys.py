@@ -5,7 +5,7 @@ from __future__ import annotations
 from provisioner.config import Settings
 from provisioner.metabase.setup import open_client, setup_metabase
 from provisioner.progress import RecordingProgress
-from provisioner.state import StateDir
+from tests.credentials import stored_section
 
 ADMIN = {"METABASE_ADMIN_EMAIL": "admin@example.com", "METABASE_ADMIN_PASSWORD": "Fake-Admin-Pass-1"}
 
@@ -20,7 +20,7 @@ def test_read_only_commands_log_in_without_creating_an_api_key(fake_metabase, tm
 
     writes = [(r.method, r.path) for r in fake_metabase.mutating_requests()]
     assert writes == [("POST", "/api/session")]
-    assert StateDir(tmp_path).credential("api_key") is None
+    assert stored_section(tmp_path, "api_key") is None
 
     authed = open_client(settings, progress=RecordingProgress())
     authed.client.close()

@@ -14,8 +14,8 @@ from provisioner.cli.app import app
 from provisioner.config import Settings
 from provisioner.errors import ConfigError, DatabaseError, MetabaseUnreachable
 from provisioner.progress import RecordingProgress
-from provisioner.runtime.base import select_runtime
 from provisioner.runtime.postgres import free_port
+from provisioner.stack import select_runtime
 from tests.fake_metabase.server import FakeMetabase
 
 

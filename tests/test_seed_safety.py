@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import date
-from urllib.parse import quote
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 import provisioner.db.seed as seed_module
 from provisioner.db.roles import with_credentials
@@ -239,7 +239,7 @@ def test_reader_password_with_url_special_characters_logs_in(pg_dsn: str) -> Non
     result = seed_database(pg_dsn, as_of=AS_OF, reader_password=password, reader_role=role)
     assert result.reader.password_set
     dsn = with_credentials(pg_dsn, role, password)
-    assert quote(password, safe="") in dsn
+    assert conninfo_to_dict(dsn)["password"] == password
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (15,)
 

@@ -44,7 +44,9 @@ def _json(args: list[str]) -> tuple[int, dict]:
 
 def test_demo_then_status_and_doctor_are_green_and_down_removes_it(local_demo: Path) -> None:
     code, up = _json(["up"])
-    assert code == 0 and up["warehouse"] is None  # the embedded warehouse: resolved by provisioner.warehouse
+    assert (
+        code == 0 and up["warehouse"] is None
+    )  # the embedded warehouse: resolved by provisioner.runtime.warehouse
     code, before = _json(["status"])
     assert code == 1 and before["database"]["seeded"] is False
 

@@ -10,14 +10,17 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
 from provisioner.config import Settings
-from provisioner.db.roles import metabase_connection, with_credentials
-from provisioner.db.seed import seed
+from provisioner.connect import metabase_connection
+from provisioner.db.roles import with_credentials
 from provisioner.errors import DatabaseError
+from provisioner.runtime.warehouse import DEMO_DATABASE, Warehouse, destroy_embedded, resolve_warehouse
+from provisioner.seeding import seed
 from provisioner.state import StateDir
-from provisioner.warehouse import DEMO_DATABASE, Warehouse, destroy_embedded, resolve_warehouse
+from tests.credentials import store_credentials, stored_section
 
 AS_OF = date(2026, 1, 31)
 
@@ -64,7 +67,7 @@ def test_destroy_embedded_without_data_reports_nothing_deleted(clean_environ: Pa
 
 
 def test_reader_url_wins_over_stored_credentials(clean_environ: Path) -> None:
-    StateDir(clean_environ).save_credential("reader", {"user": "metabase_reader", "password": "stored-pw"})
+    store_credentials(clean_environ, reader={"user": "metabase_reader", "password": "stored-pw"})
     settings = _settings(clean_environ, reader_database_url="postgresql://ro:ro-pw@elsewhere:5432/demo")
     connection = metabase_connection(settings, _warehouse())
     assert connection.is_reader and connection.warning is None
@@ -72,9 +75,9 @@ def test_reader_url_wins_over_stored_credentials(clean_environ: Path) -> None:
 
 
 def test_stored_reader_credentials_on_the_warehouse_location(clean_environ: Path) -> None:
-    StateDir(clean_environ).save_credential(
-        "reader",
-        {
+    store_credentials(
+        clean_environ,
+        reader={
             "user": "metabase_reader",
             "password": "st@red/pw",
             "host": "db.example.com",
@@ -84,14 +87,20 @@ def test_stored_reader_credentials_on_the_warehouse_location(clean_environ: Path
     )
     connection = metabase_connection(_settings(clean_environ), _warehouse())
     assert connection.is_reader and connection.warning is None
-    assert connection.dsn.get_secret_value() == (
-        "postgresql://metabase_reader:st%40red%2Fpw@db.example.com:6543/demo?sslmode=require"
-    )
+    assert conninfo_to_dict(connection.dsn.get_secret_value()) == {
+        "user": "metabase_reader",
+        "password": "st@red/pw",
+        "host": "db.example.com",
+        "port": "6543",
+        "dbname": "demo",
+        "sslmode": "require",
+    }
 
 
 def test_credentials_stored_for_another_warehouse_are_not_used(clean_environ: Path) -> None:
-    StateDir(clean_environ).save_credential(
-        "reader", {"user": "metabase_reader", "password": "pw", "host": "other.example.com", "port": 5432}
+    store_credentials(
+        clean_environ,
+        reader={"user": "metabase_reader", "password": "pw", "host": "other.example.com", "port": 5432},
     )
     connection = metabase_connection(_settings(clean_environ), _warehouse())
     assert connection.is_reader is False
@@ -112,11 +121,11 @@ def test_seed_stores_a_reader_login_that_metabase_connection_uses(pg_dsn: str, c
     settings = _settings(clean_environ, database_url=pg_dsn)
     first = seed(settings, as_of=AS_OF, reset=False, force=False, port=None)
     state = StateDir(clean_environ)
-    stored = state.credential("reader")
+    stored = stored_section(state.root, "reader")
     assert first.reader.password_set and stored is not None
     assert stat.S_IMODE(state.credentials_file.stat().st_mode) == 0o600
     seed(settings, as_of=AS_OF, reset=False, force=False, port=None)
-    assert state.credential("reader") == stored  # the password is generated once, then reused
+    assert stored_section(state.root, "reader") == stored  # the password is generated once, then reused
 
     connection = metabase_connection(settings, resolve_warehouse(settings))
     assert connection.is_reader
@@ -134,7 +143,7 @@ def test_seed_grants_the_reader_url_role_and_stores_nothing(
     settings = _settings(clean_environ, database_url=pg_dsn, reader_database_url=reader_dsn)
     result = seed(settings, as_of=AS_OF, reset=False, force=False, port=None)
     assert result.reader.role == role and result.reader.fallback_warning is None
-    assert StateDir(clean_environ).credential("reader") is None
+    assert stored_section(clean_environ, "reader") is None
     with psycopg.connect(reader_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM v_portfolio_overview").fetchone() == (15,)
 
@@ -170,3 +179,31 @@ def test_looking_at_the_embedded_warehouse_changes_nothing(clean_environ: Path) 
         assert found == [(1,)]
     finally:
         destroy_embedded(settings)
+
+
+def test_unknown_option_in_the_url_is_a_database_error_without_the_password() -> None:
+    from provisioner.db.connection import connect
+    from provisioner.errors import DatabaseError
+
+    with pytest.raises(DatabaseError) as caught:
+        connect("postgresql://someone:sekret-pw-123@127.0.0.1:1/db?no_such_option=1")
+    assert "no_such_option" in caught.value.message
+    assert "sekret-pw-123" not in caught.value.message
+    assert caught.value.hint
+
+
+def test_lost_superuser_password_is_explained_not_replaced(clean_environ) -> None:
+    from provisioner.config import Settings
+    from provisioner.errors import DatabaseError
+    from provisioner.runtime.warehouse import db_status, resolve_warehouse
+    from provisioner.state import StateDir
+
+    settings = Settings.load({}, home=clean_environ)
+    data_dir = StateDir(clean_environ).postgres_dir / "data"
+    data_dir.mkdir(parents=True)
+    (data_dir / "PG_VERSION").write_text("16\n")  # a cluster initialised with a password we lost
+    with pytest.raises(DatabaseError) as caught:
+        resolve_warehouse(settings)
+    assert "password" in caught.value.message and "down --volumes" in (caught.value.hint or "")
+    assert stored_section(clean_environ, "postgres") is None  # no made-up password stored
+    assert db_status(settings).running is False

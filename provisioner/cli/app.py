@@ -3,28 +3,56 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from provisioner.cli.context import JsonOption, output_for, state_of
-from provisioner.errors import Interrupted, ProvisionError
+from provisioner.errors import Interrupted, ProvisionError, UsageProblem
+
+if TYPE_CHECKING:
+    # The base class of typer.Context, as TyperGroup.invoke declares it (typer vendors click).
+    from typer._click.core import Context as BaseContext
+
+# The command-line parser's own error (an unknown option, a flag's value of the wrong type): the base
+# class of typer's BadParameter, reached through it because typer vendors its click.
+_UsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
 
 class _RendersProvisionErrors(TyperGroup):
-    """Turns a ProvisionError into `error:`/`hint:` on stderr and its exit code, once."""
+    """Turns a ProvisionError, or a usage error, into `error:`/`hint:` on stderr and its exit code, once."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def parse_args(self, ctx: BaseContext, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _UsageError as error:  # the root's own options (`provision --bogus`)
+            raise _rendered(ctx, error) from None
+
+    def invoke(self, ctx: BaseContext) -> Any:
         try:
             return super().invoke(ctx)
         except ProvisionError as error:
             state_of(ctx).output.error(error)
             raise typer.Exit(error.exit_code) from None
+        except _UsageError as error:  # a command's options and arguments, an unknown command
+            raise _rendered(ctx, error) from None
         except KeyboardInterrupt:
-            error = Interrupted("interrupted", hint="run the same command again: it resumes")
-            state_of(ctx).output.error(error)
-            raise typer.Exit(error.exit_code) from None
+            interrupted = Interrupted("interrupted", hint="run the same command again: it resumes")
+            state_of(ctx).output.error(interrupted)
+            raise typer.Exit(interrupted.exit_code) from None
+
+
+def _rendered(ctx: BaseContext, error: Exception) -> Exception:
+    """The exit for a usage error, shown as one `error:` line and a hint; `--help` itself is left alone."""
+    if type(error).__name__ == "NoArgsIsHelpError":  # a bare `provision` or `provision db`: the help
+        return error
+    where = getattr(error, "ctx", None) or ctx
+    problem = UsageProblem(
+        getattr(error, "format_message", error.__str__)(), hint=f"see `{where.command_path} --help`"
+    )
+    state_of(ctx).output.error(problem)
+    return typer.Exit(problem.exit_code)
 
 
 app = typer.Typer(

@@ -14,6 +14,9 @@ import typer
 from provisioner.cli.output import Output
 
 if TYPE_CHECKING:
+    # typer.Context's base class (typer vendors click): the error renderer holds only that type.
+    from typer._click.core import Context as BaseContext
+
     from provisioner.config import Settings
 
 
@@ -24,7 +27,7 @@ class CliState:
     output: Output = field(default_factory=Output)
 
 
-def state_of(ctx: typer.Context) -> CliState:
+def state_of(ctx: BaseContext) -> CliState:
     """The invocation's shared state, created on first use."""
     root = ctx.find_root()
     if not isinstance(root.obj, CliState):

@@ -12,7 +12,7 @@ from provisioner.errors import ConfigError
 
 if TYPE_CHECKING:
     from provisioner.db.seed import SeedResult
-    from provisioner.warehouse import DbStatus
+    from provisioner.runtime.warehouse import DbStatus
 
 db_app = typer.Typer(no_args_is_help=True, help="Manage the embedded PostgreSQL server.")
 
@@ -54,7 +54,7 @@ def seed_command(
     json_output: JsonOption = False,
 ) -> None:
     """Create and fill the demo warehouse (24 tables, 8 views): embedded PostgreSQL unless --database-url."""
-    from provisioner.db.seed import seed
+    from provisioner.seeding import seed
 
     output = output_for(ctx, json_output)
     as_of_date = parse_as_of(as_of)
@@ -71,7 +71,7 @@ def seed_command(
 @db_app.command("start")
 def start_command(ctx: typer.Context, port: PortOption = None, json_output: JsonOption = False) -> None:
     """Start the embedded PostgreSQL (or reuse it) on 127.0.0.1."""
-    from provisioner.warehouse import db_start
+    from provisioner.runtime.warehouse import db_start
 
     output = output_for(ctx, json_output)
     status = db_start(settings_for(), port=port, progress=output.progress)
@@ -81,7 +81,7 @@ def start_command(ctx: typer.Context, port: PortOption = None, json_output: Json
 @db_app.command("stop")
 def stop_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Stop the embedded PostgreSQL; its data stays."""
-    from provisioner.warehouse import db_stop
+    from provisioner.runtime.warehouse import db_stop
 
     output = output_for(ctx, json_output)
     status = db_stop(settings_for(), progress=output.progress)
@@ -91,7 +91,7 @@ def stop_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
 @db_app.command("status")
 def status_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Whether the embedded PostgreSQL runs, where, and what is seeded in it."""
-    from provisioner.warehouse import db_status
+    from provisioner.runtime.warehouse import db_status
 
     output = output_for(ctx, json_output)
     status = db_status(settings_for())
@@ -101,7 +101,7 @@ def status_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
 @db_app.command("url")
 def url_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Print the warehouse DSN WITH its password, for `psql "$(provision db url)"`."""
-    from provisioner.warehouse import db_url
+    from provisioner.runtime.warehouse import db_url
 
     output = output_for(ctx, json_output)
     url = db_url(settings_for())

@@ -10,9 +10,9 @@ from provisioner.cli.context import JsonOption, output_for
 from provisioner.cli.options import (
     AsOfOption,
     DatabaseUrlOption,
+    MetabaseAddressOption,
     MetabaseCommandOption,
     MetabaseJarOption,
-    MetabaseUrlOption,
     NameOption,
     RuntimeOption,
     parse_as_of,
@@ -44,7 +44,7 @@ def demo_command(
     runtime: RuntimeOption = None,
     name: NameOption = None,
     as_of: AsOfOption = None,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
@@ -52,7 +52,7 @@ def demo_command(
 ) -> None:
     """One command, a working demo: start, seed, set up Metabase, connect, apply the dashboards."""
     from provisioner.demo import run_demo
-    from provisioner.runtime.base import select_runtime
+    from provisioner.stack import select_runtime
 
     output = output_for(ctx, json_output)
     as_of_date = parse_as_of(as_of)
@@ -77,7 +77,7 @@ def reset_command(
     runtime: RuntimeOption = None,
     name: NameOption = None,
     as_of: AsOfOption = None,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,

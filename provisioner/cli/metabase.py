@@ -59,7 +59,7 @@ def connect_command(
     json_output: JsonOption = False,
 ) -> None:
     """Register the demo database in Metabase as the read-only role and wait for its tables."""
-    from provisioner.metabase.setup import connect_database
+    from provisioner.connect import connect_database
 
     output = output_for(ctx, json_output)
     settings = settings_for(

@@ -43,12 +43,10 @@ NameOption = Annotated[
 MetabaseAddressOption = Annotated[
     str | None,
     typer.Option(
-        "--metabase-url", help="Metabase address (env METABASE_URL; default http://localhost:3000)."
+        "--metabase-url",
+        help="Metabase's address, e.g. your own for --runtime external (env METABASE_URL; "
+        "default http://localhost:3000).",
     ),
-]
-MetabaseUrlOption = Annotated[
-    str | None,
-    typer.Option("--metabase-url", help="An existing Metabase, for --runtime external (env METABASE_URL)."),
 ]
 DatabaseUrlOption = Annotated[
     str | None,
@@ -73,6 +71,7 @@ MetabaseCommandOption = Annotated[
 
 
 def runtime_settings(
+    *,
     runtime: RuntimeName | None = None,
     name: str | None = None,
     metabase_url: str | None = None,
@@ -95,6 +94,7 @@ def runtime_settings(
     )
 
 
+AS_OF_RANGE = (date(1900, 1, 1), date(2999, 12, 31))
 AsOfOption = Annotated[
     str | None,
     typer.Option(
@@ -108,8 +108,15 @@ def parse_as_of(text: str | None) -> date | None:
     if text is None:
         return None
     try:
-        return date.fromisoformat(text.strip())
+        as_of = date.fromisoformat(text.strip())
     except ValueError as exc:
         raise ConfigError(
             f"--as-of: {text!r} is not a date", hint="use YYYY-MM-DD, e.g. --as-of 2026-01-31"
         ) from exc
+    # The seed data lies years around the as-of date: near date.min or date.max it would not exist.
+    if not AS_OF_RANGE[0] <= as_of <= AS_OF_RANGE[1]:
+        raise ConfigError(
+            f"--as-of: {as_of} is outside {AS_OF_RANGE[0]} to {AS_OF_RANGE[1]}",
+            hint="use a date near today, e.g. --as-of 2026-01-31",
+        )
+    return as_of

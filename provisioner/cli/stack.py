@@ -9,9 +9,9 @@ import typer
 from provisioner.cli.context import JsonOption, output_for
 from provisioner.cli.options import (
     DatabaseUrlOption,
+    MetabaseAddressOption,
     MetabaseCommandOption,
     MetabaseJarOption,
-    MetabaseUrlOption,
     NameOption,
     RuntimeOption,
     runtime_settings,
@@ -22,7 +22,7 @@ def up_command(
     ctx: typer.Context,
     runtime: RuntimeOption = None,
     name: NameOption = None,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
@@ -30,10 +30,17 @@ def up_command(
 ) -> None:
     """Start Metabase and the warehouse and wait until they are healthy (no setup, no data)."""
     from provisioner.redact import redact_dsn
-    from provisioner.runtime.base import bring_up
+    from provisioner.stack import bring_up
 
     output = output_for(ctx, json_output)
-    settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)
+    settings = runtime_settings(
+        runtime=runtime,
+        name=name,
+        metabase_url=metabase_url,
+        database_url=database_url,
+        metabase_jar=metabase_jar,
+        metabase_command=metabase_command,
+    )
     endpoints = bring_up(settings, progress=output.progress)
     warehouse = redact_dsn(endpoints.warehouse_dsn.get_secret_value()) if endpoints.warehouse_dsn else None
     data = {"ok": True, "metabase_url": endpoints.metabase_url, "warehouse": warehouse}
@@ -55,17 +62,24 @@ def down_command(
     ] = False,
     runtime: RuntimeOption = None,
     name: NameOption = None,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Stop the demo; its data is kept unless --volumes is given."""
-    from provisioner.runtime.base import bring_down
+    from provisioner.stack import bring_down
 
     output = output_for(ctx, json_output)
-    settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)
+    settings = runtime_settings(
+        runtime=runtime,
+        name=name,
+        metabase_url=metabase_url,
+        database_url=database_url,
+        metabase_jar=metabase_jar,
+        metabase_command=metabase_command,
+    )
     stopped = bring_down(settings, volumes=volumes, progress=output.progress)
     deleted = volumes and stopped != "external"  # an external Metabase and database are never touched
     if stopped == "external":
@@ -81,7 +95,7 @@ def status_command(
     ctx: typer.Context,
     runtime: RuntimeOption = None,
     name: NameOption = None,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
@@ -91,7 +105,14 @@ def status_command(
     from provisioner.status import status_of
 
     output = output_for(ctx, json_output)
-    settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)
+    settings = runtime_settings(
+        runtime=runtime,
+        name=name,
+        metabase_url=metabase_url,
+        database_url=database_url,
+        metabase_jar=metabase_jar,
+        metabase_command=metabase_command,
+    )
     report = status_of(settings, progress=output.progress)
 
     def text() -> str:
@@ -129,7 +150,7 @@ def doctor_command(
     ctx: typer.Context,
     runtime: RuntimeOption = None,
     name: NameOption = None,
-    metabase_url: MetabaseUrlOption = None,
+    metabase_url: MetabaseAddressOption = None,
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
@@ -139,7 +160,14 @@ def doctor_command(
     from provisioner.doctor import run_doctor
 
     output = output_for(ctx, json_output)
-    settings = runtime_settings(runtime, name, metabase_url, database_url, metabase_jar, metabase_command)
+    settings = runtime_settings(
+        runtime=runtime,
+        name=name,
+        metabase_url=metabase_url,
+        database_url=database_url,
+        metabase_jar=metabase_jar,
+        metabase_command=metabase_command,
+    )
     checks = run_doctor(settings, progress=output.progress)
     ok = all(check.ok for check in checks)
 

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 
 from provisioner.errors import DatabaseError
 from provisioner.redact import redact_dsn
+from provisioner.wait import wait_until
 
 if TYPE_CHECKING:
     import psycopg
 
 MIN_SERVER_VERSION = 130000  # PostgreSQL 13
+_RETRY_S = 0.5
 
 
 def connect(
@@ -30,18 +32,22 @@ def connect(
     """
     import psycopg
 
-    deadline = clock() + wait_s
-    while True:
+    refused: list[psycopg.OperationalError] = []
+
+    def attempt() -> psycopg.Connection | None:
         try:
-            conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10)
-            break
+            return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10)
         except psycopg.OperationalError as exc:
-            if clock() < deadline and _is_transient(exc):
-                sleep(0.5)
-                continue
-            raise explain_connect_error(dsn, exc) from exc
+            if not _is_transient(exc):
+                raise explain_connect_error(dsn, exc) from exc
+            refused[:] = [exc]  # the server is starting, or not up yet: try again until the deadline
+            return None
         except psycopg.Error as exc:  # e.g. ProgrammingError: an unknown option in the URL's query
             raise explain_connect_error(dsn, exc) from exc
+
+    conn = wait_until(attempt, timeout_s=wait_s, poll_s=_RETRY_S, clock=clock, sleep=sleep)
+    if conn is None:
+        raise explain_connect_error(dsn, refused[0]) from refused[0]
     if conn.info.server_version < MIN_SERVER_VERSION:
         version = conn.info.parameter_status("server_version") or str(conn.info.server_version)
         conn.close()

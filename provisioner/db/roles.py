@@ -1,4 +1,4 @@
-"""The read-only role Metabase connects as, and which DSN Metabase should use.
+"""The read-only role Metabase connects as: created, granted SELECT on the demo objects, or explained.
 
 The role can SELECT the demo tables and views and nothing else: no writes (its transactions are
 read-only by default and it holds no write privilege), no CREATE on the schema, nothing on other
@@ -9,25 +9,20 @@ the seeding credentials and says so, with the SQL a DBA can run.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
+from provisioner.dsn import dsn_with, parse_dsn
 from provisioner.errors import ConfigError
 from provisioner.progress import NullProgress, Progress
-from provisioner.state import StateDir
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
-    from provisioner.config import Settings
-    from provisioner.warehouse import Warehouse
 
 READER_ROLE = "metabase_reader"
-READER_SECTION = "reader"
 # Marks roles this tool created, so it never resets the password of someone else's role.
 ROLE_MARKER = "metabase-provisioner read-only role for Metabase"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -44,15 +39,6 @@ class ReaderOutcome(BaseModel):
     dba_sql: str | None = None
     # Set when the role may CREATE in the schema through PUBLIC (the PostgreSQL 13/14 default).
     schema_warning: str | None = None
-
-
-@dataclass(frozen=True)
-class MetabaseConnection:
-    """The DSN Metabase should use, as seen from this machine."""
-
-    dsn: SecretStr
-    is_reader: bool
-    warning: str | None = None
 
 
 def ensure_reader(
@@ -217,43 +203,11 @@ def _role_state(conn: psycopg.Connection, role: str) -> tuple[bool, bool]:
     return True, row[0] == ROLE_MARKER
 
 
-def metabase_connection(settings: Settings, warehouse: Warehouse) -> MetabaseConnection:
-    """The DSN Metabase should use: the reader DSN flag, else the stored reader role, else the owner's.
-
-    The last comes with a warning, since that user can write.
-    """
-    if settings.reader_database_url is not None:
-        return MetabaseConnection(dsn=settings.reader_database_url, is_reader=True)
-    stored = StateDir(settings.home).credential(READER_SECTION)
-    if stored and stored.get("user") and stored.get("password") and _same_warehouse(stored, warehouse):
-        dsn = with_credentials(warehouse.dsn.get_secret_value(), stored["user"], stored["password"])
-        return MetabaseConnection(dsn=SecretStr(dsn), is_reader=True)
-    return MetabaseConnection(
-        dsn=warehouse.dsn,
-        is_reader=False,
-        warning=(
-            "no read-only role is available: Metabase connects with the warehouse owner's credentials, "
-            "which can write; run `provision seed` as a user that may create roles, or pass "
-            "--reader-database-url"
-        ),
-    )
-
-
 def with_credentials(dsn: str, user: str, password: str) -> str:
-    """`dsn` (a postgresql:// URL) with its user and password replaced; query (e.g. sslmode) kept."""
-    parts = urlsplit(dsn)
-    hostport = parts.netloc.rpartition("@")[2]
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{hostport}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    """`dsn` with its user and password replaced, every other part (e.g. sslmode) kept."""
+    return dsn_with(dsn, user=user, password=password)
 
 
 def dsn_user(dsn: str) -> str | None:
-    """The user name in a postgresql:// URL, or None."""
-    userinfo = urlsplit(dsn).netloc.rpartition("@")[0]
-    return unquote(userinfo.partition(":")[0]) or None if userinfo else None
-
-
-def _same_warehouse(stored: dict[str, object], warehouse: Warehouse) -> bool:
-    # Credentials stored without a location (older state) are taken to belong to this warehouse.
-    keys = {"host": warehouse.host, "port": warehouse.port, "dbname": warehouse.dbname}
-    return all(stored.get(k) in (None, v) for k, v in keys.items())
+    """The user `dsn` logs in as, or None when it names none; raises ConfigError when it does not parse."""
+    return parse_dsn(dsn).user

@@ -68,7 +68,7 @@ def run_sql_file(conn: psycopg.Connection, path: Path) -> None:
 
     try:
         # No parameters: psycopg sends the file as one simple query, so it may hold many statements.
-        conn.execute(path.read_text())  # type: ignore[arg-type]
+        conn.execute(path.read_text())
     except psycopg.errors.InsufficientPrivilege as exc:
         raise DatabaseError(
             f"not allowed to create the demo objects ({path.name}): {first_line(exc)}",

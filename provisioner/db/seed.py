@@ -8,7 +8,6 @@ without `--force`.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -18,9 +17,7 @@ from provisioner import __version__
 from provisioner.db.connection import connect, first_line
 from provisioner.db.roles import (
     READER_ROLE,
-    READER_SECTION,
     ReaderOutcome,
-    dsn_user,
     ensure_reader,
 )
 from provisioner.db.schema import (
@@ -43,12 +40,10 @@ from provisioner.db.seed_files import (
 from provisioner.errors import DatabaseError, OwnershipError
 from provisioner.progress import NullProgress, Progress
 from provisioner.redact import redact_dsn
-from provisioner.state import StateDir
 
 if TYPE_CHECKING:
     import psycopg
 
-    from provisioner.config import Settings
 
 TOOL_NAME = "metabase-provisioner"
 # Serialises concurrent seeds of one database (two terminals, a retry while the first still runs).
@@ -139,52 +134,6 @@ def seed_database(
     return SeedResult(
         changed=changed, counts=counts, as_of=as_of, checksum=checksum, reader=reader, database=where
     )
-
-
-def seed(
-    settings: Settings,
-    *,
-    as_of: date | None,
-    reset: bool,
-    force: bool,
-    port: int | None,
-    progress: Progress | None = None,
-) -> SeedResult:
-    """Seed the configured warehouse (starting the embedded one if needed) and store the reader's password.
-
-    Raises DatabaseError, OwnershipError, EnvironmentProblem (embedded port in use).
-    """
-    from provisioner.warehouse import resolve_warehouse
-
-    progress = progress or NullProgress()
-    warehouse = resolve_warehouse(settings, port=port, progress=progress)
-    state = StateDir(settings.home)
-    location = {"host": warehouse.host, "port": warehouse.port, "dbname": warehouse.dbname}
-    password: str | None = None
-    if settings.reader_database_url is not None:
-        # Someone else's role: only grant it SELECT on the rebuilt objects.
-        role = dsn_user(settings.reader_database_url.get_secret_value()) or READER_ROLE
-    else:
-        role = READER_ROLE
-        stored = state.credential(READER_SECTION) or {}
-        same = stored.get("user") == role and all(stored.get(k) in (None, v) for k, v in location.items())
-        password = str(stored["password"]) if same and stored.get("password") else secrets.token_urlsafe(24)
-    result = seed_database(
-        warehouse.dsn.get_secret_value(),
-        as_of=as_of or date.today(),
-        reset=reset,
-        force=force,
-        reader_password=password,
-        progress=progress,
-        reader_role=role,
-    )
-    if password is not None:
-        if result.reader.password_set:
-            state.ensure()
-            state.save_credential(READER_SECTION, {"user": role, "password": password, **location})
-        else:
-            state.save_credential(READER_SECTION, None)
-    return result
 
 
 def seed_status(dsn: str) -> SeedStatus | None:

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import requests
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from provisioner.errors import (
     MetabaseAuthError,
@@ -61,6 +61,20 @@ from provisioner.metabase.models import (
 from provisioner.redact import redact
 
 M = TypeVar("M", bound=BaseModel)
+
+
+# The two models below belong in metabase/models.py, which the dashboards-core rewrite owns meanwhile.
+class PublicSettings(SessionProperties):
+    """`GET /api/session/properties` with the public settings provisioning reads (effective values)."""
+
+    anon_tracking_enabled: bool | None = Field(default=None, alias="anon-tracking-enabled")
+
+
+class SettingValue(BaseModel):
+    """Body of `PUT /api/setting/:key`."""
+
+    value: bool | int | str
+
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -134,10 +148,14 @@ class MetabaseClient:
         *,
         body: BaseModel | None = None,
         params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        exclude: Mapping[str, Any] | None = None,
     ) -> Any:
-        """The decoded JSON answer (None for an empty body); raises a MetabaseError subclass."""
+        """The decoded JSON answer (None for an empty body); raises a MetabaseError subclass.
+
+        `exclude` names fields of `body` never to send (model_dump's `exclude`).
+        """
         # Bodies are models, never hand-built dicts: exact on write.
-        payload = None if body is None else body.model_dump(mode="json", exclude_none=True)
+        payload = None if body is None else body.model_dump(mode="json", exclude_none=True, exclude=exclude)
         secrets = self._secrets | set(_secret_values(payload))
         url = f"{self.base_url}{path}"
         attempts = 1 + (self.retries if method in IDEMPOTENT_METHODS else 0)
@@ -204,20 +222,27 @@ class MetabaseClient:
             raise error_for_response(response, "GET", path, self._secrets)
         return _parse(HealthStatus, _decode(response, "GET", path, self._secrets), "GET", path)
 
-    def session_properties(self) -> SessionProperties:
-        """Public settings: has-user-setup, setup-token, version."""
-        return self._get_model("/api/session/properties", SessionProperties)
+    def session_properties(self) -> PublicSettings:
+        """Public settings: has-user-setup, setup-token, version, anon-tracking-enabled (effective values)."""
+        return self._get_model("/api/session/properties", PublicSettings)
 
     def setup(self, token: str, user: SetupUser, site_name: str) -> str:
         """Create the first admin; returns a session id. Raises MetabaseError (wrong token, user exists)."""
         self._secrets.add(token)
         body = SetupRequest(token=token, user=user, prefs=SetupPrefs(site_name=site_name))
-        return self._send("POST", "/api/setup", SessionCreated, body).id
+        # The body schema of POST /api/setup has no prefs.allow_tracking (docs/api.json; setup/api.clj reads
+        # only site_name and site_locale and turns tracking on): never sent, see `set_setting`.
+        answer = self._request("POST", "/api/setup", body=body, exclude={"prefs": {"allow_tracking"}})
+        return _parse(SessionCreated, answer, "POST", "/api/setup").id
+
+    def set_setting(self, key: str, value: bool | int | str) -> None:
+        """Change a site-wide setting (`PUT /api/setting/:key`, superusers only; 204)."""
+        self._request("PUT", f"/api/setting/{key}", body=SettingValue(value=value))
 
     def login(self, email: str, password: str) -> str:
         """A new session id for `email`; raises MetabaseAuthError on wrong credentials or throttling."""
         self._secrets.add(password)
-        body = LoginRequest(username=email, password=password)
+        body = LoginRequest(username=email, password=SecretStr(password))
         return self._send("POST", "/api/session", SessionCreated, body).id
 
     def current_user(self) -> User:
@@ -406,12 +431,13 @@ def _metabase_message(data: Any, text: str) -> tuple[str, dict[str, object]]:
     if isinstance(data, Mapping):
         errors = _flat_errors(data["errors"]) if isinstance(data.get("errors"), Mapping) else {}
         message = data.get("message") if isinstance(data.get("message"), str) else None
+        status = data.get("status") if isinstance(data.get("status"), str) else None
+        said: str | None
         if message and errors:
             said = f"{message.rstrip('.')} ({_errors_text(errors)})"
         else:
             said = message or (_errors_text(errors) if errors else None)
-        if not said and isinstance(data.get("status"), str):
-            said = data["status"]
+        said = said or status
         return (said or json.dumps(data)), errors
     if isinstance(data, str):
         return data, {}

@@ -15,13 +15,14 @@ import secrets
 import socket
 import string
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, SecretStr
 
+from provisioner.dsn import parse_dsn
 from provisioner.errors import (
     ConfigError,
     MetabaseAuthError,
@@ -29,7 +30,7 @@ from provisioner.errors import (
     MetabaseNotFound,
     MetabaseUnreachable,
 )
-from provisioner.metabase.client import MetabaseClient
+from provisioner.metabase.client import MetabaseClient, PublicSettings
 from provisioner.metabase.models import (
     Database,
     DatabaseCreate,
@@ -41,14 +42,17 @@ from provisioner.metabase.models import (
 )
 from provisioner.metabase.versions import check_version
 from provisioner.progress import Progress
-from provisioner.redact import REDACTED, redact
-from provisioner.state import StateDir
+from provisioner.redact import redact, redact_dsn
+from provisioner.state import (
+    AdminLogin,
+    ApiKeyCredential,
+    DatabasePasswordFingerprint,
+    StateDir,
+)
+from provisioner.wait import Clock, Sleep, wait_until
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
 
 SITE_NAME = "Asset Finance Demo"
 DATABASE_NAME = "Asset Finance Demo"
@@ -61,6 +65,8 @@ HEALTH_POLL_S = 2.0
 # it to answer; setup and the demo, which may have just started it, wait settings.health_timeout_s.
 RUNNING_HEALTH_TIMEOUT_S = 60.0
 SYNC_POLL_S = 2.0
+# Anonymous usage tracking: public, on by default, and turned on again by POST /api/setup.
+TRACKING_SETTING = "anon-tracking-enabled"
 # Keys of `details` we set and compare; Metabase may add others (and flips `ssl` on by itself
 # when SSL happens to work), which must not count as a difference.
 _COMPARED_DETAILS = ("host", "port", "dbname", "user")
@@ -77,6 +83,7 @@ class AuthenticatedClient:
     user_email: str | None = None
     created_admin: bool = False
     created_api_key: bool = False
+    turned_off_tracking: bool = False
     key_from_env: bool = False  # METABASE_API_KEY: not necessarily the tool's key
 
 
@@ -92,23 +99,7 @@ class SetupResult(BaseModel):
     credentials_stored: bool  # False when only METABASE_API_KEY was used and nothing was saved
     created_admin: bool
     created_api_key: bool
-
-
-class ConnectResult(BaseModel):
-    """What `provision metabase connect` did: the database id and whether anything changed."""
-
-    metabase_url: str
-    database_id: int
-    database_name: str
-    action: Literal["created", "updated", "unchanged"]
-    connection: str  # the DSN Metabase uses, password redacted
-    is_reader: bool | None  # None: the DSN was given explicitly, its role is the caller's choice
-    tables_expected: int
-    tables_found: int
-    synced: bool  # every expected table and view is in Metabase's metadata
-    sync_triggered: bool  # we asked Metabase to re-read the schema
-    # The last metadata read, handed on to the dashboards step so it need not read it again.
-    metadata: DatabaseMetadata | None = Field(default=None, exclude=True, repr=False)
+    turned_off_tracking: bool = False  # anonymous usage tracking was on and is now off
 
 
 # --- health ------------------------------------------------------------------------------------
@@ -124,40 +115,41 @@ def wait_for_health(
     poll_s: float = HEALTH_POLL_S,
 ) -> None:
     """Return once /api/health says ok; raises MetabaseUnreachable at the deadline or if it is no Metabase."""
-    deadline = clock() + timeout_s
-    last: str | None = None
-    while True:
+    seen: list[str] = []  # what each poll saw; progress reports each change
+
+    def healthy() -> bool | None:
         try:
             status = client.health()
             if status.ok:
-                if last is not None:
+                if seen:
                     progress.info("Metabase is ready")
-                return
+                return True
             if status.status == "initializing":
-                seen = "starting" + (f" ({status.progress:.0%})" if status.progress is not None else "")
+                now = "starting" + (f" ({status.progress:.0%})" if status.progress is not None else "")
             else:
                 # e.g. "Unable to get app-db connection": started, but its application database is down.
-                seen = f"unhealthy ({status.status})"
+                now = f"unhealthy ({status.status})"
         except MetabaseUnreachable as exc:
             # Nothing listening yet, or a proxy's 502/503/504: keep waiting. Any other answer
             # (an HTML page, a 404) means this URL is not a Metabase: waiting will not help.
             if exc.status not in (None, 502, 503, 504):
                 raise
-            seen = "not answering yet"
-        if seen != last:
-            limit = f" (up to {timeout_s:.0f} s)" if last is None else ""
-            progress.info(f"Waiting for Metabase at {client.base_url}{limit}: {seen}")
-            last = seen
-        if clock() >= deadline:
-            raise MetabaseUnreachable(
-                f"Metabase at {client.base_url} did not become healthy within {timeout_s:.0f} s "
-                f"(last: {seen})",
-                hint="a first start takes 1-3 minutes (database migrations); check Metabase's log, "
-                "that it has 2 GB of memory, and --metabase-url / METABASE_URL",
-                method="GET",
-                path="/api/health",
-            )
-        sleep(poll_s)
+            now = "not answering yet"
+        if not seen or seen[-1] != now:
+            limit = "" if seen else f" (up to {timeout_s:.0f} s)"
+            progress.info(f"Waiting for Metabase at {client.base_url}{limit}: {now}")
+        seen.append(now)
+        return None
+
+    if wait_until(healthy, timeout_s=timeout_s, poll_s=poll_s, clock=clock, sleep=sleep) is None:
+        raise MetabaseUnreachable(
+            f"Metabase at {client.base_url} did not become healthy within {timeout_s:.0f} s "
+            f"(last: {seen[-1]})",
+            hint="a first start takes 1-3 minutes (database migrations); check Metabase's log, "
+            "that it has 2 GB of memory, and --metabase-url / METABASE_URL",
+            method="GET",
+            path="/api/health",
+        )
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -239,6 +231,7 @@ def setup_result(settings: Settings, authed: AuthenticatedClient) -> SetupResult
         credentials_stored=credentials_file.exists(),
         created_admin=authed.created_admin,
         created_api_key=authed.created_api_key,
+        turned_off_tracking=authed.turned_off_tracking,
     )
 
 
@@ -265,13 +258,54 @@ def _authenticate(
     client: MetabaseClient, settings: Settings, progress: Progress, allow_setup: bool, create_key: bool
 ) -> AuthenticatedClient:
     state = StateDir(settings.home)
-    url = settings.metabase_url
     props = client.session_properties()
     checked = check_version(props.version_tag)  # raises below the supported range, before any write
     if checked.warning:
         progress.warn(checked.warning)
     authed = AuthenticatedClient(client, who="", auth="session", version=checked.tag)
+    _log_in(client, settings, state, props, progress, authed, allow_setup=allow_setup, create_key=create_key)
+    # Only on a Metabase this tool set up (its admin is stored): someone else's keeps their choice. Checked
+    # on every setup, so a run whose answer to POST /api/setup was lost still converges.
+    ours = _for_url(state.credentials().admin, settings.metabase_url) is not None
+    if allow_setup and ours and not authed.key_from_env:
+        authed.turned_off_tracking = _turn_off_tracking(client, props, progress)
+    return _identify(client, authed, state)
 
+
+def _turn_off_tracking(client: MetabaseClient, props: PublicSettings, progress: Progress) -> bool:
+    """Whether anonymous usage tracking was on and is now off; raises MetabaseError if it stays on.
+
+    POST /api/setup turns it on whatever it is sent, and the setting's effective value (an
+    MB_ANON_TRACKING_ENABLED environment variable wins over the stored one) is public: read back there.
+    """
+    if props.anon_tracking_enabled is False:
+        return False
+    progress.info(f"Turning off Metabase's anonymous usage tracking ({TRACKING_SETTING})")
+    client.set_setting(TRACKING_SETTING, False)
+    if client.session_properties().anon_tracking_enabled is not False:
+        raise MetabaseError(
+            f"Metabase still reports {TRACKING_SETTING} as on after it was set to false",
+            hint="an environment variable MB_ANON_TRACKING_ENABLED=true where Metabase runs overrides the "
+            "setting: remove it, or turn tracking off in Admin settings → General",
+            method="PUT",
+            path=f"/api/setting/{TRACKING_SETTING}",
+        )
+    return True
+
+
+def _log_in(
+    client: MetabaseClient,
+    settings: Settings,
+    state: StateDir,
+    props: PublicSettings,
+    progress: Progress,
+    authed: AuthenticatedClient,
+    *,
+    allow_setup: bool,
+    create_key: bool,
+) -> None:
+    """Authenticate `client` (first-run setup, METABASE_API_KEY, the stored key, or the admin's login)."""
+    url = settings.metabase_url
     if not props.has_user_setup:
         if not allow_setup:
             raise MetabaseError(
@@ -280,7 +314,7 @@ def _authenticate(
             )
         _first_run_setup(client, settings, state, props, progress, authed)
         _ensure_api_key(client, state, url, progress, authed)
-        return _identify(client, authed, state)
+        return
 
     if settings.metabase_api_key is not None:
         client.use_api_key(settings.metabase_api_key.get_secret_value())
@@ -298,11 +332,11 @@ def _authenticate(
             ) from exc
         authed.auth = "api_key"
         authed.key_from_env = True
-        return _identify(client, authed, state)
+        return
 
-    stored_key = _for_url(state.credential("api_key"), url)
-    if stored_key and stored_key.get("key"):
-        client.use_api_key(str(stored_key["key"]))
+    stored_key = _for_url(state.credentials().api_key, url)
+    if stored_key is not None:
+        client.use_api_key(stored_key.key.get_secret_value())
         try:
             client.current_user()
         except MetabaseAuthError:
@@ -312,7 +346,7 @@ def _authenticate(
             )
         else:
             authed.auth = "api_key"
-            return _identify(client, authed, state)
+            return
 
     email, password = _admin_credentials(settings, state)
     if email is None or password is None:
@@ -325,7 +359,6 @@ def _authenticate(
     authed.user_email = email
     if create_key:
         _ensure_api_key(client, state, url, progress, authed)
-    return _identify(client, authed, state)
 
 
 def _first_run_setup(
@@ -348,19 +381,20 @@ def _first_run_setup(
             "(METABASE_ADMIN_EMAIL / METABASE_ADMIN_PASSWORD)",
         )
     # Stored BEFORE the setup call: if its answer is lost, the next run logs in with them.
-    previous = state.credential("admin")
-    state.save_credential("admin", {"metabase_url": url, "email": email, "password": password})
+    with state.edit_credentials() as credentials:
+        previous = credentials.admin
+        credentials.admin = AdminLogin(metabase_url=url, email=email, password=SecretStr(password))
     progress.step(f"Creating the Metabase admin {email}" + (" (generated password)" if generated else ""))
     try:
         session_id = client.setup(
             props.setup_token,
-            SetupUser(first_name="Demo", last_name="Admin", email=email, password=password),
+            SetupUser(first_name="Demo", last_name="Admin", email=email, password=SecretStr(password)),
             SITE_NAME,
         )
     except MetabaseError as exc:
         if exc.status == 400:
             # Refused outright (weak password, stale token): nothing was created, forget them.
-            state.save_credential("admin", previous)
+            _store_admin(state, previous)
         if exc.status != 403:
             raise
         # Someone finished setup between our read and our call: log in instead.
@@ -369,12 +403,17 @@ def _first_run_setup(
             session_id = client.login(email, password)
         except MetabaseAuthError:
             # Another admin was created, not ours: what we stored was never valid, keep what we knew.
-            state.save_credential("admin", previous)
+            _store_admin(state, previous)
             raise
     else:
         authed.created_admin = True
     client.use_session(session_id)
     authed.user_email = email
+
+
+def _store_admin(state: StateDir, admin: AdminLogin | None) -> None:
+    with state.edit_credentials() as credentials:
+        credentials.admin = admin
 
 
 def api_key_name(state: StateDir) -> str:
@@ -399,9 +438,11 @@ def _ensure_api_key(
     else:
         progress.info(f"Creating the Metabase API key {name!r}")
         created = client.create_api_key(name, _administrators_group_id(client))
-    key = created.unmasked_key.get_secret_value()
-    state.save_credential("api_key", {"metabase_url": url, "key": key, "id": created.id, "name": name})
-    client.use_api_key(key)
+    with state.edit_credentials() as credentials:
+        credentials.api_key = ApiKeyCredential(
+            metabase_url=url, key=created.unmasked_key, id=created.id, name=name
+        )
+    client.use_api_key(created.unmasked_key.get_secret_value())
     authed.auth = "api_key"
     authed.created_api_key = True
 
@@ -413,22 +454,25 @@ def _administrators_group_id(client: MetabaseClient) -> int:
 
 def _identify(client: MetabaseClient, authed: AuthenticatedClient, state: StateDir) -> AuthenticatedClient:
     if authed.user_email is None:
-        admin = _for_url(state.credential("admin"), client.base_url)
-        authed.user_email = str(admin["email"]) if admin and admin.get("email") else None
+        admin = _for_url(state.credentials().admin, client.base_url)
+        authed.user_email = admin.email if admin is not None else None
     if authed.key_from_env:
         authed.who = "the API key from METABASE_API_KEY"
     elif authed.auth == "api_key":
         owner = f" (admin {authed.user_email})" if authed.user_email else ""
-        stored = state.credential("api_key") or {}
-        authed.who = f"API key {stored.get('name') or API_KEY_NAME!r}{owner}"
+        stored = state.credentials().api_key
+        authed.who = f"API key {stored.name if stored is not None else API_KEY_NAME!r}{owner}"
     else:
         authed.who = authed.user_email or "session"
     return authed
 
 
-def _for_url(section: dict[str, Any] | None, url: str) -> dict[str, Any] | None:
+_ForOneMetabase = TypeVar("_ForOneMetabase", AdminLogin, ApiKeyCredential, DatabasePasswordFingerprint)
+
+
+def _for_url(section: _ForOneMetabase | None, url: str) -> _ForOneMetabase | None:
     """A stored credentials section, only if it belongs to this Metabase URL."""
-    if not section or str(section.get("metabase_url", "")).rstrip("/") != url.rstrip("/"):
+    if section is None or section.metabase_url.rstrip("/") != url.rstrip("/"):
         return None
     return section
 
@@ -438,11 +482,9 @@ def _admin_credentials(settings: Settings, state: StateDir) -> tuple[str | None,
     if settings.admin_password is not None:
         email = settings.admin_email or DEFAULT_ADMIN_EMAIL
         return email, settings.admin_password.get_secret_value()
-    stored = _for_url(state.credential("admin"), settings.metabase_url)
-    if stored and stored.get("password"):
-        return settings.admin_email or str(stored.get("email") or DEFAULT_ADMIN_EMAIL), str(
-            stored["password"]
-        )
+    stored = _for_url(state.credentials().admin, settings.metabase_url)
+    if stored is not None:
+        return settings.admin_email or stored.email, stored.password.get_secret_value()
     return settings.admin_email, None
 
 
@@ -462,110 +504,29 @@ def generate_password(length: int = 24) -> str:
 # --- database registration ---------------------------------------------------------------------
 
 
-def connect_database(
-    settings: Settings,
-    *,
-    progress: Progress,
-    clock: Clock = time.monotonic,
-    sleep: Sleep = time.sleep,
-    owner_dsn: str | None = None,
-    metabase_dsn: str | None = None,
-    expected_tables: Sequence[str] | None = None,
-    authed: AuthenticatedClient | None = None,
-) -> ConnectResult:
-    """Register (or update) the demo database as the read-only role and wait for its tables in Metabase.
-
-    `expected_tables` defaults to the demo's 24 tables and 8 views; `authed` reuses an open client
-    (left open). Raises ConfigError for a bad DSN, MetabaseError if Metabase cannot connect or the
-    sync does not finish before the deadline.
-    """
-    if owner_dsn is not None:
-        settings = settings.model_copy(update={"database_url": SecretStr(owner_dsn)})
-    dsn, is_reader = _metabase_dsn(settings, metabase_dsn, progress)
-    details = postgres_details(dsn)
-    if expected_tables is None:
-        from provisioner.db.schema import TABLES, VIEWS
-
-        expected_tables = (*TABLES, *VIEWS)
-
-    owned = authed is None
-    if authed is None:
-        authed = open_client(settings, progress=progress, clock=clock, sleep=sleep)
-    client = authed.client
-    try:
-        progress.step(f"Registering {DATABASE_NAME!r} in Metabase as {details.user}@{details.host}")
-        database, action = _register(client, settings, details, progress)
-        progress.info(f"Database {DATABASE_NAME!r} (id {database.id}): {action}")
-        metadata, triggered = _wait_for_tables(
-            client, database, expected_tables, settings.sync_timeout_s, progress, clock, sleep
-        )
-    finally:
-        if owned:
-            client.close()
-    return ConnectResult(
-        metabase_url=settings.metabase_url,
-        database_id=database.id,
-        database_name=database.name,
-        action=action,
-        connection=f"postgresql://{details.user}:{REDACTED}@{details.host}:{details.port}/{details.dbname}",
-        is_reader=is_reader,
-        tables_expected=len(set(expected_tables)),
-        tables_found=len(set(expected_tables) & metadata.table_names),
-        synced=True,
-        sync_triggered=triggered,
-        metadata=metadata,
-    )
-
-
-def _metabase_dsn(settings: Settings, explicit: str | None, progress: Progress) -> tuple[str, bool | None]:
-    """The DSN Metabase should use and whether it is the read-only role (None: given explicitly)."""
-    if explicit is not None:
-        return explicit, None
-    if settings.metabase_database_url is not None:
-        return settings.metabase_database_url.get_secret_value(), None
-    from provisioner.db.roles import metabase_connection
-    from provisioner.warehouse import resolve_warehouse
-
-    connection = metabase_connection(settings, resolve_warehouse(settings, start=False, progress=progress))
-    if connection.warning:
-        progress.warn(connection.warning)
-    return connection.dsn.get_secret_value(), bool(connection.is_reader)
-
-
 def postgres_details(dsn: str) -> PostgresDetails:
     """Metabase's connection details for a postgresql:// DSN; raises ConfigError if it is not one."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(dsn)
-    except Exception as exc:  # psycopg raises ProgrammingError; any parse failure is a config error
-        # Not echoed: an unparseable URL may hide its password where no redaction finds it.
+    parts = parse_dsn(dsn, what="the database URL given for Metabase")
+    password = parts.password.get_secret_value() if parts.password else None
+    missing = [name for name, value in (("dbname", parts.dbname), ("user", parts.user)) if not value]
+    if missing or parts.dbname is None or parts.user is None:
         raise ConfigError(
-            "cannot read the database URL given for Metabase",
-            hint="use postgresql://user:password@host:5432/dbname",
-        ) from exc
-    password = parts.get("password")
-    missing = [k for k in ("dbname", "user") if not parts.get(k)]
-    if missing:
-        raise ConfigError(
-            f"the database URL {redact(dsn, [str(password or '')])!r} lacks {', '.join(missing)}",
+            f"the database URL {redact(redact_dsn(dsn), [password])!r} lacks {', '.join(missing)}",
             hint="use postgresql://user:password@host:5432/dbname",
         )
-    host, port = str(parts.get("host") or "localhost"), str(parts.get("port") or "5432")
-    # Metabase's postgres connection takes exactly one host and a numeric port (no libpq host lists).
-    if "," in host or not port.isdigit() or not 0 < int(port) < 65536:
+    # Metabase's postgres connection takes exactly one host (no libpq host lists).
+    if not parts.single_host:
         raise ConfigError(
-            f"the database URL given for Metabase needs one host and a port 1-65535 "
-            f"(got host {host!r}, port {port!r})",
+            f"the database URL given for Metabase needs one host and one port (got host {parts.host!r})",
             hint="use postgresql://user:password@host:5432/dbname",
         )
     return PostgresDetails(
-        host=host,
-        port=int(port),
-        dbname=str(parts["dbname"]),
-        user=str(parts["user"]),
-        password=SecretStr(str(password)) if password else None,
-        ssl=str(parts.get("sslmode", "")) in {"require", "verify-ca", "verify-full"},
+        host=parts.host,
+        port=parts.port,
+        dbname=parts.dbname,
+        user=parts.user,
+        password=parts.password,
+        ssl=parts.sslmode in {"require", "verify-ca", "verify-full"},
     )
 
 
@@ -573,12 +534,16 @@ def _fingerprint(password: str, salt: str) -> str:
     return hmac.new(salt.encode(), password.encode(), hashlib.sha256).hexdigest()
 
 
-def _register(
+def register_database(
     client: MetabaseClient, settings: Settings, details: PostgresDetails, progress: Progress
 ) -> tuple[Database, Literal["created", "updated", "unchanged"]]:
+    """The demo database in Metabase, created or its connection updated where it differs; what was done.
+
+    Raises MetabaseError when Metabase cannot connect with `details`.
+    """
     state = StateDir(settings.home)
     password = details.password.get_secret_value() if details.password else ""
-    stored = _for_url(state.credential("metabase_database"), settings.metabase_url)
+    stored = _for_url(state.credentials().metabase_database, settings.metabase_url)
     database: Database | None = _remembered_database(client, stored)
     if database is None:
         same_name = sorted(
@@ -604,12 +569,10 @@ def _register(
     differs = [k for k in _COMPARED_DETAILS if database.details.get(k) != wanted.get(k)]
     if database.engine not in (None, "postgres"):
         differs.append("engine")
-    password_known = bool(
-        stored
-        and stored.get("database_id") == database.id
-        and hmac.compare_digest(
-            str(stored.get("fingerprint", "")), _fingerprint(password, str(stored.get("salt")))
-        )
+    password_known = (
+        stored is not None
+        and stored.database_id == database.id
+        and hmac.compare_digest(stored.fingerprint, _fingerprint(password, stored.salt))
     )
     if not password_known:
         differs.append("password")
@@ -621,16 +584,17 @@ def _register(
     return database, "updated"
 
 
-def _remembered_database(client: MetabaseClient, stored: dict[str, Any] | None) -> DatabaseMetadata | None:
+def _remembered_database(
+    client: MetabaseClient, stored: DatabasePasswordFingerprint | None
+) -> DatabaseMetadata | None:
     """The database the last connect registered, with its tables, in one request; None if gone or renamed.
 
     The stored id only saves the list of databases: what it points to must still be the demo database.
     """
-    database_id = stored.get("database_id") if stored else None
-    if not isinstance(database_id, int):
+    if stored is None:
         return None
     try:
-        found = client.database_metadata(database_id)
+        found = client.database_metadata(stored.database_id)
     except MetabaseNotFound:
         return None
     # Without details (a version that leaves them out of the metadata) the connection could not be
@@ -640,18 +604,13 @@ def _remembered_database(client: MetabaseClient, stored: dict[str, Any] | None) 
 
 def _remember_password(state: StateDir, url: str, database_id: int, password: str) -> None:
     salt = secrets.token_hex(16)
-    state.save_credential(
-        "metabase_database",
-        {
-            "metabase_url": url,
-            "database_id": database_id,
-            "salt": salt,
-            "fingerprint": _fingerprint(password, salt),
-        },
-    )
+    with state.edit_credentials() as credentials:
+        credentials.metabase_database = DatabasePasswordFingerprint(
+            metabase_url=url, database_id=database_id, salt=salt, fingerprint=_fingerprint(password, salt)
+        )
 
 
-def _wait_for_tables(
+def wait_for_tables(
     client: MetabaseClient,
     database: Database,
     expected: Sequence[str],
@@ -669,34 +628,43 @@ def _wait_for_tables(
     deadline = clock() + timeout_s
     wanted = set(expected)
     database_id = database.id
-    reported: str | None = None
-    while True:
-        # The registration step's answer already tells the sync state: re-read only to wait.
-        if reported is not None:
-            database = client.get_database(database_id)
-        if database.initial_sync_status == "complete":
-            break
-        if database.initial_sync_status == "aborted":
+    # The registration step's answer already tells the sync state: read again only to wait.
+    unread: Database | None = database
+    waiting = False
+
+    def first_sync_done() -> Database | None:
+        nonlocal unread, waiting
+        current = unread if unread is not None else client.get_database(database_id)
+        unread = None
+        if current.initial_sync_status == "complete":
+            return current
+        if current.initial_sync_status == "aborted":
             raise MetabaseError(
-                f"Metabase's first sync of {database.name!r} failed (initial_sync_status: aborted)",
+                f"Metabase's first sync of {current.name!r} failed (initial_sync_status: aborted)",
                 hint="check that Metabase can reach the database and that the role may read its tables; "
                 "see Metabase's log",
             )
-        if reported is None:
+        if not waiting:
             progress.info("Waiting for Metabase's first sync of the database")
-            reported = "sync"
-        _check_deadline(clock, deadline, timeout_s, f"the first sync of {database.name!r} to finish")
-        sleep(SYNC_POLL_S)
+            waiting = True
+        return None
+
+    synced = wait_until(first_sync_done, timeout_s=timeout_s, poll_s=SYNC_POLL_S, clock=clock, sleep=sleep)
+    if synced is None:
+        raise _gave_up(timeout_s, f"the first sync of {database.name!r} to finish")
 
     triggered = False
-    metadata = database if isinstance(database, DatabaseMetadata) else None
-    while True:
-        if metadata is None:
-            metadata = client.database_metadata(database_id)
-        missing = sorted(wanted - metadata.table_names)
+    missing: list[str] = []
+    # A database read through its metadata (see `_remembered_database`) already holds the tables.
+    unread_metadata = synced if isinstance(synced, DatabaseMetadata) else None
+
+    def all_visible() -> DatabaseMetadata | None:
+        nonlocal unread_metadata, triggered
+        metadata = unread_metadata if unread_metadata is not None else client.database_metadata(database_id)
+        unread_metadata = None
+        missing[:] = sorted(wanted - metadata.table_names)
         if not missing:
-            progress.info(f"All {len(wanted)} tables and views are visible in Metabase")
-            return metadata, triggered
+            return metadata
         if not triggered:
             # The first sync may have run before the seed created everything: ask for another.
             progress.info(
@@ -704,15 +672,19 @@ def _wait_for_tables(
             )
             client.sync_schema(database_id)
             triggered = True
-        _check_deadline(clock, deadline, timeout_s, "these tables to appear: " + ", ".join(missing))
-        sleep(SYNC_POLL_S)
-        metadata = None
+        return None
+
+    remaining_s = max(0.0, deadline - clock())
+    metadata = wait_until(all_visible, timeout_s=remaining_s, poll_s=SYNC_POLL_S, clock=clock, sleep=sleep)
+    if metadata is None:
+        raise _gave_up(timeout_s, "these tables to appear: " + ", ".join(missing))
+    progress.info(f"All {len(wanted)} tables and views are visible in Metabase")
+    return metadata, triggered
 
 
-def _check_deadline(clock: Clock, deadline: float, timeout_s: float, what: str) -> None:
-    if clock() >= deadline:
-        raise MetabaseError(
-            f"gave up after {timeout_s:.0f} s waiting for {what}",
-            hint="check that the read-only role can SELECT every demo table and view (re-run "
-            "`provision seed`), then run `provision metabase connect` again",
-        )
+def _gave_up(timeout_s: float, what: str) -> MetabaseError:
+    return MetabaseError(
+        f"gave up after {timeout_s:.0f} s waiting for {what}",
+        hint="check that the read-only role can SELECT every demo table and view (re-run "
+        "`provision seed`), then run `provision metabase connect` again",
+    )

@@ -48,7 +48,7 @@ def check_version(tag: str | None) -> VersionCheck:
         raise MetabaseVersionError(
             f"Metabase {shown} (major {major}) is too old: supported versions are {SUPPORTED_RANGE}",
             hint=f"upgrade Metabase to version {MIN_SUPPORTED_MAJOR} or newer "
-            f"(e.g. the image metabase/metabase:v0.{MAX_TESTED_MAJOR}.4.x)",
+            f"(e.g. the image metabase/metabase:v0.{MAX_TESTED_MAJOR}.x)",
         )
     if major > MAX_TESTED_MAJOR:
         return VersionCheck(

@@ -1,4 +1,4 @@
-"""What every runtime provides (start, stop, destroy, status) and how one is chosen.
+"""What every runtime provides (start, stop, destroy, status), and how commands are run for it.
 
 A runtime runs the demo's Metabase and warehouse: `docker` (compose), `local` (embedded
 PostgreSQL plus the Metabase jar as a supervised process) or `external` (the user's own; nothing
@@ -20,10 +20,9 @@ from pydantic import BaseModel, Field, SecretStr
 from provisioner.config import DEFAULT_STACK_NAME
 from provisioner.errors import EnvironmentProblem
 from provisioner.progress import Progress
-from provisioner.state import StateDir
 
 if TYPE_CHECKING:
-    from provisioner.config import Settings
+    pass
 
 RuntimeChoice = Literal["auto", "docker", "local", "external"]
 DEFAULT_NAME = DEFAULT_STACK_NAME  # the compose project name when --name is not given
@@ -38,7 +37,7 @@ class Endpoints(BaseModel):
     """Where a started runtime's Metabase and warehouse answer."""
 
     metabase_url: str
-    # The owner DSN as seen from this machine; None = provisioner.warehouse resolves the embedded one.
+    # The owner DSN as seen from this machine; None = provisioner.runtime.warehouse resolves the embedded one.
     warehouse_dsn: SecretStr | None = None
     # How Metabase reaches the warehouse when that differs from this machine's view (compose network).
     metabase_warehouse_host: str | None = None
@@ -80,6 +79,10 @@ class Runtime(Protocol):
     """Starts and stops the demo's Metabase and warehouse."""
 
     name: str
+
+    def check(self) -> None:
+        """Raise the ProvisionError a start would meet before it changes anything (a missing program,
+        jar or URL); writes nothing, so a command refused here leaves no trace."""
 
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints of the healthy services (reuses what runs); raises ProvisionError naming the log."""
@@ -217,75 +220,3 @@ def compose_available(runner: CommandRunner) -> bool:
     except EnvironmentProblem:
         return False
     return done.returncode == 0 and bool(done.stdout.strip())
-
-
-def select_runtime(
-    settings: Settings,
-    choice: RuntimeChoice | None = None,
-    *,
-    name: str | None = None,
-    runner: CommandRunner | None = None,
-) -> Runtime:
-    """The runtime for `choice` (default: settings.runtime); raises EnvironmentProblem when auto finds none.
-
-    auto: docker if an engine answers, else local if a Metabase jar or command is known.
-    """
-    choice = choice or settings.runtime
-    name = name or settings.stack_name
-    runner = runner or SubprocessRunner()
-    if choice == "auto":
-        choice = auto_choice(settings, runner)
-    if choice == "docker":
-        from provisioner.runtime.compose import ComposeRuntime
-
-        return ComposeRuntime(settings, name=name, runner=runner)
-    if choice == "local":
-        from provisioner.runtime.local import LocalRuntime
-
-        return LocalRuntime(settings, runner=runner)
-    if choice == "external":
-        from provisioner.runtime.external import ExternalRuntime
-
-        return ExternalRuntime(settings)
-    raise EnvironmentProblem(f"unknown runtime {choice!r}", hint="use --runtime auto|docker|local|external")
-
-
-def auto_choice(settings: Settings, runner: CommandRunner) -> Literal["docker", "local"]:
-    """Which runtime `auto` means on this machine; raises EnvironmentProblem listing the ways forward."""
-    if docker_engine_version(runner) is not None and compose_available(runner):
-        return "docker"
-    if settings.metabase_jar is not None or settings.metabase_command:
-        return "local"
-    raise EnvironmentProblem(
-        "no way to run Metabase here: no Docker engine with Compose v2 answers and no Metabase jar is known",
-        hint=(
-            "pick one: (1) start Docker with the Compose v2 plugin (`docker info` and `docker compose "
-            "version` must work) for --runtime docker; "
-            "(2) download metabase.jar and pass --metabase-jar PATH (or METABASE_JAR), Java 21+ needed, "
-            "for --runtime local; (3) point at your own with --runtime external "
-            "--metabase-url URL --database-url postgresql://..."
-        ),
-    )
-
-
-def bring_up(settings: Settings, *, progress: Progress, runner: CommandRunner | None = None) -> Endpoints:
-    """Start the demo's services with the configured runtime; raises the runtime's ProvisionError."""
-    runtime = select_runtime(settings, runner=runner)
-    with StateDir(settings.home).exclusive("up"):
-        progress.step(f"Starting the {runtime.name} runtime")
-        return runtime.start(progress)
-
-
-def bring_down(
-    settings: Settings, *, volumes: bool, progress: Progress, runner: CommandRunner | None = None
-) -> str:
-    """Stop the demo's services (and delete their data with `volumes`); returns the runtime's name."""
-    runtime = select_runtime(settings, runner=runner)
-    with StateDir(settings.home).exclusive("down --volumes" if volumes else "down"):
-        if volumes:
-            progress.step(f"Removing the {runtime.name} demo and its data")
-            runtime.destroy(progress)
-        else:
-            progress.step(f"Stopping the {runtime.name} demo (data kept)")
-            runtime.stop(progress)
-    return runtime.name

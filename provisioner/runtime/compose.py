@@ -34,7 +34,7 @@ from provisioner.runtime.base import (
     SubprocessRunner,
 )
 from provisioner.runtime.postgres import free_port, port_is_free
-from provisioner.state import StateDir, write_private
+from provisioner.state import ReaderLogin, StateDir, write_private
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
@@ -83,7 +83,7 @@ class ComposeEnv(BaseModel):
                 key, _, value = line.partition("=")
                 values[key.strip().lower()] = value.strip()
         try:
-            return cls(**{k: v for k, v in values.items() if k in cls.model_fields})
+            return cls.model_validate({k: v for k, v in values.items() if k in cls.model_fields})
         except ValidationError as exc:
             raise EnvironmentProblem(
                 f"{path} is incomplete or damaged",
@@ -237,6 +237,10 @@ class ComposeRuntime:
             str(env_path or self.env_path),
         ]
 
+    def check(self) -> None:
+        """Raise EnvironmentProblem when Docker Compose v2 is missing."""
+        self.require_compose()
+
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints once every service is healthy; raises EnvironmentProblem naming the saved log."""
         self.require_compose()
@@ -379,22 +383,13 @@ class ComposeRuntime:
             write_private(self.env_path, env.render())
             progress.info(f"generated {self.env_path} (mode 0600): random passwords, ports")
         # Seeding creates the reader role with this password; Metabase logs in with it.
-        password = env.warehouse_reader_password.get_secret_value()
-        stored = self.state.credential("reader") or {}
-        if (stored.get("user"), stored.get("password"), stored.get("port")) != (
-            env.warehouse_reader_user,
-            password,
-            env.warehouse_port,
-        ):
-            self.state.save_credential(
-                "reader",
-                {
-                    "user": env.warehouse_reader_user,
-                    "password": password,
-                    "host": "127.0.0.1",
-                    "port": env.warehouse_port,
-                    "dbname": env.warehouse_db,
-                },
+        with self.state.edit_credentials() as credentials:  # written only if the login changed
+            credentials.reader = ReaderLogin(
+                user=env.warehouse_reader_user,
+                password=env.warehouse_reader_password,
+                host="127.0.0.1",
+                port=env.warehouse_port,
+                dbname=env.warehouse_db,
             )
         return env
 
@@ -428,9 +423,9 @@ class ComposeRuntime:
 
     def _reader_password(self) -> str:
         # Keep a reader password that seeding already used elsewhere (e.g. another runtime).
-        stored = self.state.credential("reader")
-        if stored and stored.get("user") == READER_USER and stored.get("password"):
-            return str(stored["password"])
+        stored = self.state.credentials().reader
+        if stored is not None and stored.user == READER_USER:
+            return stored.password.get_secret_value()
         return _password()
 
     # -- helpers --------------------------------------------------------------------------------

@@ -31,6 +31,10 @@ class ExternalRuntime:
             )
         return self.settings.database_url
 
+    def check(self) -> None:
+        """Raise ConfigError when no database URL is given."""
+        self._database_url()
+
     def start(self, progress: Progress) -> Endpoints:
         """The given endpoints once both answer; raises ConfigError, MetabaseUnreachable or DatabaseError."""
         from provisioner.db.connection import connect

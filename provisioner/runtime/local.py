@@ -16,12 +16,11 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
+from provisioner.dsn import dsn_with, parse_dsn
 from provisioner.errors import (
     ConfigError,
     DatabaseError,
@@ -33,7 +32,8 @@ from provisioner.progress import Progress
 from provisioner.redact import redact, redact_dsn
 from provisioner.runtime.base import CommandRunner, Endpoints, RuntimeStatus, ServiceStatus, SubprocessRunner
 from provisioner.runtime.postgres import HOST, free_port, port_is_free
-from provisioner.state import StateDir, write_private
+from provisioner.state import LocalMetabaseSecrets, StateDir, write_private
+from provisioner.wait import Clock, Sleep, wait_until
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,6 +46,7 @@ APP_DATABASE = "metabase_app"
 APP_DATABASE_MARKER = "metabase-provisioner: application database of the demo's Metabase"
 DEFAULT_PORT = 3000
 _POLL_S = 0.25  # first start of the jar takes a minute; the fake, a fraction of a second
+_STOP_POLL_S = 0.2
 _LOG_TAIL_LINES = 5
 
 
@@ -59,8 +60,8 @@ class LocalRuntime:
         settings: Settings,
         *,
         runner: CommandRunner | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
     ) -> None:
         self.settings = settings
         self.runner = runner or SubprocessRunner()
@@ -74,13 +75,19 @@ class LocalRuntime:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Raise ConfigError or EnvironmentProblem when Metabase cannot be started (no jar, no Java, a bad
+        command), unless it runs already."""
+        if self.running_pid() is None:
+            self.command(DEFAULT_PORT)
+
     def start(self, progress: Progress) -> Endpoints:
         """Endpoints once PostgreSQL runs and Metabase answers healthy; reuses a running Metabase.
 
         Raises EnvironmentProblem (no Java, port taken, Metabase exited: the hint names the log),
         ConfigError (no jar or command), DatabaseError (application database).
         """
-        from provisioner.warehouse import resolve_warehouse
+        from provisioner.runtime.warehouse import resolve_warehouse
 
         warehouse = resolve_warehouse(self.settings, start=True, progress=progress)
         pid = self.running_pid()
@@ -114,13 +121,14 @@ class LocalRuntime:
         """Stop everything and delete local data: the embedded server, or metabase_app on an external one."""
         self._stop_metabase(progress)
         if self.settings.database_url is None:
-            from provisioner.warehouse import destroy_embedded
+            from provisioner.runtime.warehouse import destroy_embedded
 
             destroy_embedded(self.settings, progress)
         else:
             self._drop_app_database(self.settings.database_url.get_secret_value(), progress)
         shutil.rmtree(self.work_dir, ignore_errors=True)
-        self.state.save_credential("metabase_local", None)
+        with self.state.edit_credentials() as credentials:
+            credentials.metabase_local = None
 
     def status(self) -> RuntimeStatus:
         """The warehouse server and the Metabase process: running or not, and Metabase's health."""
@@ -144,7 +152,7 @@ class LocalRuntime:
         )
 
     def _warehouse_dsn(self) -> SecretStr | None:
-        from provisioner.warehouse import resolve_warehouse
+        from provisioner.runtime.warehouse import resolve_warehouse
 
         try:
             return resolve_warehouse(self.settings, start=False).dsn
@@ -184,7 +192,13 @@ class LocalRuntime:
             }
             try:
                 return [part.format_map(placeholders) for part in shlex.split(self.settings.metabase_command)]
-            except (KeyError, ValueError, IndexError) as exc:
+            except KeyError as exc:
+                raise ConfigError(
+                    "--metabase-command (or METABASE_COMMAND) names an unknown placeholder "
+                    f"{{{exc.args[0]}}}",
+                    hint="placeholders allowed: {port}, {state_dir}, {host}, {log_file}",
+                ) from exc
+            except (ValueError, IndexError) as exc:
                 raise ConfigError(
                     f"--metabase-command (or METABASE_COMMAND) is invalid: {exc}",
                     hint="placeholders allowed: {port}, {state_dir}, {host}, {log_file}",
@@ -208,7 +222,7 @@ class LocalRuntime:
         return [java.path, "-Xmx1536m", "-jar", str(jar)]
 
     def _environment(self, port: int, app_db: SecretStr) -> dict[str, str]:
-        parts = urlsplit(app_db.get_secret_value())
+        parts = parse_dsn(app_db.get_secret_value())
         # An MB_DB_CONNECTION_URI (or MB_DB_FILE) exported for another Metabase would win over the
         # MB_DB_* set below and point this one at that application database.
         env = {key: value for key, value in os.environ.items() if not key.startswith("MB_DB_")}
@@ -216,11 +230,11 @@ class LocalRuntime:
             MB_JETTY_HOST=HOST,
             MB_JETTY_PORT=str(port),
             MB_DB_TYPE="postgres",
-            MB_DB_HOST=parts.hostname or HOST,
-            MB_DB_PORT=str(parts.port or 5432),
+            MB_DB_HOST=parts.host,
+            MB_DB_PORT=str(parts.port),
             MB_DB_DBNAME=APP_DATABASE,
-            MB_DB_USER=unquote(parts.username or ""),
-            MB_DB_PASS=unquote(parts.password or ""),
+            MB_DB_USER=parts.user or "",
+            MB_DB_PASS=parts.password.get_secret_value() if parts.password else "",
             MB_ENCRYPTION_SECRET_KEY=self._encryption_key(),
             MB_PLUGINS_DIR=str(self.work_dir / "plugins"),
             MB_CHECK_FOR_UPDATES="false",
@@ -231,12 +245,13 @@ class LocalRuntime:
 
     def _encryption_key(self) -> str:
         # Generated once and kept: a new key would make the stored warehouse password unreadable.
-        stored = self.state.credential("metabase_local") or {}
-        key = stored.get("encryption_secret_key")
-        if not key:
-            key = secrets.token_urlsafe(48)
-            self.state.save_credential("metabase_local", {"encryption_secret_key": key})
-        return str(key)
+        stored = self.state.credentials().metabase_local
+        if stored is not None:
+            return stored.encryption_secret_key.get_secret_value()
+        key = secrets.token_urlsafe(48)
+        with self.state.edit_credentials() as credentials:
+            credentials.metabase_local = LocalMetabaseSecrets(encryption_secret_key=SecretStr(key))
+        return key
 
     def _spawn(self, command: list[str], env: dict[str, str], progress: Progress) -> int:
         self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -265,9 +280,10 @@ class LocalRuntime:
         return process.pid
 
     def _wait_healthy(self, url: str, pid: int, progress: Progress) -> None:
-        deadline = self._clock() + self.settings.health_timeout_s
-        reported = False
-        while True:
+        polls = 0
+
+        def healthy() -> bool | None:
+            nonlocal polls
             if not _is_our_process(pid):
                 self.pid_file.unlink(missing_ok=True)
                 raise EnvironmentProblem(
@@ -275,18 +291,20 @@ class LocalRuntime:
                     hint=f"see its log: {self.log_file}",
                 )
             if self._health(url) == "healthy":
-                progress.info(f"Metabase is healthy at {url}")
-                return
-            if self._clock() >= deadline:
-                raise EnvironmentProblem(
-                    f"Metabase did not become healthy within {self.settings.health_timeout_s:.0f} s",
-                    hint=f"see its log: {self.log_file}; it is still running (pid {pid}): "
-                    "`provision up` waits again, `provision down` stops it",
-                )
-            if not reported:
+                return True
+            if polls == 0:
                 progress.info("waiting for Metabase to finish starting (a minute or two on first start)")
-                reported = True
-            self._sleep(_POLL_S)
+            polls += 1
+            return None
+
+        timeout_s = self.settings.health_timeout_s
+        if not wait_until(healthy, timeout_s=timeout_s, poll_s=_POLL_S, clock=self._clock, sleep=self._sleep):
+            raise EnvironmentProblem(
+                f"Metabase did not become healthy within {timeout_s:.0f} s",
+                hint=f"see its log: {self.log_file}; it is still running (pid {pid}): "
+                "`provision up` waits again, `provision down` stops it",
+            )
+        progress.info(f"Metabase is healthy at {url}")
 
     def _health(self, url: str) -> str:
         from provisioner.metabase.client import MetabaseClient
@@ -303,15 +321,16 @@ class LocalRuntime:
             return
         progress.info(f"stopping Metabase (pid {pid})")
         _signal_group(pid, signal.SIGTERM)
-        deadline = self._clock() + self.settings.stop_timeout_s
-        while _is_our_process(pid):
-            if self._clock() >= deadline:
-                progress.warn(
-                    f"Metabase (pid {pid}) ignored SIGTERM for {self.settings.stop_timeout_s:.0f} s"
-                )
-                _signal_group(pid, signal.SIGKILL)
-                break
-            self._sleep(0.2)
+        timeout_s = self.settings.stop_timeout_s
+
+        def exited() -> bool | None:
+            return None if _is_our_process(pid) else True
+
+        if not wait_until(
+            exited, timeout_s=timeout_s, poll_s=_STOP_POLL_S, clock=self._clock, sleep=self._sleep
+        ):
+            progress.warn(f"Metabase (pid {pid}) ignored SIGTERM for {timeout_s:.0f} s")
+            _signal_group(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
 
     def _choose_port(self) -> int:
@@ -417,8 +436,7 @@ def _app_database_state(conn: psycopg.Connection) -> tuple[bool, bool]:
 
 
 def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
+    return dsn_with(dsn, dbname=database)
 
 
 def _is_our_process(pid: int) -> bool:

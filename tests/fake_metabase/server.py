@@ -23,6 +23,7 @@ from tests.fake_metabase import (
     handlers_collection,
     handlers_dashboard,
     handlers_database,
+    handlers_setting,
 )
 from tests.fake_metabase.handlers import (
     NO_ENDPOINT,
@@ -40,7 +41,14 @@ FaultKind = Literal["500", "drop", "drop-after-commit"]
 
 _ROUTES: list[tuple[str, re.Pattern[str], Callable[..., Response], bool]] = [
     (method, re.compile(pattern), handler, auth)
-    for module in (handlers_auth, handlers_database, handlers_collection, handlers_card, handlers_dashboard)
+    for module in (
+        handlers_setting,
+        handlers_auth,
+        handlers_database,
+        handlers_collection,
+        handlers_card,
+        handlers_dashboard,
+    )
     for method, pattern, handler, auth in module.ROUTES
 ]
 # API contexts Metabase wraps in its auth middleware: an unknown sub-route there still answers 401 first.

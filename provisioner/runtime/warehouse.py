@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, SecretStr
 
 from provisioner.db.seed import SeedStatus
-from provisioner.errors import ConfigError, DatabaseError
+from provisioner.dsn import parse_dsn
+from provisioner.errors import DatabaseError
 from provisioner.progress import NullProgress, Progress
 from provisioner.redact import redact_dsn
 from provisioner.runtime.postgres import HOST, SUPERUSER, EmbeddedPostgres, ServerInfo
-from provisioner.state import StateDir
+from provisioner.state import PostgresLogin, StateDir
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
 
 DEMO_DATABASE = "asset_finance"
-POSTGRES_SECTION = "postgres"
 # The first start runs initdb; later ones only wait for the server to accept connections.
 _CONNECT_WAIT_S = 30.0
 
@@ -70,23 +70,22 @@ def resolve_warehouse(
     if settings.database_url is not None:
         return _external(settings.database_url)
     server = _server(settings)
+    running = server.running()
+    if running is None and not start:
+        # Checked before the password: only looking must never generate and store one.
+        raise DatabaseError(
+            "the embedded PostgreSQL is not running",
+            hint="start it with `provision db start` (or pass --database-url to use your own PostgreSQL)",
+        )
     password = _superuser_password(settings, server)
     started = False
-    if start:
-        started = server.running() is None
-        if started:
-            progress.step(f"Starting the embedded PostgreSQL ({server.root})")
+    if running is None:
+        started = True
+        progress.step(f"Starting the embedded PostgreSQL ({server.root})")
         info = server.start(password, port)
-        if started:
-            progress.info(f"PostgreSQL listens on {HOST}:{info.port}")
+        progress.info(f"PostgreSQL listens on {HOST}:{info.port}")
     else:
-        running = server.running()
-        if running is None:
-            raise DatabaseError(
-                "the embedded PostgreSQL is not running",
-                hint="start it with `provision db start` (or pass --database-url to use your own PostgreSQL)",
-            )
-        info = running
+        info = server.start(password, port) if start else running  # start() checks a requested port
     if start:
         _ensure_demo_database(info, password, progress)
     return Warehouse(
@@ -158,7 +157,8 @@ def destroy_embedded(settings: Settings, progress: Progress | None = None) -> bo
     progress.info(f"deleting the embedded PostgreSQL data in {server.root}")
     server.destroy()
     # The roles died with the cluster: the stored reader password no longer logs in anywhere.
-    StateDir(settings.home).save_credential("reader", None)
+    with StateDir(settings.home).edit_credentials() as credentials:
+        credentials.reader = None
     return True
 
 
@@ -173,9 +173,9 @@ def _server(settings: Settings) -> EmbeddedPostgres:
 
 def _superuser_password(settings: Settings, server: EmbeddedPostgres) -> str:
     state = StateDir(settings.home)
-    stored = state.credential(POSTGRES_SECTION)
-    if stored and stored.get("password"):
-        return str(stored["password"])
+    stored = state.credentials().postgres
+    if stored is not None:
+        return stored.password.get_secret_value()
     if server.initialized:
         # A new password would not log in to this cluster, and storing one would hide the cause.
         raise DatabaseError(
@@ -185,8 +185,8 @@ def _superuser_password(settings: Settings, server: EmbeddedPostgres) -> str:
         )
     # Stored before initdb uses it, so a crash can never leave a cluster with an unknown password.
     password = secrets.token_urlsafe(24)
-    state.ensure()
-    state.save_credential(POSTGRES_SECTION, {"user": SUPERUSER, "password": password})
+    with state.edit_credentials() as credentials:
+        credentials.postgres = PostgresLogin(user=SUPERUSER, password=SecretStr(password))
     return password
 
 
@@ -203,27 +203,7 @@ def _ensure_demo_database(info: ServerInfo, password: str, progress: Progress) -
 
 
 def _external(dsn: SecretStr) -> Warehouse:
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(dsn.get_secret_value())
-    except Exception as exc:  # psycopg raises ProgrammingError for any unparsable conninfo
-        raise ConfigError(
-            f"--database-url (or DATABASE_URL) is not a PostgreSQL URL: {redact_dsn(dsn.get_secret_value())}",
-            hint="use postgresql://user:password@host:5432/dbname",
-        ) from exc
-    dbname = str(parts.get("dbname") or parts.get("user") or "postgres")
-    try:
-        port = int(str(parts.get("port") or 5432).split(",")[0])
-    except ValueError as exc:
-        raise ConfigError(
-            "--database-url (or DATABASE_URL) has a port that is not a number",
-            hint="use postgresql://user:password@host:5432/dbname",
-        ) from exc
-    return Warehouse(
-        dsn=dsn,
-        host=str(parts.get("host") or "localhost"),
-        port=port,
-        dbname=dbname,
-        embedded=False,
-    )
+    parts = parse_dsn(dsn.get_secret_value(), what="--database-url (or DATABASE_URL)")
+    # libpq's defaults: the database is named after the user, the user after the login.
+    dbname = parts.dbname or parts.user or "postgres"
+    return Warehouse(dsn=dsn, host=parts.host, port=parts.port, dbname=dbname, embedded=False)
