@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import requests
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from provisioner.errors import (
     MetabaseAuthError,
@@ -52,6 +52,7 @@ from provisioner.metabase.models import (
     QueryResult,
     SessionCreated,
     SessionProperties,
+    SettingValue,
     SetupPrefs,
     SetupRequest,
     SetupUser,
@@ -61,19 +62,6 @@ from provisioner.metabase.models import (
 from provisioner.redact import redact
 
 M = TypeVar("M", bound=BaseModel)
-
-
-# The two models below belong in metabase/models.py, which the dashboards-core rewrite owns meanwhile.
-class PublicSettings(SessionProperties):
-    """`GET /api/session/properties` with the public settings provisioning reads (effective values)."""
-
-    anon_tracking_enabled: bool | None = Field(default=None, alias="anon-tracking-enabled")
-
-
-class SettingValue(BaseModel):
-    """Body of `PUT /api/setting/:key`."""
-
-    value: bool | int | str
 
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
@@ -148,14 +136,10 @@ class MetabaseClient:
         *,
         body: BaseModel | None = None,
         params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
-        exclude: Mapping[str, Any] | None = None,
     ) -> Any:
-        """The decoded JSON answer (None for an empty body); raises a MetabaseError subclass.
-
-        `exclude` names fields of `body` never to send (model_dump's `exclude`).
-        """
+        """The decoded JSON answer (None for an empty body); raises a MetabaseError subclass."""
         # Bodies are models, never hand-built dicts: exact on write.
-        payload = None if body is None else body.model_dump(mode="json", exclude_none=True, exclude=exclude)
+        payload = None if body is None else body.model_dump(mode="json", exclude_none=True)
         secrets = self._secrets | set(_secret_values(payload))
         url = f"{self.base_url}{path}"
         attempts = 1 + (self.retries if method in IDEMPOTENT_METHODS else 0)
@@ -222,17 +206,15 @@ class MetabaseClient:
             raise error_for_response(response, "GET", path, self._secrets)
         return _parse(HealthStatus, _decode(response, "GET", path, self._secrets), "GET", path)
 
-    def session_properties(self) -> PublicSettings:
+    def session_properties(self) -> SessionProperties:
         """Public settings: has-user-setup, setup-token, version, anon-tracking-enabled (effective values)."""
-        return self._get_model("/api/session/properties", PublicSettings)
+        return self._get_model("/api/session/properties", SessionProperties)
 
     def setup(self, token: str, user: SetupUser, site_name: str) -> str:
         """Create the first admin; returns a session id. Raises MetabaseError (wrong token, user exists)."""
         self._secrets.add(token)
         body = SetupRequest(token=token, user=user, prefs=SetupPrefs(site_name=site_name))
-        # The body schema of POST /api/setup has no prefs.allow_tracking (docs/api.json; setup/api.clj reads
-        # only site_name and site_locale and turns tracking on): never sent, see `set_setting`.
-        answer = self._request("POST", "/api/setup", body=body, exclude={"prefs": {"allow_tracking"}})
+        answer = self._request("POST", "/api/setup", body=body)
         return _parse(SessionCreated, answer, "POST", "/api/setup").id
 
     def set_setting(self, key: str, value: bool | int | str) -> None:

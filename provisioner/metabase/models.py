@@ -98,6 +98,7 @@ class SessionProperties(_Read):
     setup_token: str | None = Field(default=None, alias="setup-token")
     version: VersionInfo = Field(default_factory=VersionInfo)
     site_name: str | None = Field(default=None, alias="site-name")
+    anon_tracking_enabled: bool | None = Field(default=None, alias="anon-tracking-enabled")
 
     @property
     def version_tag(self) -> str | None:
@@ -122,9 +123,16 @@ class SetupUser(_Write):
 
 
 class SetupPrefs(_Write):
+    # No `allow_tracking`: the endpoint's schema has none (setup/api.clj reads only site_name and
+    # site_locale, and turns tracking on); it is turned off through its setting after setup.
     site_name: str
     site_locale: str | None = None
-    allow_tracking: bool = False
+
+
+class SettingValue(_Write):
+    """Body of `PUT /api/setting/:key`."""
+
+    value: bool | int | str
 
 
 class SetupRequest(_Write):

@@ -30,7 +30,7 @@ from provisioner.errors import (
     MetabaseNotFound,
     MetabaseUnreachable,
 )
-from provisioner.metabase.client import MetabaseClient, PublicSettings
+from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import (
     Database,
     DatabaseCreate,
@@ -272,7 +272,7 @@ def _authenticate(
     return _identify(client, authed, state)
 
 
-def _turn_off_tracking(client: MetabaseClient, props: PublicSettings, progress: Progress) -> bool:
+def _turn_off_tracking(client: MetabaseClient, props: SessionProperties, progress: Progress) -> bool:
     """Whether anonymous usage tracking was on and is now off; raises MetabaseError if it stays on.
 
     POST /api/setup turns it on whatever it is sent, and the setting's effective value (an
@@ -297,7 +297,7 @@ def _log_in(
     client: MetabaseClient,
     settings: Settings,
     state: StateDir,
-    props: PublicSettings,
+    props: SessionProperties,
     progress: Progress,
     authed: AuthenticatedClient,
     *,
