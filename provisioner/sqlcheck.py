@@ -26,7 +26,7 @@ from provisioner.mbql.normal import NormalQuery
 from provisioner.mbql.sql import NativeSource, SqlGenError, to_sql
 from provisioner.redact import redact_dsn
 from provisioner.spec import LoadedFile
-from provisioner.spec.models import Question
+from provisioner.spec.models import Question, Stage
 from provisioner.spec.question import Compiled, CompiledQuestion, compile_questions
 from provisioner.spec.sql import OPTIONAL_CLAUSE, TAG_PATTERN, ResolvedTag, resolve_tags
 
@@ -68,15 +68,21 @@ def describe(conn: psycopg.Connection, sql: str) -> Described:
     try:
         result = pgconn.prepare(b"", sql.encode())
         if result.status != pq.ExecStatus.COMMAND_OK:
-            return Described([], (result.error_message or b"").decode(errors="replace").strip())
+            return Described([], _message(result))
         described = pgconn.describe_prepared(b"")
         if described.status != pq.ExecStatus.COMMAND_OK:
-            return Described([], (described.error_message or b"").decode(errors="replace").strip())
+            return Described([], _message(described))
         names = [(described.fname(i) or b"").decode() for i in range(described.nfields)]
         types = [_base_type(conn, described.ftype(i)) for i in range(described.nfields)]
         return Described(names, None, types)
     finally:
         pgconn.exec_(b"ROLLBACK TO SAVEPOINT card_check")
+
+
+def _message(result: pq.abc.PGresult) -> str:
+    """PostgreSQL's message without its `ERROR:` prefix (`column "x" does not exist`)."""
+    primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY) or result.error_message or b""
+    return primary.decode(errors="replace").strip()
 
 
 def _base_type(conn: psycopg.Connection, oid: int) -> str:
@@ -227,9 +233,11 @@ def _check_query(
         return [item.locator.error(where, f"this query cannot be written as SQL: {exc}")]
     found = describe(conn, sql)
     if found.error:
-        problem = f"PostgreSQL rejects the SQL of this query: {found.error.splitlines()[0]}"
+        blamed = _blame(conn, base, card, compiled.query, schema, sources)
+        what = "this filter" if "filter" in blamed else "the SQL of this query"
+        problem = f"PostgreSQL rejects {what}: {found.error.splitlines()[0]}"
         hint = "check that each comparison and function gets values of the type it expects"
-        return [item.locator.error(where, problem, hint=hint)]
+        return [item.locator.error(blamed or where, problem, hint=hint)]
     # The names Metabase gives the result columns; PostgreSQL's agree when they are known.
     returned = [c.name for c in compiled.columns] if compiled.columns is not None else found.columns
     hint = (
@@ -237,6 +245,42 @@ def _check_query(
         "name, a joined column is `Alias__column`"
     )
     return _viz_errors(item, base, card, returned, "the query", hint)
+
+
+def _blame(
+    conn: psycopg.Connection,
+    base: Loc,
+    card: Question,
+    query: NormalQuery,
+    schema: PostgresSchema,
+    sources: _Sources,
+) -> Loc:
+    """Where a query PostgreSQL rejects goes wrong: the first step that does not prepare, and in it the
+    filter without which it does (or () when the query is an `mbql:` block)."""
+    if card.query is None:
+        return ()
+    stages, steps = query["stages"], card.stages
+    for index, stage in enumerate(stages):
+        if _prepares(conn, stages[: index + 1], schema, sources):
+            continue
+        step: Loc = (*base, "query") if isinstance(card.query, Stage) else (*base, "query", index)
+        filters = stage.get("filters") or []
+        if len(filters) != len(steps[index].filters):  # an `and` was split: no one filter to point at
+            return step
+        for number in range(len(filters)):
+            without = {**stage, "filters": filters[:number] + filters[number + 1 :]}
+            if _prepares(conn, [*stages[:index], without], schema, sources):
+                listed = isinstance(steps[index].filter, list)
+                return (*step, "filter", number) if listed else (*step, "filter")
+        return step
+    return (*base, "query")
+
+
+def _prepares(conn: psycopg.Connection, stages: list[Any], schema: PostgresSchema, sources: _Sources) -> bool:
+    try:
+        return describe(conn, to_sql({"stages": stages}, schema, sources)).error is None
+    except (SqlGenError, _SourceFailed):
+        return False
 
 
 def _viz_errors(
