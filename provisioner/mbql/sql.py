@@ -155,77 +155,32 @@ class _Queries:
 
 
 _JOIN_KEYWORDS = {
-    "left-join": "LEFT JOIN",
-    "right-join": "RIGHT JOIN",
-    "inner-join": "INNER JOIN",
-    "full-join": "FULL JOIN",
-}
+    "left-join": "LEFT JOIN", "right-join": "RIGHT JOIN", "inner-join": "INNER JOIN", "full-join": "FULL JOIN"
+}  # fmt: skip
 _TRUNCATION_UNITS = frozenset({"minute", "hour", "day", "week", "month", "quarter", "year"})
+_PLAIN_UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute", "second")
+# A temporal unit (of a grouping, or of temporal-extract) -> the field PostgreSQL's extract() reads.
 _EXTRACT_FIELDS = {
-    "minute-of-hour": "minute",
-    "hour-of-day": "hour",
-    "day-of-month": "day",
-    "day-of-year": "doy",
-    "week-of-year": "week",
-    "month-of-year": "month",
-    "quarter-of-year": "quarter",
-    # temporal-extract / get-* units
-    "year-of-era": "year",
-    "week-of-year-iso": "week",
-    "week-of-year-us": "week",
-    "week-of-year-instance": "week",
-    "second-of-minute": "second",
-    "year": "year",
-    "quarter": "quarter",
-    "month": "month",
-    "week": "week",
-    "day": "day",
-    "hour": "hour",
-    "minute": "minute",
-    "second": "second",
-}
-_GET_UNITS = {
-    f"get-{unit}": unit for unit in ("year", "quarter", "month", "week", "day", "hour", "minute", "second")
-}
-_INTERVAL_UNITS = frozenset(
-    {"millisecond", "second", "minute", "hour", "day", "week", "month", "quarter", "year"}
-)
-_FUNCTIONS = {  # clause -> PostgreSQL function taking the same arguments
-    "abs": "abs",
-    "ceil": "ceil",
-    "floor": "floor",
-    "round": "round",
-    "sqrt": "sqrt",
-    "exp": "exp",
-    "power": "power",
-    "log": "log",
-    "upper": "upper",
-    "lower": "lower",
-    "trim": "btrim",
-    "ltrim": "ltrim",
-    "rtrim": "rtrim",
-    "replace": "replace",
-    "length": "char_length",
-    "concat": "concat",
-    "coalesce": "COALESCE",
-    "split-part": "split_part",
-    "substring": "substring",
-    "now": "now",
-}
+    "minute-of-hour": "minute", "hour-of-day": "hour", "day-of-month": "day", "day-of-year": "doy",
+    "week-of-year": "week", "month-of-year": "month", "quarter-of-year": "quarter", "year-of-era": "year",
+    "week-of-year-iso": "week", "week-of-year-us": "week", "week-of-year-instance": "week",
+    "second-of-minute": "second", **{unit: unit for unit in _PLAIN_UNITS},
+}  # fmt: skip
+_GET_UNITS = {f"get-{unit}": unit for unit in _PLAIN_UNITS}
+_INTERVAL_UNITS = frozenset({"millisecond", *_PLAIN_UNITS})
+# Clauses that are a PostgreSQL function of the same arguments.
+_FUNCTIONS = {
+    "abs": "abs", "ceil": "ceil", "floor": "floor", "round": "round", "sqrt": "sqrt", "exp": "exp",
+    "power": "power", "log": "log", "upper": "upper", "lower": "lower", "trim": "btrim", "ltrim": "ltrim",
+    "rtrim": "rtrim", "replace": "replace", "length": "char_length", "concat": "concat",
+    "coalesce": "COALESCE", "split-part": "split_part", "substring": "substring", "now": "now",
+}  # fmt: skip
 _CASTS = {
-    "text": "text",
-    "integer": "bigint",
-    "float": "double precision",
-    "date": "date",
-    "datetime": "timestamp",
-}
+    "text": "text", "integer": "bigint", "float": "double precision", "date": "date", "datetime": "timestamp"
+}  # fmt: skip
 _COMPARISONS = {"<": "<", "<=": "<=", ">": ">", ">=": ">="}
-_LIKE = {
-    "contains": ("%", "%"),
-    "does-not-contain": ("%", "%"),
-    "starts-with": ("", "%"),
-    "ends-with": ("%", ""),
-}
+_LIKE = {"contains": ("%", "%"), "does-not-contain": ("%", "%"), "starts-with": ("", "%"),
+         "ends-with": ("%", "")}  # fmt: skip
 _URL_PATTERNS = {  # the part of a URL (or e-mail address) each clause extracts
     "host": r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^@/]*@)?([^:/?#]+)",
     "domain": r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://)?(?:[^@/]*@)?(?:[^:/?#]*\.)?([^.:/?#]+)\.[^.:/?#]+(?:[:/?#]|$)",
