@@ -113,7 +113,7 @@ def check_sql(loaded: list[LoadedFile], dsn: str) -> list[SpecError]:
             try:
                 compiled = compile_questions(loaded, schema)
                 errors += compiled.errors
-                sources = _Sources(conn, loaded, compiled)
+                sources = _Sources(conn, schema, loaded, compiled)
                 for item in loaded:
                     errors += _check_dashboard(conn, item, schema, sources)
             finally:
@@ -133,38 +133,53 @@ class _SourceFailed(Exception):
 
 class _Sources:
     """The questions of the files as `to_sql` asks for its sources: a query-builder question's normal
-    query, or a SQL question's SQL (tags filled in) with the columns PostgreSQL describes."""
+    query, or a SQL question's SQL (tags filled in) with the columns PostgreSQL describes. A source that
+    does not prepare on its own raises _SourceFailed: its own check reports why, once."""
 
-    def __init__(self, conn: psycopg.Connection, loaded: list[LoadedFile], compiled: Compiled) -> None:
-        self.conn, self.compiled = conn, compiled
+    def __init__(
+        self, conn: psycopg.Connection, schema: PostgresSchema, loaded: list[LoadedFile], compiled: Compiled
+    ) -> None:
+        self.conn, self.schema, self.compiled = conn, schema, compiled
         self.questions = {
             f"{item.spec.key}/{question.key}": (item, question)
             for item in loaded
             for _, question in item.spec.located_questions()
         }
-        self.native: dict[str, NativeSource] = {}
+        self.prepared: dict[str, NormalQuery | NativeSource | None] = {}
 
     def compiled_question(self, item: LoadedFile, question: Question) -> CompiledQuestion | None:
         return self.compiled.questions.get(f"{item.spec.key}/{question.key}")
 
     def __call__(self, key: str) -> NormalQuery | NativeSource | None:
-        if key in self.compiled.questions:
-            return self.compiled.questions[key].query
         if key not in self.questions:
             return None
-        item, question = self.questions[key]
-        if question.key not in item.sql:  # a query-builder question that did not compile
+        if key not in self.prepared:
+            self.prepared[key] = self._prepare(key)
+        found = self.prepared[key]
+        if found is None:
             raise _SourceFailed(key)
-        if key not in self.native:
-            sql = item.sql[question.key]
-            tags = {t.name: t for t in resolve_tags(item.spec, question, sql)}
-            substituted = substitute(sql, tags, keep_optional=False)
-            found = describe(self.conn, substituted)
-            if found.error:
-                raise _SourceFailed(key)
-            columns = [Column(n, t) for n, t in zip(found.columns, found.base_types, strict=True)]
-            self.native[key] = NativeSource(substituted, columns)
-        return self.native[key]
+        return found
+
+    def _prepare(self, key: str) -> NormalQuery | NativeSource | None:
+        item, question = self.questions[key]
+        if key in self.compiled.questions:
+            query = self.compiled.questions[key].query
+            try:
+                sql = to_sql(query, self.schema, self)
+            except (SqlGenError, _SourceFailed):
+                return None
+            return query if describe(self.conn, sql).error is None else None
+        if question.key not in item.sql:  # a query-builder question that did not compile
+            return None
+        sql = item.sql[question.key]
+        tags = {t.name: t for t in resolve_tags(item.spec, question, sql)}
+        substituted = substitute(sql, tags, keep_optional=False)
+        found = describe(self.conn, substituted)
+        if found.error:
+            return None
+        return NativeSource(
+            substituted, [Column(n, t) for n, t in zip(found.columns, found.base_types, strict=True)]
+        )
 
 
 def _check_dashboard(

@@ -740,3 +740,15 @@ def test_a_step_postgresql_rejects_is_reported_at_that_step(
     [(line, field, problem)] = _validate(tmp_path, text, seeded_database)
     assert (line, field) == (24, "cards[2].query[1].filter")
     assert "operator does not exist: bigint ~~ unknown" in problem
+
+
+def test_a_question_on_a_query_postgresql_rejects_reports_only_that_query(
+    tmp_path: Path, seeded_database: SeededDatabase
+) -> None:
+    text = DASHBOARD.replace("filter: days_past_due > 0", "filter: region > 0") + (
+        "  - key: on_exposure\n"
+        "    name: On exposure\n"
+        "    query: {source: {question: exposure}, summarize: [max(sum)]}\n"
+    )
+    errors = _validate(tmp_path, text, seeded_database)
+    assert [(line, field) for line, field, _ in errors] == [(21, "cards[2].query[0].filter")]
