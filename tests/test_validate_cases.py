@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from provisioner.cli.app import app
+from provisioner.dashboards import validate
 from provisioner.errors import SpecErrors
 from provisioner.spec import load_file, load_paths
 
@@ -401,3 +403,146 @@ def test_files_that_are_not_utf8_are_errors_naming_the_file(tmp_path: Path) -> N
     assert [(e.line, e.field) for e in caught.value.errors if "not UTF-8" in e.problem] == [
         (10, "cards[0].sql_file")
     ]
+
+
+# Query-builder questions checked against the real database (`validate --database-url`): a valid file, and
+# edits of it that only the database's catalog, or PostgreSQL preparing the compiled SQL, can reject.
+QUERY_GOOD = """\
+key: qb
+name: QB
+collection: Demo/QB
+filters:
+  - {key: region, name: Region, type: category}
+cards:
+  - key: by_region
+    name: By region
+    display: bar
+    query:
+      source: v_portfolio_overview
+      joins:
+        - {source: customers, alias: C, on: customer_id = C.id, columns: [segment]}
+      filter: days_past_due > 0
+      summarize: [count, sum(exposure)]
+      group_by: [region, {column: as_of, unit: month}]
+    filters: {region: region}
+    viz: {x: region, y: [count, sum]}
+"""
+
+DATABASE_CASES: list[tuple[str, str, int, str, str]] = [
+    (
+        "unknown_source_table",
+        QUERY_GOOD.replace("source: v_portfolio_overview", "source: v_portfolio"),
+        11,
+        "cards[0].query.source",
+        "no table or view `v_portfolio` in the database",
+    ),
+    (
+        "unknown_column_in_filter",
+        QUERY_GOOD.replace("filter: days_past_due > 0", "filter: days_overdue > 0"),
+        14,
+        "cards[0].query.filter",
+        "`v_portfolio_overview` has no column `days_overdue`",
+    ),
+    (
+        "unknown_joined_column",
+        QUERY_GOOD.replace("columns: [segment]", "columns: [segmant]"),
+        13,
+        "cards[0].query.joins[0].columns[0]",
+        "join `C` has no column `segmant`",
+    ),
+    (
+        "sum_of_text",
+        QUERY_GOOD.replace("sum(exposure)", "sum(region)"),
+        15,
+        "cards[0].query.summarize[1]",
+        "`sum` needs a number; the column is type/Text",
+    ),
+    (
+        "month_of_a_number",
+        QUERY_GOOD.replace("{column: as_of, unit: month}", "{column: days_past_due, unit: month}"),
+        16,
+        "cards[0].query.group_by[1].unit",
+        "`days_past_due` is not a date or time (type/Integer); it has no `unit`",
+    ),
+    (
+        "bins_of_text",
+        QUERY_GOOD.replace("{column: as_of, unit: month}", "{column: region, bins: 10}"),
+        16,
+        "cards[0].query.group_by[1]",
+        "`region` is not a number (type/Text); it cannot be binned",
+    ),
+    (
+        "arrow_through_a_column_that_is_no_foreign_key",
+        QUERY_GOOD.replace("filter: days_past_due > 0", "filter: customer_id -> name = 'Acme'"),
+        14,
+        "cards[0].query.filter",
+        "`v_portfolio_overview.customer_id` is not a foreign key",
+    ),
+    (
+        "date_filter_on_text",
+        QUERY_GOOD.replace("filter: days_past_due > 0", "filter: 'time_interval(region, -30, \"day\")'"),
+        14,
+        "cards[0].query.filter",
+        "PostgreSQL rejects this filter: operator does not exist: text >= timestamp with time zone",
+    ),
+    (
+        "text_compared_to_a_number",
+        QUERY_GOOD.replace("filter: days_past_due > 0", "filter: [days_past_due > 0, region > 3]"),
+        14,
+        "cards[0].query.filter[1]",
+        "PostgreSQL rejects this filter: operator does not exist: text > integer",
+    ),
+    (
+        "viz_column_not_returned",
+        QUERY_GOOD.replace("y: [count, sum]", "y: [count, total]"),
+        18,
+        "cards[0].viz.y",
+        "column `total` is not returned by the query (it returns: region, as_of, count, sum)",
+    ),
+    (
+        "date_filter_wired_to_a_text_column",
+        QUERY_GOOD.replace("type: category}", "type: date/all-options}"),
+        17,
+        "cards[0].filters.region",
+        "filter `region` of type `date/all-options` cannot filter `region` (type/Text)",
+    ),
+    (
+        "mbql_block_with_an_unknown_column",
+        QUERY_GOOD[: QUERY_GOOD.index("    query:")]
+        + "    mbql: {stages: [{source-table: v_portfolio_overview, aggregation: [[count]],"
+        " breakout: [[field, v_portfolio_overview.regoin]]}]}\n"
+        + QUERY_GOOD[QUERY_GOOD.index("    filters: {region") :],
+        10,
+        "cards[0].mbql",
+        "no column `v_portfolio_overview.regoin` in the database",
+    ),
+]
+
+
+def test_the_good_query_file_is_valid_on_the_database(tmp_path: Path, seeded_database: Any) -> None:
+    path = _write(tmp_path, QUERY_GOOD)
+    result = validate([path], database_url=seeded_database.reader_dsn, environ={})
+    assert result.sql_checked
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "words"), [c[1:] for c in DATABASE_CASES], ids=[c[0] for c in DATABASE_CASES]
+)
+def test_bad_query_names_file_line_and_field_on_the_database(
+    tmp_path: Path, seeded_database: Any, text: str, line: int, field: str, words: str
+) -> None:
+    path = _write(tmp_path, text)
+    load_file(path, environ={})  # valid without the database: only its catalog or PostgreSQL can tell
+    with pytest.raises(SpecErrors) as caught:
+        validate([path], database_url=seeded_database.reader_dsn, environ={})
+    matching = [e for e in caught.value.errors if e.field == field and words in e.problem]
+    report = "\n".join(e.message for e in caught.value.errors)
+    assert matching, f"no error on {field} with {words!r} in:\n{report}"
+    error = matching[0]
+    assert error.path == path
+    assert error.line == line, report
+    assert error.message.startswith(f"{path}:{line}:")
+
+
+def test_there_are_at_least_eight_database_cases() -> None:
+    assert len(DATABASE_CASES) >= 8
