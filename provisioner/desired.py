@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,13 +91,19 @@ class DesiredDashboard:
     dashcards: list[DesiredDashcard]
 
 
-def card_visualization_settings(file_key: str, card: Question) -> dict[str, Any]:
-    """The card's `visualization_settings`: implied by `display`, then `viz`, then the identity key."""
+def card_visualization_settings(
+    file_key: str, card: Question, column_of: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The card's `visualization_settings`: implied by `display`, then `viz`, then the identity key.
+
+    `column_of` maps the names the YAML may use for a column (a summary's `name:`) to its column name.
+    """
     _, implied = DISPLAYS[card.display]
     settings: dict[str, Any] = dict(implied)
     viz: Viz = card.viz
-    xs = [viz.x] if isinstance(viz.x, str) else list(viz.x or [])
-    ys = [viz.y] if isinstance(viz.y, str) else list(viz.y or [])
+    rename = column_of or {}
+    xs = [rename.get(x, x) for x in ([viz.x] if isinstance(viz.x, str) else list(viz.x or []))]
+    ys = [rename.get(y, y) for y in ([viz.y] if isinstance(viz.y, str) else list(viz.y or []))]
     display = DISPLAYS[card.display][0]
     if display in ("pie",):
         if xs:
@@ -236,6 +243,10 @@ def _desired_card(
         return None  # its errors are in the compiled set
     card.query = compiled.query
     card.result_columns = compiled.columns
+    if compiled.columns is not None:
+        column_of = _summary_names(compiled)
+        card.visualization_settings = card_visualization_settings(spec.key, question, column_of)
+        state.errors += _viz_errors(loaded, where, question, compiled.columns, column_of)
     for index, scope in enumerate(compiled.scopes):
         card.column_types[(index, None)] = {n: c.base_type for n, c in (scope.columns or {}).items()}
         for alias, joined in scope.joins.items():
@@ -252,6 +263,41 @@ def _desired_card(
                 )
             )
     return card
+
+
+def _summary_names(compiled: CompiledQuestion) -> dict[str, str]:
+    """A named summary's `name:` -> its result column (`Exposure` -> `sum`)."""
+    last = compiled.query["stages"][-1] if compiled.query.get("stages") else {}
+    summaries = last.get("aggregation") or []
+    columns = compiled.columns or []
+    first = len(columns) - len(summaries)
+    out: dict[str, str] = {}
+    for index, clause in enumerate(summaries):
+        options = clause[1] if isinstance(clause, list) and isinstance(clause[1], dict) else {}
+        label = options.get("display-name")
+        if isinstance(label, str) and 0 <= first + index < len(columns):
+            out[label] = columns[first + index].name
+    return out
+
+
+def _viz_errors(
+    loaded: LoadedFile,
+    where: tuple[Any, ...],
+    question: Question,
+    columns: list[Column],
+    column_of: Mapping[str, str],
+) -> list[SpecError]:
+    """A `viz` column the question does not return (checked when its columns are known)."""
+    names = [c.name for c in columns]
+    return [
+        loaded.locator.error(
+            (*where, "viz", key),
+            f"column `{column}` is not returned by the question (it returns: {', '.join(names)})",
+            hint="name a result column: a grouped column keeps its name, summaries are count, sum, ...",
+        )
+        for key, column in question.viz.columns()
+        if column_of.get(column, column) not in names
+    ]
 
 
 def _template_tags(

@@ -168,3 +168,9 @@ def test_demo_collection_follows_the_environment(
     created = [a.key for a in plan.actions if a.kind == "collection"]
     assert created == ["Acme", "Acme/Locations"]
     client.close()
+
+
+def test_every_demo_question_compiles_to_sql_that_prepares_on_the_seeded_warehouse(seeded_database: Any) -> None:
+    result = dashboards.validate([DEMO], database_url=seeded_database.reader_dsn, environ={})
+    assert result.sql_checked
+    assert len(result.dashboards) == 6

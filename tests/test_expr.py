@@ -11,6 +11,11 @@ def _ref(name: str, qualifier: str | None = None, fk: str | None = None) -> list
     return ref(name, qualifier, fk)
 
 
+def _quoted(name: str) -> list[object]:
+    """A name in backticks or brackets: never a keyword (a backticked `count` is a column)."""
+    return ["ref", {"quoted": True}, None, name, None]
+
+
 @pytest.mark.parametrize(
     ("text", "tree"),
     [
@@ -39,8 +44,8 @@ def _ref(name: str, qualifier: str | None = None, fk: str | None = None) -> list
         ('case(a > 1, "big", "small")', ["case", {}, [[[">", {}, _ref("a"), 1], "big"]], "small"]),
         ("Customers.name", _ref("name", "Customers")),
         ("customer_id -> name", _ref("name", fk="customer_id")),
-        ("`Risk band` = true", ["=", {}, _ref("Risk band"), True]),
-        ("[Risk band] = null", ["=", {}, _ref("Risk band"), None]),
+        ("`Risk band` = true", ["=", {}, _quoted("Risk band"), True]),
+        ("[Risk band] = null", ["=", {}, _quoted("Risk band"), None]),
         ('x = "say \\"hi\\""', ["=", {}, _ref("x"), 'say "hi"']),
     ],
 )

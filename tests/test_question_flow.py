@@ -14,6 +14,7 @@ import requests
 
 from provisioner import dashboards
 from provisioner.config import Settings
+from provisioner.errors import SpecErrors
 from provisioner.metabase.client import MetabaseClient
 from provisioner.spec import load_paths
 from tests.fake_metabase.fixtures import SMALL_WAREHOUSE_SQL
@@ -475,3 +476,19 @@ def _ids_in(text: str) -> list[Any]:
         for line in text.splitlines()
         if any(k in line for k in ("_id:", " id:", "source-table: 1", "card__"))
     ]
+
+
+def test_viz_may_name_a_summary_by_its_name_and_a_missing_column_is_an_error(side: Side, tmp_path: Path) -> None:
+    directory = _yaml(tmp_path / "yaml")
+    sales = directory / "sales.yaml"
+    sales.write_text(SALES.replace("viz: {x: status, y: [count]}", "viz: {x: status, y: [Revenue]}"))
+    assert side.apply(directory).ok
+    card = next(c for c in side.fake.cards() if c["name"] == "Orders by status")
+    assert card["visualization_settings"]["graph.metrics"] == ["sum"]
+    assert not side.plan(directory).has_changes
+    sales.write_text(SALES.replace("viz: {x: status, y: [count]}", "viz: {x: status, y: [revenue]}"))
+    with pytest.raises(SpecErrors) as caught:
+        side.plan(directory)
+    [error] = caught.value.errors
+    assert (error.path, error.line, error.field) == (sales, 26, "cards[1].viz.y")
+    assert "column `revenue` is not returned by the question (it returns: status, count, sum)" in error.problem

@@ -707,7 +707,7 @@ def test_validate_reports_a_viz_column_missing_from_a_question_on_a_sql_question
             "filter: 'time_interval(region, -3, \"month\")'",
             21,
             "cards[2].query[0].filter",
-            "PostgreSQL rejects this filter: operator does not exist: text >=",
+            "`time_interval` works on dates; the column is text",
         ),
         (
             "source: v_portfolio_overview",
@@ -736,10 +736,10 @@ def test_a_question_on_a_broken_sql_question_reports_only_the_broken_sql(
 def test_a_step_postgresql_rejects_is_reported_at_that_step(
     tmp_path: Path, seeded_database: SeededDatabase
 ) -> None:
-    text = DASHBOARD.replace("      - filter: count > 0\n", "      - filter: 'contains(count, \"1\")'\n")
+    text = DASHBOARD.replace("      - filter: count > 0\n", "      - filter: 'lower(count) = \"1\"'\n")
     [(line, field, problem)] = _validate(tmp_path, text, seeded_database)
     assert (line, field) == (24, "cards[2].query[1].filter")
-    assert "operator does not exist: bigint ~~ unknown" in problem
+    assert "function lower(bigint) does not exist" in problem
 
 
 def test_a_question_on_a_query_postgresql_rejects_reports_only_that_query(

@@ -249,7 +249,9 @@ class _Parser:
             return inner
         if token.kind == "quoted":
             self.advance()
-            return self.reference(None, _unquote(token))
+            quoted = self.reference(None, _unquote(token))
+            quoted[1] = {"quoted": True}  # never a keyword such as a bare `count`
+            return quoted
         if token.kind == "ident":
             word = token.text.lower()
             if word in ("true", "false"):

@@ -11,6 +11,7 @@ columns and their types. Problems are SpecErrors at the file, line and field of 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,10 @@ class _Scope:
     expressions: dict[str, Any] = field(default_factory=dict)
     schema: Schema | None = None
 
+    @property
+    def _table_path(self) -> list[str]:
+        return (self.table or "").split(".")
+
     def type_of(self, ref: list[Any]) -> str:
         if ref[0] == "expression":
             found = self.expressions.get(ref[-1])
@@ -94,7 +99,7 @@ class _Scope:
         name = leaf[-1] if isinstance(leaf, list) else leaf
         if "join-alias" in options:
             columns = self.joins[options["join-alias"]].columns
-        elif isinstance(leaf, list) and leaf[0] != self.table and self.schema is not None:
+        elif isinstance(leaf, list) and self.schema is not None and leaf[:-1] != self._table_path:
             columns = _by_name(self.schema.columns(".".join(leaf[:-1])))
         else:
             columns = self.columns
@@ -255,7 +260,11 @@ class QuestionCompiler:
             table = self.schema.canonical_table(".".join(path[:-1]))
             names = {c.name for c in self.schema.columns(table) or []} if table else set()
             if table is None or path[-1] not in names:
-                raise _Problem(("mbql",), f"no column `{'.'.join(path)}` in the database")
+                raise _Problem(
+                    ("mbql",),
+                    f"no column `{'.'.join(path)}` in the database",
+                    hint="a column is `table.column`; check both names against the database",
+                )
             fixed = [*table.split("."), path[-1]]
             if where == "leaf":
                 out = fixed
@@ -412,13 +421,19 @@ class QuestionCompiler:
         if group.unit is not None:
             if column_type != "type/*" and not is_temporal(column_type):
                 self.error(
-                    (*loc, "unit"), f"`{text}` is not a date or time ({column_type}); it has no `unit`"
+                    (*loc, "unit"),
+                    f"`{text}` is not a date or time ({column_type}); it has no `unit`",
+                    hint="group a date column by unit, a number by `bins`, text as it is",
                 )
                 return None
             options["temporal-unit"] = group.unit
         elif group.bins is not None or group.bin_width is not None:
             if column_type != "type/*" and not is_numeric(column_type):
-                self.error(loc, f"`{text}` is not a number ({column_type}); it cannot be binned")
+                self.error(
+                    loc,
+                    f"`{text}` is not a number ({column_type}); it cannot be binned",
+                    hint="bin a number column; group text or dates as they are (dates by `unit`)",
+                )
                 return None
             if group.bin_width is not None:
                 options["binning"] = {"strategy": "bin-width", "bin-width": group.bin_width}
@@ -481,9 +496,6 @@ class QuestionCompiler:
         except ExprError as exc:
             self.error(loc, _syntax(text, exc))
             return None
-        bare = is_ref(tree) and tree[2] is None and tree[4] is None
-        if context == "summary" and bare and tree[3].lower() in ("count", "cum_count"):
-            tree = [tree[3].lower().replace("_", "-"), {}]
         failed = len(self.errors)
         resolved = self._walk(tree, loc, scope, context)
         if len(self.errors) > failed:
@@ -506,6 +518,8 @@ class QuestionCompiler:
         if not is_clause(tree):
             return tree
         if tree[0] == REF:
+            if context == "summary" and _bare_count(tree):
+                return [tree[3].lower().replace("_", "-"), {}]  # `count`, as Metabase's editor writes it
             return self._resolve(tree, loc, scope)
         tag, options, args = tree[0], tree[1], tree[2:]
         if tag in AGGREGATIONS:
@@ -521,12 +535,20 @@ class QuestionCompiler:
             ):
                 column_type = scope.type_of(inner[0])
                 if column_type != "type/*" and not is_numeric(column_type):
-                    self.error(loc, f"`{tag.replace('-', '_')}` needs a number; the column is {column_type}")
+                    self.error(
+                        loc,
+                        f"`{tag.replace('-', '_')}` needs a number; the column is {column_type}",
+                        hint="summarize a number column, or count it: count, distinct(x)",
+                    )
             return [tag, options, *inner]
         if tag in ("case", "if") and args and isinstance(args[0], list):
             pairs = [[self._walk(p, loc, scope, context) for p in pair] for pair in args[0]]
             return [tag, options, pairs, *(self._walk(a, loc, scope, context) for a in args[1:])]
-        return [tag, options, *(self._walk(a, loc, scope, context) for a in args)]
+        walked = [tag, options, *(self._walk(a, loc, scope, context) for a in args)]
+        problem = _type_problem(walked, scope)
+        if problem is not None:
+            self.error(loc, problem, hint="compare a column with a value of its own type")
+        return walked
 
     def _resolve(self, ref: list[Any], loc: Loc, scope: _Scope) -> list[Any] | None:
         _, _, qualifier, name, fk = ref
@@ -611,6 +633,56 @@ class QuestionCompiler:
         return stage_columns(
             canonical({"stages": [stage]})["stages"][0], list(scope.columns.values()), joins, table_columns
         )
+
+
+_COMPARISONS = frozenset({"=", "!=", "<", "<=", ">", ">=", "between"})
+_TEXT_ONLY = frozenset({"contains", "does-not-contain", "starts-with", "ends-with"})
+_TEMPORAL_ONLY = frozenset({"time-interval", "relative-time-interval", "during"})
+_DATE_TEXT = re.compile(r"^\d{4}-\d{2}(-\d{2})?([T ]\d{2}:\d{2}(:\d{2})?.*)?$")
+
+
+def _type_problem(clause: list[Any], scope: _Scope) -> str | None:
+    """Why a condition cannot hold for the column's type (text against a number, a date against text...)."""
+    tag, args = clause[0], clause[2:]
+    if not args or not is_clause(args[0]) or args[0][0] not in ("field", "expression"):
+        return None
+    column_type = scope.type_of(args[0])
+    if column_type == "type/*":
+        return None
+    what = _kind_word(column_type)
+    if tag in _TEXT_ONLY and not is_text(column_type):
+        return f"`{tag.replace('-', '_')}` works on text; the column is {what} ({column_type})"
+    if tag in _TEMPORAL_ONLY and not is_temporal(column_type):
+        return f"`{tag.replace('-', '_')}` works on dates; the column is {what} ({column_type})"
+    if tag not in _COMPARISONS:
+        return None
+    for value in args[1:]:
+        if value is None or is_clause(value):
+            continue
+        if is_numeric(column_type) and isinstance(value, str | bool):
+            return f"compares a number column with {value!r}"
+        if is_text(column_type) and isinstance(value, int | float) and not isinstance(value, bool):
+            return f"compares a text column with the number {value!r}; quote it: \"{value}\""
+        if is_temporal(column_type) and not (isinstance(value, str) and _DATE_TEXT.match(value)):
+            return f"compares a date column with {value!r}; write a date such as \"2026-01-31\""
+        if column_type == "type/Boolean" and not isinstance(value, bool):
+            return f"compares a true/false column with {value!r}; use true or false"
+    return None
+
+
+def _kind_word(base_type: str) -> str:
+    if is_numeric(base_type):
+        return "a number"
+    if is_temporal(base_type):
+        return "a date"
+    if is_text(base_type):
+        return "text"
+    return "true/false" if base_type == "type/Boolean" else "another type"
+
+
+def _bare_count(ref: list[Any]) -> bool:
+    """`count` or `cum_count` written bare (not `` `count` ``, not qualified): the summary, not a column."""
+    return not ref[1] and ref[2] is None and ref[4] is None and str(ref[3]).lower() in ("count", "cum_count")
 
 
 def _has_aggregation(tree: Any) -> bool:
