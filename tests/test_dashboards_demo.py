@@ -170,7 +170,9 @@ def test_demo_collection_follows_the_environment(
     client.close()
 
 
-def test_every_demo_question_compiles_to_sql_that_prepares_on_the_seeded_warehouse(seeded_database: Any) -> None:
+def test_every_demo_question_compiles_to_sql_that_prepares_on_the_seeded_warehouse(
+    seeded_database: Any,
+) -> None:
     result = dashboards.validate([DEMO], database_url=seeded_database.reader_dsn, environ={})
     assert result.sql_checked
     assert len(result.dashboards) == 6

@@ -234,7 +234,9 @@ def test_the_good_files_compile_against_the_database_with_columns_and_types(tmp_
 
 
 def test_a_bare_count_inside_arithmetic_is_the_summary_and_a_quoted_one_a_column(tmp_path: Path) -> None:
-    dash = DASH.replace('summarize: [count, "sum(amount)"]', 'summarize: ["sum(amount) / count", "sum(`count`)"]')
+    dash = DASH.replace(
+        'summarize: [count, "sum(amount)"]', 'summarize: ["sum(amount) / count", "sum(`count`)"]'
+    )
     _files(tmp_path, dash=dash)
     compiled = compile_questions(load_paths([tmp_path], environ={}), None)
     assert compiled.errors == []

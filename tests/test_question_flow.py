@@ -439,7 +439,11 @@ def test_a_dashboard_built_in_the_ui_moves_to_a_metabase_whose_ids_all_differ(
                     "name": f"Other {n}",
                     "display": "table",
                     "visualization_settings": {},
-                    "dataset_query": {"type": "native", "database": decoy_id, "native": {"query": "SELECT 1"}},
+                    "dataset_query": {
+                        "type": "native",
+                        "database": decoy_id,
+                        "native": {"query": "SELECT 1"},
+                    },
                 },
             )
         board = _built_in_the_ui(a, db_a)
@@ -478,7 +482,9 @@ def _ids_in(text: str) -> list[Any]:
     ]
 
 
-def test_viz_may_name_a_summary_by_its_name_and_a_missing_column_is_an_error(side: Side, tmp_path: Path) -> None:
+def test_viz_may_name_a_summary_by_its_name_and_a_missing_column_is_an_error(
+    side: Side, tmp_path: Path
+) -> None:
     directory = _yaml(tmp_path / "yaml")
     sales = directory / "sales.yaml"
     sales.write_text(SALES.replace("viz: {x: status, y: [count]}", "viz: {x: status, y: [Revenue]}"))
@@ -491,4 +497,6 @@ def test_viz_may_name_a_summary_by_its_name_and_a_missing_column_is_an_error(sid
         side.plan(directory)
     [error] = caught.value.errors
     assert (error.path, error.line, error.field) == (sales, 26, "cards[1].viz.y")
-    assert "column `revenue` is not returned by the question (it returns: status, count, sum)" in error.problem
+    assert (
+        "column `revenue` is not returned by the question (it returns: status, count, sum)" in error.problem
+    )

@@ -662,9 +662,9 @@ def _type_problem(clause: list[Any], scope: _Scope) -> str | None:
         if is_numeric(column_type) and isinstance(value, str | bool):
             return f"compares a number column with {value!r}"
         if is_text(column_type) and isinstance(value, int | float) and not isinstance(value, bool):
-            return f"compares a text column with the number {value!r}; quote it: \"{value}\""
+            return f'compares a text column with the number {value!r}; quote it: "{value}"'
         if is_temporal(column_type) and not (isinstance(value, str) and _DATE_TEXT.match(value)):
-            return f"compares a date column with {value!r}; write a date such as \"2026-01-31\""
+            return f'compares a date column with {value!r}; write a date such as "2026-01-31"'
         if column_type == "type/Boolean" and not isinstance(value, bool):
             return f"compares a true/false column with {value!r}; use true or false"
     return None
