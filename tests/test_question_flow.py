@@ -36,6 +36,11 @@ questions:
     metadata:
       amount: {display_name: Order amount, semantic_type: currency, description: What the customer pays}
       status: {semantic_type: category}
+  - key: revenue
+    type: metric
+    name: Revenue
+    description: Money in from orders that were not voided.
+    query: {source: orders, filter: 'status != "void"', summarize: ["sum(amount)"], group_by: [{column: ordered_on, unit: month}]}
 """
 SALES = """\
 key: sales
@@ -171,6 +176,7 @@ def test_query_builder_questions_apply_run_and_replan_clean(side: Side, tmp_path
     assert result.ok, result.describe()
     cards = {c["name"]: c for c in side.fake.cards()}
     assert cards["Orders"]["type"] == "model" and cards["Orders"]["dashboard_id"] is None
+    assert cards["Revenue"]["type"] == "metric" and cards["Revenue"]["dashboard_id"] is None
     sales = side.dashboard("Sales")
     assert {cards[n]["dashboard_id"] for n in ("Paid revenue", "Orders by status")} == {sales["id"]}
     assert side.run(cards["Paid revenue"]["id"]) == [[17.75]]
