@@ -177,24 +177,36 @@ class _Writer:
             )
         return out
 
-    def body(self, card: DesiredCard, collection_id: int | None) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def _place(self, card: DesiredCard, collection_id: int | None) -> dict[str, int | None]:
+        """Where the card lives: a dashboard question only names its dashboard (its collection is the
+        dashboard's, and sending both must match); any other card names its collection."""
+        if card.dashboard_key is not None:
+            return {"dashboard_id": self.dashboard_ids[card.dashboard_key]}
+        return {"collection_id": collection_id}
+
+    def _fields(self, card: DesiredCard) -> dict[str, Any]:
+        return {
             "name": card.name,
             "display": card.display,
             "description": card.description,
             "type": card.type,
             "dataset_query": self.dataset_query(card),
             "visualization_settings": card.visualization_settings,
+            "result_metadata": self.result_metadata(card),
         }
-        if card.dashboard_key is not None:
-            # A dashboard question: its collection is its dashboard's (sending both must match).
-            body["dashboard_id"] = self.dashboard_ids[card.dashboard_key]
-        else:
-            body["collection_id"] = collection_id
-        metadata = self.result_metadata(card)
-        if metadata is not None:
-            body["result_metadata"] = metadata
-        return body
+
+    def create(self, card: DesiredCard, collection_id: int | None) -> CardCreate:
+        """The POST body of a new card."""
+        # Validated as a whole: where the card lives decides which of two keys is set at all.
+        return CardCreate.model_validate({**self._fields(card), **self._place(card, collection_id)})
+
+    def update(self, card: DesiredCard, collection_id: int | None, changes: list[str]) -> CardUpdate:
+        """The PUT body that makes an existing card what the YAML says (unarchived, moved home)."""
+        place = self._place(card, collection_id)
+        if card.dashboard_key is None and "dashboard" in changes:
+            place["dashboard_id"] = None  # out of its dashboard, into the collection
+        archived = {"archived": False} if "archived" in changes else {}
+        return CardUpdate.model_validate({**self._fields(card), **place, **archived})
 
     def target(self, card_ident: str | None, target: list[Any]) -> list[Any]:
         """A dashboard filter's target with ids: a column of a query-builder card as a legacy field ref."""
@@ -293,7 +305,7 @@ def execute(
         collection_id = collection_ids.get(card.collection_path)
         if action.action == "create":
             progress.info(f"creating {card.type} {action.name}")
-            made = client.create_card(CardCreate(**writer.body(card, collection_id)))
+            made = client.create_card(writer.create(card, collection_id))
             writer.card_ids[card.ident] = made.id
             reader.card_keys[made.id] = card.ident
             changed_cards.append((card, made))
@@ -301,12 +313,7 @@ def execute(
         elif action.action == "update":
             assert action.id is not None
             progress.info(f"updating {card.type} {action.name}: {', '.join(action.changes)}")
-            body = writer.body(card, collection_id)
-            if "archived" in action.changes:
-                body["archived"] = False
-            if card.dashboard_key is None and "dashboard" in action.changes:
-                body["dashboard_id"] = None  # out of its dashboard, into the collection
-            updated = client.update_card(action.id, CardUpdate(**body))
+            updated = client.update_card(action.id, writer.update(card, collection_id, action.changes))
             changed_cards.append((card, updated))
             record(action, action.id)
         else:
