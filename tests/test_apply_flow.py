@@ -10,11 +10,15 @@ from typing import Any
 
 import psycopg
 import pytest
+import responses
 from typer.testing import CliRunner
 
 from provisioner import dashboards
+from provisioner.apply import execute
 from provisioner.cli.app import app
+from provisioner.compare import Reader
 from provisioner.config import Settings
+from provisioner.desired import DesiredCard
 from provisioner.errors import MetabaseError, SpecErrors
 from provisioner.id_cache import IdCache
 from provisioner.metabase.client import MetabaseClient
@@ -26,6 +30,7 @@ from provisioner.metabase.models import (
     NativeDatasetQuery,
     NativeQuery,
 )
+from provisioner.plan import Action, Plan
 from provisioner.progress import RecordingProgress
 from tests.fake_metabase.server import FakeMetabase, new_state
 
@@ -662,3 +667,35 @@ def test_an_unwritable_state_directory_costs_the_shortcut_not_the_apply(env: Env
     assert result.ok and len(_live(env.fake.dashboards())) == 1
     warnings = [text for kind, text in progress.lines if kind == "warn"]
     assert any("metabase-ids.json" in w and "next run reads every collection" in w for w in warnings)
+
+
+@responses.activate
+def test_a_failed_card_run_with_a_blank_error_is_reported_not_raised() -> None:
+    card = DesiredCard(
+        file_key="d",
+        key="q",
+        ident="d/q",
+        name="Q",
+        description=None,
+        display="table",
+        type="question",
+        sql="SELECT 1",
+        template_tags={},
+        visualization_settings={"provisioner.key": "d/q"},
+        collection_path=("C",),
+        database_id=1,
+    )
+    plan = Plan(
+        [
+            Action("collection", "unchanged", "C", "C", id=3, desired=("C",)),
+            Action("card", "update", "d/q", "Q", id=5, changes=["sql"], desired=card),
+        ]
+    )
+    base = "http://mb.test"
+    responses.put(f"{base}/api/card/5", json={"id": 5, "name": "Q"})
+    # Metabase answers 202 even when the query fails; the message may be empty.
+    responses.post(f"{base}/api/card/5/query", status=202, json={"status": "failed", "error": " \n"})
+    with MetabaseClient(base, sleep=lambda _s: None) as client:
+        result = execute(plan, client, Reader(), metabase_url=base)
+    assert [(f.key, f.card_id, f.error) for f in result.failed_queries] == [("d/q", 5, "failed")]
+    assert not result.ok
