@@ -83,6 +83,7 @@ class ApplyResult:
     failed_queries: list[FailedQuery] = field(default_factory=list)
     verify_problems: list[str] = field(default_factory=list)
     requests: int = 0
+    backup: str | None = None  # where the previous state of what changed was saved
 
     @property
     def ok(self) -> bool:
@@ -108,6 +109,7 @@ class ApplyResult:
             "dashboards": self.dashboard_urls,
             "failed_queries": [f.to_dict() for f in self.failed_queries],
             "verify_problems": self.verify_problems,
+            "backup": self.backup,
         }
 
     def describe(self) -> str:
@@ -124,6 +126,10 @@ class ApplyResult:
             f"{s['created']} created, {s['updated']} updated, "
             f"{s['archived']} archived, {s['unchanged']} unchanged"
         )
+        if self.backup:
+            lines.append(
+                f"previous state saved in {self.backup} (`provision dashboards restore` puts it back)"
+            )
         return "\n".join(lines)
 
 
@@ -235,8 +241,11 @@ def execute(
     metabase_url: str,
     progress: Progress | None = None,
     run_cards: bool = True,
+    created: Callable[[Literal["collection", "card", "dashboard"], int, str, str], None] | None = None,
 ) -> ApplyResult:
     """Carry out the plan; raises MetabaseError when Metabase refuses a write (re-running resumes).
+
+    `created(kind, id, key, name)` hears of each object as soon as it exists (the backup notes them).
 
     Order: collections; new dashboards (created with their filters, which identify them, so that their
     questions can be saved inside them); cards, every model or question before those built on it; then
@@ -259,18 +268,23 @@ def execute(
             )
         )
 
+    def noted(kind: Literal["collection", "card", "dashboard"], object_id: int, action: Action) -> None:
+        if created is not None:
+            created(kind, object_id, action.key, action.name)
+
     for action in plan.actions:
         if action.kind != "collection":
             continue
         path: tuple[str, ...] = action.desired
         if action.action == "create":
             progress.info(f"creating collection {action.key}")
-            created: Collection = client.create_collection(
+            made_collection: Collection = client.create_collection(
                 CollectionCreate(name=path[-1], parent_id=collection_ids.get(path[:-1]))
             )
-            assert isinstance(created.id, int)
-            collection_ids[path] = created.id
-            record(action, created.id)
+            assert isinstance(made_collection.id, int)
+            collection_ids[path] = made_collection.id
+            noted("collection", made_collection.id, action)
+            record(action, made_collection.id)
         else:
             assert action.id is not None
             collection_ids[path] = action.id
@@ -291,6 +305,7 @@ def execute(
                     parameters=desired.parameters,
                 )
             )
+            noted("dashboard", dashboards[desired.key].id, action)
         else:
             dashboards[desired.key] = action.actual
         writer.dashboard_ids[desired.key] = dashboards[desired.key].id
@@ -306,6 +321,7 @@ def execute(
         if action.action == "create":
             progress.info(f"creating {card.type} {action.name}")
             made = client.create_card(writer.create(card, collection_id))
+            noted("card", made.id, action)
             writer.card_ids[card.ident] = made.id
             reader.card_keys[made.id] = card.ident
             changed_cards.append((card, made))

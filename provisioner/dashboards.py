@@ -5,24 +5,30 @@ Plan and apply share one path: apply computes the same plan, then executes its a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner import sqlcheck
+from provisioner import plan_file, sqlcheck
 from provisioner.apply import ApplyResult, execute
+from provisioner.apply_lock import ApplyLock, remove_abandoned
+from provisioner.backup import RestoreResult, new_backup_dir, start_backup
+from provisioner.backup import restore as restore_backup
 from provisioner.compare import Reader
 from provisioner.desired import desired_state
-from provisioner.errors import SpecErrors
+from provisioner.errors import ConfigError, SpecErrors
 from provisioner.export import ExportResult, export_dashboards
 from provisioner.id_cache import IdCache
+from provisioner.metabase.models import Card, Dashboard
 from provisioner.observe import ActualState, Wanted, observe, resolve_databases
 from provisioner.plan import Plan, build_plan
 from provisioner.progress import NullProgress, Progress
 from provisioner.spec import LoadedFile, json_schema, load_paths
 from provisioner.spec.models import DashboardSpec
+from provisioner.state import StateDir
 from provisioner.translate import MetadataSchema
 
 if TYPE_CHECKING:
@@ -172,32 +178,84 @@ def _prune_scope(
     return {item.spec.key for item in loaded if not item.dependency}
 
 
+@dataclass
+class _Inputs:
+    """What a plan is computed from: the files read, how to prune, the environment they used."""
+
+    paths: list[Path]
+    loaded: list[LoadedFile]
+    prune: bool
+    prune_scope: set[str] | None
+    environ: plan_file.RecordingEnviron
+    saved: plan_file.SavedPlan | None = None
+
+
+@contextmanager
+def _inputs(
+    paths: Sequence[Path],
+    prune: bool,
+    environ: Mapping[str, str] | None,
+    progress: Progress,
+    *,
+    saved_plans: bool = False,
+) -> Iterator[_Inputs]:
+    """The YAML given, or (with `saved_plans`, for apply) the snapshot inside a saved plan file."""
+    recording = plan_file.RecordingEnviron(os.environ if environ is None else environ)
+    saved = plan_file.saved_plan_in(paths) if saved_plans else None
+    if saved is None:
+        loaded = load_paths(paths, recording)
+        yield _Inputs(list(paths), loaded, prune, _prune_scope(paths, loaded, prune, progress), recording)
+        return
+    if prune:
+        raise ConfigError(
+            "--prune cannot be given with a saved plan", hint="the plan itself says whether it prunes"
+        )
+    with plan_file.materialized(saved) as given:
+        loaded = load_paths(given, recording)
+        scope = _prune_scope(given, loaded, saved.prune, NullProgress())
+        yield _Inputs(given, loaded, saved.prune, scope, recording, saved)
+
+
 def plan(
     settings: Settings,
     paths: Sequence[Path] = (DEFAULT_DIR,),
     *,
     prune: bool = False,
+    out: Path | None = None,
     progress: Progress | None = None,
     client: MetabaseClient | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Plan:
-    """What `apply` would change, per object; reads Metabase, writes nothing.
+    """What `apply` would change, per object; reads Metabase, writes nothing (but `out`, the saved plan).
 
-    Raises SpecErrors (invalid files, unknown table.column in Metabase), MetabaseError.
+    Raises SpecErrors (invalid files, unknown table.column in Metabase), MetabaseError, ConfigError.
     """
     progress = progress or NullProgress()
-    loaded = load_paths(paths, environ)
-    with _metabase(settings, client, progress, read_only=True) as mb:
-        progress.step(f"Reading Metabase for {len(loaded)} file(s)")
+    with (
+        _inputs(paths, prune, environ, progress) as inputs,
+        _metabase(settings, client, progress, read_only=True) as mb,
+    ):
+        progress.step(f"Reading Metabase for {len(inputs.loaded)} file(s)")
         computed = _compute_plan(
             mb,
-            loaded,
+            inputs.loaded,
             prune=prune,
             cache=IdCache.of(settings.home),
             metabase_url=settings.metabase_url,
-            prune_scope=_prune_scope(paths, loaded, prune, progress),
-        )
-    return computed.plan
+            prune_scope=inputs.prune_scope,
+        ).plan
+        if out is not None:
+            saved = plan_file.snapshot(
+                computed,
+                paths=inputs.paths,
+                loaded=inputs.loaded,
+                environ=inputs.environ,
+                metabase_url=settings.metabase_url,
+                prune=prune,
+            )
+            plan_file.save(saved, out)
+            computed.saved_to = str(out)
+    return computed
 
 
 def apply(
@@ -205,41 +263,76 @@ def apply(
     paths: Sequence[Path] = (DEFAULT_DIR,),
     *,
     prune: bool = False,
+    force: bool = False,
+    backup_dir: Path | None = None,
     progress: Progress | None = None,
     client: MetabaseClient | None = None,
     environ: Mapping[str, str] | None = None,
     run_cards: bool = True,
     databases: Sequence[DatabaseMetadata] = (),
+    lock: ApplyLock | None = None,
 ) -> ApplyResult:
     """Create or update collections, cards and dashboards (archive removed ones with `prune`).
 
-    `databases` is metadata the caller has just read (the demo's connect step), used instead of
-    reading it again. Re-running after a failure converges. Raises SpecErrors, MetabaseError.
+    `paths` may be one saved plan (`plan --out`): then the plan saved is applied and nothing else, and
+    apply refuses (StalePlan) before any write when it no longer holds, unless `force`. Every object
+    changed or archived is first backed up (backup.py). A plan that creates anything is applied under
+    the apply lock, and computed again once the lock is held (apply_lock.py): two applies at once never
+    create the same object twice. `databases` is metadata the caller has just read (the demo's connect
+    step), used instead of reading it again. Re-running after a failure converges. Raises SpecErrors,
+    MetabaseError, StalePlan, ApplyBusy, ConfigError.
     """
     progress = progress or NullProgress()
-    loaded = load_paths(paths, environ)
     cache = IdCache.of(settings.home)
-    with _metabase(settings, client, progress) as mb:
+    with (
+        _inputs(paths, prune, environ, progress, saved_plans=True) as inputs,
+        _metabase(settings, client, progress) as mb,
+    ):
+        if inputs.saved is None and force:
+            raise ConfigError(
+                "--force applies only to a saved plan", hint="give the file `dashboards plan --out` wrote"
+            )
+        if inputs.saved is not None:
+            plan_file.check_target(inputs.saved, settings.metabase_url)
+            progress.step(f"Checking the saved plan of {inputs.saved.created_at} against Metabase")
         start = mb.request_count
-        progress.step(f"Planning {len(loaded)} file(s)")
-        computed = _compute_plan(
-            mb,
-            loaded,
-            prune=prune,
-            cache=cache,
-            metabase_url=settings.metabase_url,
-            databases=databases,
-            prune_scope=_prune_scope(paths, loaded, prune, progress),
+        records = StateDir(settings.home).apply_locks_dir
+        remove_abandoned(mb, records, settings.metabase_url, progress)
+
+        def computed_plan(remembered: IdCache | None) -> _Computed:
+            computed = _compute_plan(
+                mb,
+                inputs.loaded,
+                prune=inputs.prune,
+                cache=remembered,
+                metabase_url=settings.metabase_url,
+                databases=databases,
+                prune_scope=inputs.prune_scope,
+            )
+            if inputs.saved is not None and not force:
+                plan_file.refuse_if_drifted(inputs.saved, computed.plan, inputs.environ)
+            return computed
+
+        progress.step(f"Planning {len(inputs.loaded)} file(s)")
+        computed = computed_plan(cache)
+        # Made before any write, so that an apply that cannot keep a backup changes nothing.
+        backup_at = (
+            new_backup_dir(backup_dir or StateDir(settings.home).backups_dir)
+            if computed.plan.has_changes
+            else None
         )
-        progress.step("Applying" if computed.plan.has_changes else "Nothing to change")
-        result = execute(
-            computed.plan,
-            mb,
-            computed.reader,
-            metabase_url=settings.metabase_url,
-            progress=progress,
-            run_cards=run_cards,
-        )
+        if any(a.action == "create" for a in computed.plan.actions):
+            with (lock or ApplyLock()).held(
+                mb,
+                progress,
+                records=StateDir(settings.home).apply_locks_dir,
+                metabase_url=settings.metabase_url,
+            ):
+                # Another apply may have made these objects since the plan read: plan again, locked.
+                computed = computed_plan(None)
+                result = _execute(settings, mb, computed, backup_at, progress, run_cards)
+        else:
+            result = _execute(settings, mb, computed, backup_at, progress, run_cards)
         result.requests = mb.request_count - start
     dashboards = [o for o in result.outcomes if o.kind == "dashboard"]
     standalone = {a.key for a in computed.plan.actions if a.kind == "card" and _standalone(a)}
@@ -261,6 +354,74 @@ def apply(
     for failed in result.failed_queries:
         progress.warn(f"card {failed.name!r} fails in Metabase: {failed.error}")
     return result
+
+
+def _execute(
+    settings: Settings,
+    client: MetabaseClient,
+    computed: _Computed,
+    backup_at: Path | None,
+    progress: Progress,
+    run_cards: bool,
+) -> ApplyResult:
+    """Back up what the plan changes or archives into `backup_at`, then carry the plan out."""
+    plan = computed.plan
+    if backup_at is None or not plan.has_changes:
+        if backup_at is not None:
+            with suppress(OSError):
+                backup_at.rmdir()  # another apply did it all while this one waited for the lock
+        progress.step("Nothing to change")
+        return execute(plan, client, computed.reader, metabase_url=settings.metabase_url, run_cards=run_cards)
+    touched = [
+        (a.key, a.action, a.actual)
+        for a in plan.actions
+        if a.action in ("update", "archive") and isinstance(a.actual, Card | Dashboard)
+    ]
+    backup = start_backup(
+        backup_at,
+        touched,
+        metabase_url=settings.metabase_url,
+        command="apply",
+    )
+    progress.step(f"Applying (previous state saved in {backup.directory})")
+    try:
+        result = execute(
+            plan,
+            client,
+            computed.reader,
+            metabase_url=settings.metabase_url,
+            progress=progress,
+            run_cards=run_cards,
+            created=backup.created,
+        )
+    finally:
+        backup.finish()
+    result.backup = str(backup.directory)
+    return result
+
+
+def restore(
+    settings: Settings,
+    directory: Path,
+    *,
+    backup_dir: Path | None = None,
+    progress: Progress | None = None,
+    client: MetabaseClient | None = None,
+) -> RestoreResult:
+    """Put back the cards and dashboards an apply backed up, archive what it created.
+
+    What restore overwrites is backed up first, so a restore can be undone by restoring that backup.
+    Raises ConfigError (not a backup, another Metabase), MetabaseError.
+    """
+    progress = progress or NullProgress()
+    with _metabase(settings, client, progress) as mb:
+        return restore_backup(
+            mb,
+            directory,
+            metabase_url=settings.metabase_url,
+            backup_dir=new_backup_dir(backup_dir or StateDir(settings.home).backups_dir),
+            progress=progress,
+        )
 
 
 def _standalone(action: Any) -> bool:

@@ -146,6 +146,20 @@ class MetabaseVersionError(MetabaseError):
     """The Metabase version is outside the supported range."""
 
 
+class StalePlan(ProvisionError):
+    """A saved plan no longer matches Metabase or its inputs; review a new one, or apply with --force."""
+
+    exit_code = 7
+    kind = "stale-plan"
+
+
+class ApplyBusy(ProvisionError):
+    """Another apply holds this Metabase's apply lock; wait for it, then run again."""
+
+    exit_code = 6
+    kind = "busy"
+
+
 class DatabaseError(ProvisionError):
     """PostgreSQL refused a connection or a statement."""
 

@@ -44,6 +44,7 @@ class Plan:
 
     actions: list[Action]
     requests: int = 0
+    saved_to: str | None = None  # the file `plan --out` wrote
 
     @property
     def has_changes(self) -> bool:
@@ -56,11 +57,14 @@ class Plan:
         return counts
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "has_changes": self.has_changes,
             "summary": self.summary(),
             "actions": [a.to_dict() for a in self.actions],
         }
+        if self.saved_to:
+            out["saved_to"] = self.saved_to
+        return out
 
     def describe(self) -> str:
         """The plan as lines for people."""
@@ -74,6 +78,10 @@ class Plan:
             f"{s['create']} to create, {s['update']} to update, "
             f"{s['archive']} to archive, {s['unchanged']} unchanged"
         )
+        if self.saved_to:
+            lines.append(
+                f"plan saved to {self.saved_to}; `provision dashboards apply {self.saved_to}` applies it"
+            )
         return "\n".join(lines)
 
 

@@ -128,6 +128,14 @@ class StateDir:
     def run_dir(self) -> Path:
         return self.root / "run"
 
+    @property
+    def apply_locks_dir(self) -> Path:
+        return self.run_dir / "apply-locks"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.root / "backups"
+
     def ensure(self) -> Path:
         """Create the state directory (mode 0700) and return it.
 

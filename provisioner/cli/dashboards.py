@@ -1,4 +1,4 @@
-"""`provision dashboards validate|plan|apply|export|schema`: parse, call one core function, print."""
+"""`provision dashboards validate|plan|apply|restore|export|schema`: parse, call one core function, print."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ def plan_command(
     ctx: typer.Context,
     paths: PathsArgument = None,
     prune: PruneOption = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Save the plan (and the files it was made from) for `apply FILE`."),
+    ] = None,
     metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -59,29 +63,73 @@ def plan_command(
 
     output = output_for(ctx, json_output)
     settings = settings_for(metabase_url=metabase_url)
-    plan = dashboards.plan(settings, _paths(paths), prune=prune, progress=output.progress)
+    plan = dashboards.plan(settings, _paths(paths), prune=prune, out=out, progress=output.progress)
     output.result(plan.to_dict(), plan.describe)
     if plan.has_changes:
         raise typer.Exit(2)  # scripts and CI read "changes pending" from the exit code
 
 
+BackupDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--backup-dir", help="Keep backups here instead of .provision/backups/.", show_default=False
+    ),
+]
+
+
 @dashboards_app.command("apply")
 def apply_command(
     ctx: typer.Context,
-    paths: PathsArgument = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Dashboard files or directories (default: dashboards/), or one plan saved by `plan --out`.",
+            show_default=False,
+        ),
+    ] = None,
     prune: PruneOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Apply a saved plan even if Metabase changed since it was made.")
+    ] = False,
+    backup_dir: BackupDirOption = None,
     metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create or update collections, cards and dashboards; unchanged objects are not touched."""
+    """Create or update collections, cards and dashboards; unchanged objects are not touched.
+
+    What it changes or archives is backed up first; `restore` puts it back.
+    """
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
     settings = settings_for(metabase_url=metabase_url)
-    result = dashboards.apply(settings, _paths(paths), prune=prune, progress=output.progress)
+    result = dashboards.apply(
+        settings, _paths(paths), prune=prune, force=force, backup_dir=backup_dir, progress=output.progress
+    )
     output.result(result.to_dict(), result.describe)
     if not result.ok:
         raise typer.Exit(1)  # written, but a query fails in Metabase or the read-back differs
+
+
+@dashboards_app.command("restore")
+def restore_command(
+    ctx: typer.Context,
+    backup: Annotated[
+        Path, typer.Argument(help="A backup directory an apply wrote (.provision/backups/...).")
+    ],
+    backup_dir: BackupDirOption = None,
+    metabase_url: MetabaseAddressOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Put back the cards and dashboards an apply changed or archived; archive what it created."""
+    from provisioner import dashboards
+
+    output = output_for(ctx, json_output)
+    settings = settings_for(metabase_url=metabase_url)
+    result = dashboards.restore(settings, backup, backup_dir=backup_dir, progress=output.progress)
+    output.result(result.to_dict(), result.describe)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 @dashboards_app.command("export")

@@ -354,6 +354,10 @@ class MetabaseClient:
         """The updated dashboard; a given `dashcards` list replaces them all (absent ones are deleted)."""
         return self._send("PUT", f"/api/dashboard/{dashboard_id}", Dashboard, update)
 
+    def delete_dashboard(self, dashboard_id: int) -> None:
+        """Delete a dashboard for good (only the apply lock's own, see apply_lock.py); 404 if gone."""
+        self._request("DELETE", f"/api/dashboard/{dashboard_id}")
+
 
 # --- error mapping (module level: tests and other adapters use it) -----------------------------
 

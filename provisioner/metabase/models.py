@@ -9,6 +9,7 @@ listed in `_send_null` and survive the dump when they were set explicitly. Kebab
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
@@ -25,6 +26,7 @@ from pydantic import (
     field_serializer,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from provisioner.errors import MetabaseError, MetabaseNotFound
@@ -465,7 +467,20 @@ class Parameter(BaseModel):
     required: bool | None = None
 
 
-class Card(_Read):
+class _KeepsRaw(_Read):
+    """An answer whose JSON, exactly as Metabase sent it, is kept: backups and saved plans need it."""
+
+    raw: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_raw(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "raw" not in data:
+            return {**data, "raw": copy.deepcopy(dict(data))}
+        return data
+
+
+class Card(_KeepsRaw):
     """A saved question, model or metric, read in either `dataset_query` form."""
 
     id: int
@@ -485,6 +500,7 @@ class Card(_Read):
     parameters: list[Parameter] = Field(default_factory=list)
     dashboard_id: int | None = None  # a dashboard question (v0.53+) belongs in this dashboard
     result_metadata: list[dict[str, Any]] | None = None
+    created_at: str | None = None
     updated_at: str | None = None
 
     @field_validator("result_metadata", mode="before")
@@ -558,6 +574,14 @@ class ResultColumn(_Write):
 DatasetQuery = NativeDatasetQuery | QueryDatasetQuery
 
 
+class StoredDatasetQuery(_Write):
+    """A `dataset_query` exactly as Metabase returned it (legacy or MBQL 5): what restore sends back."""
+
+    model_config = ConfigDict(extra="allow", serialize_by_alias=True)
+
+    database: int
+
+
 class CardCreate(_Write):
     _send_null: ClassVar[frozenset[str]] = frozenset({"collection_id"})
 
@@ -582,7 +606,7 @@ class CardUpdate(_Write):
 
     name: str | None = None
     display: str | None = None
-    dataset_query: DatasetQuery | None = None
+    dataset_query: DatasetQuery | StoredDatasetQuery | None = None
     visualization_settings: dict[str, Any] | None = None
     type: str | None = None
     collection_id: int | None = None
@@ -709,7 +733,7 @@ class DashCard(_Write):
         return value
 
 
-class Dashboard(_Read):
+class Dashboard(_KeepsRaw):
     """A dashboard with its dashcards (v0.46 called them `ordered_cards`) and tabs."""
 
     id: int
@@ -726,6 +750,8 @@ class Dashboard(_Read):
     tabs: list[Tab] = Field(default_factory=list)
     width: str | None = None
     auto_apply_filters: bool | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
 
 
 class DashboardCreate(_Write):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -112,6 +113,7 @@ class FakeMetabase:
         self._faults: dict[int, FaultKind] = {}
         self._login_failures: dict[str, int] = {}
         self.requests: list[RecordedRequest] = []
+        self.write_gate: WriteGate | None = None  # test hook: hold the next writes until they race
         if self.state_file and self.state_file.exists():
             self.state = FakeState.load(self.state_file)
         else:
@@ -276,6 +278,8 @@ class FakeMetabase:
                 body = json.loads(body_bytes)
             except ValueError:
                 body_error = True
+        if self.write_gate is not None and method in MUTATING_METHODS and not path.startswith("/api/session"):
+            self.write_gate.arrive()  # outside the lock: the writes held here then race each other
         with self._lock:
             self.requests.append(RecordedRequest(method, path, query, body, dict(headers)))
             if path == "/api/health" and method == "GET":
@@ -353,6 +357,24 @@ def _server_error(message: str, trace: list[str] | None = None) -> Response:
             "trace": trace or [],
         },
     )
+
+
+class WriteGate:
+    """Holds the next `parties` writes (any client) until all of them have arrived, then lets them go
+    together: two clients that would write at about the same time are made to, deterministically."""
+
+    def __init__(self, parties: int, timeout_s: float = 10.0) -> None:
+        self._barrier = threading.Barrier(parties, timeout=timeout_s)
+        self._left = parties
+        self._count = threading.Lock()
+
+    def arrive(self) -> None:
+        with self._count:
+            if self._left == 0:
+                return
+            self._left -= 1
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other party never came: go on
+            self._barrier.wait()
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
