@@ -233,6 +233,12 @@ class _Writer:
         return [target[0], written, *target[2:]]
 
 
+def new_card_body(card: DesiredCard, reader: Reader, collection_id: int | None) -> CardCreate:
+    """The POST /api/card body apply sends for `card` (a card on no dashboard); `metabase check` writes
+    its scratch cards with it, so what it probes is what apply writes."""
+    return _Writer(reader, [card]).create(card, collection_id)
+
+
 def execute(
     plan: Plan,
     client: MetabaseClient,

@@ -64,7 +64,8 @@ class Reader:
         )
 
 
-def _tag_canon(tag: TemplateTag) -> dict[str, Any]:
+def tag_canon(tag: TemplateTag) -> dict[str, Any]:
+    """What plan compares of a template tag (`field` is the id a field filter points at)."""
     return {
         "name": tag.name,
         "display-name": tag.display_name,
@@ -99,8 +100,8 @@ def card_differences(
     if desired.query is None:
         if (actual.native_sql or "").strip() != desired.sql:
             diffs.append("sql")
-        actual_tags = {k: _tag_canon(v) for k, v in actual.template_tags.items()}
-        if actual_tags != {k: _tag_canon(v) for k, v in desired.template_tags.items()}:
+        actual_tags = {k: tag_canon(v) for k, v in actual.template_tags.items()}
+        if actual_tags != {k: tag_canon(v) for k, v in desired.template_tags.items()}:
             diffs.append("template_tags")
     else:
         diffs += query_differences(desired.query, reader.query(actual))

@@ -58,8 +58,13 @@ def run_doctor(
     disk_usage: Callable[[str], Any] = shutil.disk_usage,
     clock: Callable[[], float] = time.monotonic,
     progress: Progress | None = None,
+    probe: bool = True,
 ) -> list[Check]:
-    """Every check that matters for the chosen runtime, in order; raises nothing (failures are checks)."""
+    """Every check that matters for the chosen runtime, in order; raises nothing (failures are checks).
+
+    With `probe` (and a Metabase that answers and logs in) it ends with `provision metabase check`, which
+    writes scratch cards and archives them.
+    """
     runner = runner or SubprocessRunner()
     choice = runtime_choice or settings.runtime
     (progress or NullProgress()).step(f"Checking this machine and the demo (runtime: {choice})")
@@ -106,6 +111,8 @@ def run_doctor(
         checks.append(credentials)
         if credentials.ok:
             checks.append(check_dashboards(pointed, dashboards_dirs))
+            if probe:
+                checks.append(check_probe(pointed, clock))
     return checks
 
 
@@ -268,6 +275,28 @@ def check_credentials(settings: Settings, clock: Callable[[], float] = time.mono
     key = given.get_secret_value() if given is not None else None
     via = f"API key {describe_secret(key)}" if authed.auth == "api_key" else "an admin session"
     return Check(name="credentials", ok=True, detail=f"logged in as {authed.who} with {via}")
+
+
+def check_probe(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Check:
+    """`provision metabase check`: cards written as apply writes them come back unchanged and run."""
+    from provisioner.probe import run_probe
+
+    try:
+        result = run_probe(settings, progress=NullProgress(), clock=clock)
+    except ProvisionError as exc:
+        return Check(name="metabase check", ok=False, detail=exc.message, hint=exc.hint)
+    if result.ok:
+        return Check(name="metabase check", ok=True, detail=result.summary())
+    first = result.failed[0]
+    return Check(
+        name="metabase check",
+        ok=False,
+        detail=f"{result.summary()}; first: {first.detail}"
+        + "".join(f"; {d.describe()}" for d in first.differences[:3]),
+        hint=(first.hint or "")
+        + ("; " if first.hint else "")
+        + "`provision metabase check` shows every check",
+    )
 
 
 def check_database(running: RuntimeStatus) -> Check:

@@ -160,6 +160,21 @@ class ApplyBusy(ProvisionError):
     kind = "busy"
 
 
+class ProbeFailed(MetabaseError):
+    """`provision metabase check` saw this Metabase change, refuse or fail to run what the tool writes."""
+
+    kind = "probe"
+
+    def __init__(self, message: str, *, hint: str | None = None, report: dict[str, object]) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report  # every check with what was expected and what came back (no secrets)
+
+    def to_dict(self) -> dict[str, object]:
+        out = super().to_dict()
+        out.update({k: v for k, v in self.report.items() if k not in out})
+        return out
+
+
 class DatabaseError(ProvisionError):
     """PostgreSQL refused a connection or a statement."""
 

@@ -88,6 +88,24 @@ def test_set_version_changes_the_reported_tag(fake_metabase: FakeMetabase) -> No
     assert requests.get(f"{fake_metabase.url}/api/session/properties").json()["version"]["tag"] == "v0.61.9"
 
 
+def test_rewrite_answers_changes_only_matching_answers_never_what_is_stored(
+    fake_metabase: FakeMetabase,
+) -> None:
+    http = admin(fake_metabase)
+
+    def renamed(body: dict) -> None:
+        body["name"] = "Rewritten"
+
+    fake_metabase.rewrite_answers("GET", r"/api/collection/\d+", renamed)
+    made = http.post(f"{fake_metabase.url}/api/collection", json={"name": "Kept"}).json()
+    assert made["name"] == "Kept"  # a POST answer is not a GET's
+    assert http.get(f"{fake_metabase.url}/api/collection/{made['id']}").json()["name"] == "Rewritten"
+    assert http.get(f"{fake_metabase.url}/api/collection/{made['id']}/items").json()["data"] == []
+    assert next(c for c in fake_metabase.collections() if c["id"] == made["id"])["name"] == "Kept"
+    missing = http.get(f"{fake_metabase.url}/api/collection/999999")
+    assert missing.status_code == 404 and missing.text == "Not found."  # errors pass untouched
+
+
 def test_setup_rejects_a_wrong_token(fake_metabase: FakeMetabase) -> None:
     response = requests.post(f"{fake_metabase.url}/api/setup", json=setup_body(fake_metabase, token="nope"))
     assert response.status_code == 400

@@ -82,6 +82,7 @@ def test_demo_then_status_and_doctor_are_green_and_down_removes_it(local_demo: P
         "database",
         "credentials",
         "dashboards",
+        "metabase check",
     ]
     credentials = next(c for c in doctor["checks"] if c["name"] == "credentials")
     assert "<redacted> (length " in credentials["detail"]

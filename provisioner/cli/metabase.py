@@ -79,3 +79,20 @@ def connect_command(
         )
 
     output.result({"ok": True, **result.model_dump(mode="json")}, text)
+
+
+@metabase_app.command("check")
+def check_command(
+    ctx: typer.Context,
+    database: Annotated[
+        str | None, typer.Option("--database", help="The database to read (default: the first one added).")
+    ] = None,
+    metabase_url: MetabaseAddressOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Probe this Metabase: write scratch cards as apply does, read them back, run them, archive them."""
+    from provisioner.probe import check
+
+    output = output_for(ctx, json_output)
+    result = check(settings_for(metabase_url=metabase_url), database=database, progress=output.progress)
+    output.result(result.to_dict(), result.describe)

@@ -111,6 +111,7 @@ class FakeMetabase:
         self._lock = threading.RLock()
         self._mutations = 0
         self._faults: dict[int, FaultKind] = {}
+        self._rewrites: list[tuple[str, re.Pattern[str], Callable[[Any], None]]] = []
         self._login_failures: dict[str, int] = {}
         self.requests: list[RecordedRequest] = []
         self.write_gate: WriteGate | None = None  # test hook: hold the next writes until they race
@@ -179,6 +180,27 @@ class FakeMetabase:
             raise ValueError("at_mutation counts from 1; kind is '500', 'drop' or 'drop-after-commit'")
         with self._lock:
             self._faults[self._mutations + at_mutation] = kind
+
+    def rewrite_answers(self, method: str, path: str, rewrite: Callable[[Any], None]) -> None:
+        """From now on, pass the JSON body of each successful answer to `method` on a path matching `path`
+        (a regex, whole path) through `rewrite`, which edits it in place.
+
+        A test hook for checks that must notice a Metabase changing what it keeps (stripping a setting,
+        rewriting a template tag or a clause): only the answers change, never what the fake accepts or
+        stores, so the fake stays as strict as the real API.
+        """
+        with self._lock:
+            self._rewrites.append((method, re.compile(path), rewrite))
+
+    def _rewritten(self, method: str, path: str, response: Response) -> Response:
+        if response.status >= 300 or not isinstance(response.body, dict | list):
+            return response
+        for rewrite_method, pattern, rewrite in self._rewrites:
+            if rewrite_method == method and pattern.fullmatch(path):
+                body = copy.deepcopy(response.body)
+                rewrite(body)
+                response = Response(response.status, body, dict(response.headers))
+        return response
 
     def set_version(self, tag: str) -> None:
         """Report `tag` (e.g. "v0.61.9") as `version.tag` from now on; behaviour stays the newest."""
@@ -297,7 +319,7 @@ class FakeMetabase:
             response = (
                 Response(400, "Malformed JSON in request body.")
                 if body_error
-                else self._route(method, path, query, body, headers)
+                else self._rewritten(method, path, self._route(method, path, query, body, headers))
             )
             if method in MUTATING_METHODS and not body_error:
                 self._save()
