@@ -30,10 +30,12 @@ def seed(
     force: bool,
     port: int | None,
     progress: Progress | None = None,
+    schema: str | None = None,
 ) -> SeedResult:
     """Seed the configured warehouse (starting the embedded one if needed) and store the reader's password.
 
-    Raises DatabaseError, OwnershipError, EnvironmentProblem (embedded port in use).
+    `schema`: where the demo goes (see `seed_database`). Raises ConfigError (a bad schema name),
+    DatabaseError, OwnershipError, EnvironmentProblem (embedded port in use).
     """
     progress = progress or NullProgress()
     warehouse = resolve_warehouse(settings, port=port, progress=progress)
@@ -58,6 +60,7 @@ def seed(
         reader_password=password,
         progress=progress,
         reader_role=role,
+        schema=schema,
     )
     if password is not None:
         with state.edit_credentials() as credentials:
