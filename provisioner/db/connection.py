@@ -27,8 +27,10 @@ def connect(
 ) -> psycopg.Connection:
     """A connection to `dsn`, retrying for up to `wait_s` while the server starts.
 
-    Raises DatabaseError with a hint for the usual causes (host down, wrong password, no such
-    database, PostgreSQL older than 13).
+    psycopg's automatic server-side prepared statements are off: behind a pooler in transaction mode
+    (Supabase's on 6543, PgBouncer, Neon's) a statement prepared in one transaction is gone, or already
+    taken by another client, in the next. Raises DatabaseError with a hint for the usual causes (host
+    down, wrong password, no such database, PostgreSQL older than 13).
     """
     import psycopg
 
@@ -36,7 +38,7 @@ def connect(
 
     def attempt() -> psycopg.Connection | None:
         try:
-            return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10)
+            return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10, prepare_threshold=None)
         except psycopg.OperationalError as exc:
             if not _is_transient(exc):
                 raise explain_connect_error(dsn, exc) from exc
