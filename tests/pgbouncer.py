@@ -1,4 +1,5 @@
-"""A real PgBouncer in transaction mode in front of the session's embedded PostgreSQL, for the pooler tests.
+"""A real PgBouncer in front of the session's embedded PostgreSQL: in transaction mode for the pooler tests,
+terminating TLS for the SSL tests (the embedded server is built without SSL).
 
 Debian's `pgbouncer` package; the tests skip with one line when it is not installed (CI installs it).
 The config lives in a temporary directory: transaction pooling, clients authenticated by SCRAM against
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,8 +58,30 @@ def _version(binary: str) -> tuple[int, int]:
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
-def _config(server: PgServer, port: int, directory: Path, version: tuple[int, int]) -> str:
+@dataclass(frozen=True)
+class ClientTls:
+    """PgBouncer's TLS towards clients: its key and certificate; clients must use TLS."""
+
+    key_file: Path
+    cert_file: Path
+
+
+def _config(
+    server: PgServer,
+    port: int,
+    directory: Path,
+    version: tuple[int, int],
+    pool_mode: str,
+    tls: ClientTls | None,
+) -> str:
     no_prepared = "max_prepared_statements = 0\n" if version >= (1, 21) else ""
+    client_tls = (
+        "client_tls_sslmode = require\n"
+        f"client_tls_key_file = {directory / tls.key_file.name}\n"
+        f"client_tls_cert_file = {directory / tls.cert_file.name}\n"
+        if tls is not None
+        else ""
+    )
     return (
         "[databases]\n"
         f"* = host=127.0.0.1 port={server.info.port}\n"
@@ -65,8 +89,9 @@ def _config(server: PgServer, port: int, directory: Path, version: tuple[int, in
         "listen_addr = 127.0.0.1\n"
         f"listen_port = {port}\n"
         "unix_socket_dir =\n"
-        "pool_mode = transaction\n"
+        f"pool_mode = {pool_mode}\n"
         f"{no_prepared}"
+        f"{client_tls}"
         "default_pool_size = 4\n"
         "max_client_conn = 100\n"
         "auth_type = scram-sha-256\n"
@@ -79,18 +104,28 @@ def _config(server: PgServer, port: int, directory: Path, version: tuple[int, in
     )
 
 
-@pytest.fixture(scope="module")
-def pgbouncer(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bouncer]:
-    """PgBouncer in transaction mode before the session's server, started for the module, stopped after."""
+@contextmanager
+def running_pgbouncer(
+    server: PgServer, directory: Path, *, pool_mode: str, tls: ClientTls | None = None
+) -> Iterator[Bouncer]:
+    """PgBouncer before `server`, its files in `directory`, for the duration of the block.
+
+    Skips the test when pgbouncer is not installed.
+    """
     binary = pgbouncer_binary()
     if binary is None:
         pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    directory = tmp_path_factory.mktemp("pgbouncer")
     port = free_port()
-    (directory / "pgbouncer.ini").write_text(_config(pg_server, port, directory, _version(binary)))
-    (directory / "userlist.txt").write_text(f'"postgres" "{pg_server.password}"\n')
+    if tls is not None:
+        for file in (tls.key_file, tls.cert_file):
+            shutil.copy(file, directory / file.name)
+            (directory / file.name).chmod(0o600)
+    (directory / "pgbouncer.ini").write_text(
+        _config(server, port, directory, _version(binary), pool_mode, tls)
+    )
+    (directory / "userlist.txt").write_text(f'"postgres" "{server.password}"\n')
     # PgBouncer refuses to run as root: as root it runs as the user the embedded server runs as.
-    user = (pg_server.info.data_dir).owner() if os.geteuid() == 0 else None
+    user = server.info.data_dir.owner() if os.geteuid() == 0 else None
     if user is not None:
         for path in (directory, *directory.iterdir()):
             shutil.chown(path, user=user, group=user)
@@ -109,7 +144,8 @@ def pgbouncer(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> 
         if process.poll() is not None:
             raise RuntimeError(f"pgbouncer exited with {process.returncode}: see {bouncer.log_file}")
         try:
-            with psycopg.connect(bouncer.dsn(pg_server.dsn()), connect_timeout=2) as conn:
+            sslmode = "require" if tls is not None else "disable"
+            with psycopg.connect(bouncer.dsn(server.dsn()), connect_timeout=2, sslmode=sslmode) as conn:
                 conn.execute("SELECT 1")
             return True
         except psycopg.OperationalError:
@@ -131,3 +167,12 @@ def pgbouncer(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bouncer]:
+    """PgBouncer in transaction mode before the session's server, started for the module, stopped after."""
+    with running_pgbouncer(
+        pg_server, tmp_path_factory.mktemp("pgbouncer"), pool_mode="transaction"
+    ) as bouncer:
+        yield bouncer

@@ -80,6 +80,11 @@ def explain_connect_error(dsn: str, exc: Exception) -> DatabaseError:
         hint = "is PostgreSQL running and reachable? For the embedded one: `provision db start`"
     elif "could not translate host name" in lower or "name or service not known" in lower:
         hint = "check the host name in the database URL"
+    elif "certificate" in lower or "root cert" in lower or "does not match host name" in lower:
+        hint = (
+            "the server's certificate does not check out against sslrootcert: use the provider's CA file, "
+            "and the host name the certificate names (or sslmode=require, which encrypts without checking)"
+        )
     elif "ssl" in lower:
         hint = "hosted databases often need ?sslmode=require at the end of the URL"
     else:
