@@ -17,6 +17,7 @@ from datetime import date
 import psycopg
 import pytest
 from psycopg import sql
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from provisioner.cli.app import app
@@ -24,6 +25,7 @@ from provisioner.db.hosted import DATA_API_ROLES, DEDICATED_SCHEMA
 from provisioner.db.roles import with_credentials
 from provisioner.db.schema import META_TABLE, TABLES, VIEWS
 from provisioner.db.seed import SeedResult, find_demo_schema, seed_database, seed_status
+from provisioner.doctor import check_data_api_exposure
 from provisioner.errors import ConfigError
 from tests.conftest import PgServer
 
@@ -222,3 +224,26 @@ def test_a_schema_name_that_cannot_hold_the_demo_is_refused_before_anything_is_w
     with pytest.raises(ConfigError, match="cannot hold the demo"):
         _seed(pg_dsn, schema=name)
     assert seed_status(pg_dsn) is None
+
+
+def test_doctor_flags_demo_objects_the_data_api_can_read_and_seed_closes_them(supabase: SupabaseLike) -> None:
+    dsn = supabase.database()
+    _seed(dsn, schema="public")
+    closed = check_data_api_exposure(SecretStr(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("GRANT SELECT ON public.customers TO anon")  # someone opened it again
+
+    opened = check_data_api_exposure(SecretStr(dsn))
+    _seed(dsn)
+    reclosed = check_data_api_exposure(SecretStr(dsn))
+
+    assert closed is not None and closed.ok and "can read nothing of the demo" in closed.detail
+    assert opened is not None and not opened.ok
+    assert "anon: public.customers" in opened.detail and "exposed public schema" in opened.detail
+    assert "provision seed" in (opened.hint or "") and f"--schema {DEDICATED_SCHEMA}" in (opened.hint or "")
+    assert reclosed is not None and reclosed.ok
+
+
+def test_doctor_has_no_data_api_line_where_nothing_is_granted_to_those_roles(pg_dsn: str) -> None:
+    _seed(pg_dsn)
+    assert check_data_api_exposure(SecretStr(pg_dsn)) is None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from provisioner.dsn import parse_dsn
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, DatabaseError
 
 if TYPE_CHECKING:
     import psycopg
@@ -181,3 +181,23 @@ def require_plain_schema(name: str) -> str:
             "(e.g. --schema asset_finance)",
         )
     return name
+
+
+def data_api_readable(dsn: str, schema: str) -> tuple[tuple[str, ...], list[str]]:
+    """(the Data API roles when the database looks like Supabase, else (); what of the demo in `schema`
+    they can read, as `role: schema.object`). Raises DatabaseError."""
+    import psycopg
+
+    from provisioner.db.connection import connect, first_line
+    from provisioner.db.schema import META_TABLE, TABLES, VIEWS
+
+    conn = connect(dsn)
+    try:
+        with conn:
+            roles = data_api_roles(conn)
+            readable = readable_by(conn, roles, schema, (*TABLES, *VIEWS, META_TABLE)) if roles else []
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot read the grants of the demo objects: {first_line(exc)}") from exc
+    finally:
+        conn.close()
+    return roles, readable
