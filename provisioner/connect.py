@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
+from provisioner.db.hosted import login_for_role
 from provisioner.db.roles import with_credentials
 from provisioner.errors import ProvisionError
 from provisioner.metabase.models import DatabaseMetadata
@@ -176,9 +177,8 @@ def metabase_connection(settings: Settings, warehouse: Warehouse) -> MetabaseCon
         return MetabaseConnection(dsn=settings.reader_database_url, is_reader=True)
     stored = StateDir(settings.home).credentials().reader
     if stored is not None and stored.belongs_to(warehouse.host, warehouse.port, warehouse.dbname):
-        dsn = with_credentials(
-            warehouse.dsn.get_secret_value(), stored.user, stored.password.get_secret_value()
-        )
+        owner = warehouse.dsn.get_secret_value()
+        dsn = with_credentials(owner, login_for_role(owner, stored.user), stored.password.get_secret_value())
         return MetabaseConnection(dsn=SecretStr(dsn), is_reader=True)
     return MetabaseConnection(
         dsn=warehouse.dsn,

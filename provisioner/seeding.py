@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from provisioner.db.roles import READER_ROLE, dsn_user
+from provisioner.db.hosted import role_of_login
+from provisioner.db.roles import READER_ROLE
 from provisioner.db.seed import SeedResult, seed_database
 from provisioner.progress import NullProgress, Progress
 from provisioner.runtime.warehouse import resolve_warehouse
@@ -43,7 +44,7 @@ def seed(
     password: str | None = None
     if settings.reader_database_url is not None:
         # Someone else's role: only grant it SELECT on the rebuilt objects.
-        role = dsn_user(settings.reader_database_url.get_secret_value()) or READER_ROLE
+        role = role_of_login(settings.reader_database_url.get_secret_value()) or READER_ROLE
     else:
         role = READER_ROLE
         stored = state.credentials().reader

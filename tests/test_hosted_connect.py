@@ -16,16 +16,18 @@ import psycopg
 import pytest
 
 from provisioner.config import Settings
-from provisioner.connect import connect_database
-from provisioner.db.hosted import known_pooler
+from provisioner.connect import connect_database, metabase_connection
+from provisioner.db.hosted import known_pooler, login_for_role, role_of_login
 from provisioner.db.schema import TABLES, VIEWS
 from provisioner.demo import run_demo
 from provisioner.errors import ConfigError
 from provisioner.metabase.setup import DATABASE_NAME, POOLER_JDBC_OPTIONS, postgres_details, setup_metabase
 from provisioner.progress import RecordingProgress
 from provisioner.runtime.external import ExternalRuntime
+from provisioner.runtime.warehouse import resolve_warehouse
 from provisioner.seeding import seed
 from provisioner.state import StateDir
+from tests.credentials import store_credentials
 from tests.fake_metabase import sql as fake_sql
 from tests.fake_metabase.server import FakeMetabase
 
@@ -275,3 +277,39 @@ def test_moving_the_demo_to_another_schema_updates_the_filter_once(
     database = _demo_database(fake_metabase)
     assert database["details"]["schema-filters-patterns"] == "moved"
     assert {t["schema"] for t in database["tables"]} == {"moved"}
+
+
+# --- Supabase's shared pooler names the project in the user ------------------------------------------
+
+SUPAVISOR = "postgresql://postgres.abcdefghijkl:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres"
+
+
+def test_on_supabases_shared_pooler_a_role_logs_in_with_the_project_ref() -> None:
+    assert login_for_role(SUPAVISOR, "metabase_reader") == "metabase_reader.abcdefghijkl"
+    assert role_of_login(SUPAVISOR.replace("postgres.", "metabase_reader.", 1)) == "metabase_reader"
+    direct = "postgresql://postgres:pw@db.abcdefghijkl.supabase.co:5432/postgres"
+    assert login_for_role(direct, "metabase_reader") == "metabase_reader"
+    assert role_of_login(direct) == "postgres"
+
+
+def test_metabase_logs_in_as_the_reader_of_the_project_through_supabases_pooler(clean_environ: Path) -> None:
+    settings = Settings.load({}, home=clean_environ, database_url=SUPAVISOR)
+    store_credentials(
+        clean_environ,
+        reader={
+            "user": "metabase_reader",
+            "password": "Reader-pw-1",
+            "host": "aws-0-eu-central-1.pooler.supabase.com",
+            "port": 6543,
+            "dbname": "postgres",
+        },
+    )
+
+    connection = metabase_connection(settings, resolve_warehouse(settings, start=False))
+
+    parts = psycopg.conninfo.conninfo_to_dict(connection.dsn.get_secret_value())
+    assert (parts["user"], parts["password"], parts["port"]) == (
+        "metabase_reader.abcdefghijkl",
+        "Reader-pw-1",
+        "6543",
+    )

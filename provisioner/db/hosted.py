@@ -166,6 +166,34 @@ def _shared_server_process(dsn: str) -> int | None:
     return int(first[0])
 
 
+# Supabase's shared pooler (Supavisor) tells projects apart by the user name: `<role>.<project ref>`.
+_SUPAVISOR_HOST_SUFFIX = ".pooler.supabase.com"
+
+
+def login_for_role(dsn: str, role: str) -> str:
+    """The user name `role` logs in with at `dsn`'s address: `role.<project ref>` on Supabase's shared
+    pooler (the ref taken from the DSN's own user), `role` anywhere else. Raises ConfigError."""
+    ref = _supavisor_ref(dsn)
+    return f"{role}.{ref}" if ref else role
+
+
+def role_of_login(dsn: str) -> str | None:
+    """The role `dsn` logs in as: its user, without the `.<project ref>` Supabase's shared pooler adds.
+
+    Raises ConfigError when the DSN does not parse.
+    """
+    user = parse_dsn(dsn).user
+    ref = _supavisor_ref(dsn)
+    return user.removesuffix(f".{ref}") if user and ref else user
+
+
+def _supavisor_ref(dsn: str) -> str | None:
+    parts = parse_dsn(dsn)
+    if parts.host.lower().endswith(_SUPAVISOR_HOST_SUFFIX) and parts.user and "." in parts.user:
+        return parts.user.rsplit(".", 1)[1]
+    return None
+
+
 def require_plain_schema(name: str) -> str:
     """`name` when it can be a demo schema (a plain lower-case identifier, not a system schema).
 

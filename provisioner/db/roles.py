@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from provisioner.dsn import dsn_with, parse_dsn
+from provisioner.dsn import dsn_with
 from provisioner.errors import ConfigError
 from provisioner.progress import NullProgress, Progress
 
@@ -218,8 +218,3 @@ def _role_state(conn: psycopg.Connection, role: str) -> tuple[bool, bool]:
 def with_credentials(dsn: str, user: str, password: str) -> str:
     """`dsn` with its user and password replaced, every other part (e.g. sslmode) kept."""
     return dsn_with(dsn, user=user, password=password)
-
-
-def dsn_user(dsn: str) -> str | None:
-    """The user `dsn` logs in as, or None when it names none; raises ConfigError when it does not parse."""
-    return parse_dsn(dsn).user
