@@ -45,7 +45,7 @@ class ConnectResult(BaseModel):
     action: Literal["created", "updated", "unchanged"]
     connection: str  # the DSN Metabase uses, password redacted
     is_reader: bool | None  # None: the DSN was given explicitly, its role is the caller's choice
-    schema_name: str | None = Field(default=None, serialization_alias="schema")  # Metabase syncs only it
+    schema_name: str | None = None  # the schema Metabase syncs (its schema filter); None: every schema
     transaction_pooler: bool = False  # registered with the JDBC options a transaction-mode pooler needs
     tables_expected: int
     tables_found: int

@@ -11,7 +11,7 @@ import hashlib
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, computed_field
 
 from provisioner import __version__
 from provisioner.db.connection import connect, first_line
@@ -74,7 +74,7 @@ class SeedStatus(BaseModel):
     checksum: str
     counts: dict[str, int]
     seeded_at: datetime
-    schema_name: str = Field(default="public", serialization_alias="schema")
+    schema_name: str = "public"
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -96,7 +96,7 @@ class DataApiOutcome(BaseModel):
     """What seeding did so that Supabase's Data API roles (anon, authenticated) read nothing of the demo."""
 
     roles: list[str]
-    schema_name: str = Field(serialization_alias="schema")
+    schema_name: str
     # The demo went to a schema of its own because the roles exist and nothing chose another.
     dedicated_schema: bool
     # (role, object) pairs the roles held privileges on (from default privileges), now revoked.
@@ -115,7 +115,7 @@ class SeedResult(BaseModel):
     checksum: str
     reader: ReaderOutcome
     database: str  # redacted DSN
-    schema_name: str = Field(default="public", serialization_alias="schema")
+    schema_name: str = "public"
     data_api: DataApiOutcome | None = None
 
 
