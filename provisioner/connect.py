@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
+from provisioner.db.hosted import login_for_role
 from provisioner.db.roles import with_credentials
+from provisioner.errors import ProvisionError
 from provisioner.metabase.models import DatabaseMetadata
 from provisioner.metabase.setup import (
     DATABASE_NAME,
+    POOLER_JDBC_OPTIONS,
     AuthenticatedClient,
     open_client,
     postgres_details,
@@ -42,6 +45,8 @@ class ConnectResult(BaseModel):
     action: Literal["created", "updated", "unchanged"]
     connection: str  # the DSN Metabase uses, password redacted
     is_reader: bool | None  # None: the DSN was given explicitly, its role is the caller's choice
+    schema_name: str | None = None  # the schema Metabase syncs (its schema filter); None: every schema
+    transaction_pooler: bool = False  # registered with the JDBC options a transaction-mode pooler needs
     tables_expected: int
     tables_found: int
     synced: bool  # every expected table and view is in Metabase's metadata
@@ -69,17 +74,23 @@ def connect_database(
     metabase_dsn: str | None = None,
     expected_tables: Sequence[str] | None = None,
     authed: AuthenticatedClient | None = None,
+    schema: str | None = None,
 ) -> ConnectResult:
     """Register (or update) the demo database as the read-only role and wait for its tables in Metabase.
 
     `expected_tables` defaults to the demo's 24 tables and 8 views; `authed` reuses an open client
-    (left open). Raises ConfigError for a bad DSN, MetabaseError if Metabase cannot connect or the
-    sync does not finish before the deadline.
+    (left open). Metabase's sync is limited to `schema`, by default the schema the demo was seeded in
+    (none when the warehouse holds no demo). A pooler in transaction mode in front of the warehouse is
+    recognised and registered with the JDBC options it needs. Raises ConfigError for a bad DSN or root
+    certificate, MetabaseError if Metabase cannot connect or the sync does not finish before the deadline.
     """
     if owner_dsn is not None:
         settings = settings.model_copy(update={"database_url": SecretStr(owner_dsn)})
     dsn, is_reader = _metabase_dsn(settings, metabase_dsn, progress)
-    details = postgres_details(dsn)
+    if schema is None:
+        schema = _demo_schema(settings, progress)
+    pooler = _transaction_pooler(dsn, progress)
+    details = postgres_details(dsn, schema=schema, transaction_pooler=pooler)
     if expected_tables is None:
         from provisioner.db.schema import TABLES, VIEWS
 
@@ -94,11 +105,12 @@ def connect_database(
         database, action = register_database(client, settings, details, progress)
         progress.info(f"Database {DATABASE_NAME!r} (id {database.id}): {action}")
         metadata, triggered = wait_for_tables(
-            client, database, expected_tables, settings.sync_timeout_s, progress, clock, sleep
+            client, database, expected_tables, settings.sync_timeout_s, progress, clock, sleep, schema=schema
         )
     finally:
         if owned:
             client.close()
+    found = {t.name for t in metadata.tables if schema is None or t.schema_name == schema}
     return ConnectResult(
         metabase_url=settings.metabase_url,
         database_id=database.id,
@@ -106,12 +118,42 @@ def connect_database(
         action=action,
         connection=f"postgresql://{details.user}:{REDACTED}@{details.host}:{details.port}/{details.dbname}",
         is_reader=is_reader,
+        schema_name=schema,
+        transaction_pooler=pooler,
         tables_expected=len(set(expected_tables)),
-        tables_found=len(set(expected_tables) & metadata.table_names),
+        tables_found=len(set(expected_tables) & found),
         synced=True,
         sync_triggered=triggered,
         metadata=metadata,
     )
+
+
+def _demo_schema(settings: Settings, progress: Progress) -> str | None:
+    """The schema the demo was seeded in, from the warehouse as its owner sees it; None when unknown."""
+    from provisioner.db.seed import find_demo_schema
+
+    try:
+        warehouse = resolve_warehouse(settings, start=False, progress=progress)
+        return find_demo_schema(warehouse.dsn.get_secret_value(), progress)
+    except ProvisionError as exc:
+        progress.warn(f"cannot tell which schema holds the demo ({exc.message}): Metabase syncs every schema")
+        return None
+
+
+def _transaction_pooler(dsn: str, progress: Progress) -> bool:
+    """Whether Metabase's DSN leads to a pooler in transaction mode (address, else a probe from here)."""
+    from provisioner.db.hosted import find_transaction_pooler
+
+    try:
+        finding = find_transaction_pooler(dsn)
+    except ProvisionError:
+        return False  # not reachable from here (e.g. a Docker-internal host), and no known pooler address
+    if finding.transaction_mode:
+        progress.info(
+            f"The warehouse is behind a pooler in transaction mode ({finding.evidence}): "
+            f"Metabase connects with {POOLER_JDBC_OPTIONS}"
+        )
+    return finding.transaction_mode
 
 
 def _metabase_dsn(settings: Settings, explicit: str | None, progress: Progress) -> tuple[str, bool | None]:
@@ -135,9 +177,8 @@ def metabase_connection(settings: Settings, warehouse: Warehouse) -> MetabaseCon
         return MetabaseConnection(dsn=settings.reader_database_url, is_reader=True)
     stored = StateDir(settings.home).credentials().reader
     if stored is not None and stored.belongs_to(warehouse.host, warehouse.port, warehouse.dbname):
-        dsn = with_credentials(
-            warehouse.dsn.get_secret_value(), stored.user, stored.password.get_secret_value()
-        )
+        owner = warehouse.dsn.get_secret_value()
+        dsn = with_credentials(owner, login_for_role(owner, stored.user), stored.password.get_secret_value())
         return MetabaseConnection(dsn=SecretStr(dsn), is_reader=True)
     return MetabaseConnection(
         dsn=warehouse.dsn,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from provisioner.errors import EnvironmentProblem, ProvisionError
 from provisioner.progress import NullProgress, Progress
@@ -113,7 +113,19 @@ def run_doctor(
             checks.append(check_dashboards(pointed, dashboards_dirs))
             if probe:
                 checks.append(check_probe(pointed, clock))
+    if resolved == "external" and running.warehouse_dsn is not None and checks_passed(checks, "database"):
+        ready = checks_passed(checks, "credentials")
+        checks += check_hosted_warehouse(
+            settings.model_copy(update={"metabase_url": url}) if url else settings,
+            running.warehouse_dsn,
+            metabase_ready=ready,
+        )
     return checks
+
+
+def checks_passed(checks: list[Check], name: str) -> bool:
+    """Whether the check named `name` ran and passed."""
+    return any(c.name == name and c.ok for c in checks)
 
 
 def check_docker_engine(runner: CommandRunner) -> Check:
@@ -313,3 +325,137 @@ def check_dashboards(settings: Settings, dashboards_dirs: list[Path] | None) -> 
     """The dashboards in Metabase match the YAML."""
     state = probe_dashboards(settings, dashboards_dirs)
     return Check(name="dashboards", ok=state.in_sync is True, detail=state.detail or "", hint=state.hint)
+
+
+# --- hosted warehouses: SSL, a pooler in transaction mode, Supabase's Data API ---------------------------
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def check_hosted_warehouse(settings: Settings, dsn: SecretStr, *, metabase_ready: bool) -> list[Check]:
+    """The checks a warehouse elsewhere needs: SSL on a remote host, Metabase's options behind a pooler in
+    transaction mode, and nothing of the demo readable through Supabase's Data API. Raises nothing."""
+    checks = [
+        check_warehouse_ssl(dsn),
+        check_transaction_pooler(settings, dsn, metabase_ready=metabase_ready),
+    ]
+    checks.append(check_data_api_exposure(dsn))
+    return [c for c in checks if c is not None]
+
+
+def check_warehouse_ssl(dsn: SecretStr) -> Check | None:
+    """A warehouse on another host is reached with SSL required; None for a local one."""
+    from provisioner.dsn import parse_dsn
+
+    try:
+        parts = parse_dsn(dsn.get_secret_value())
+    except ProvisionError as exc:
+        return Check(name="warehouse ssl", ok=False, detail=exc.message, hint=exc.hint)
+    if parts.host in _LOCAL_HOSTS or parts.host.startswith("/"):
+        return None
+    if parts.sslmode in ("require", "verify-ca", "verify-full"):
+        return Check(name="warehouse ssl", ok=True, detail=f"sslmode={parts.sslmode} to {parts.host}")
+    problem = "sets no sslmode" if parts.sslmode is None else f"sets sslmode={parts.sslmode}"
+    return Check(
+        name="warehouse ssl",
+        ok=False,
+        detail=f"the warehouse at {parts.host} is not local and its URL {problem}: passwords and data "
+        "may cross the network in clear, and Metabase is registered without SSL",
+        hint="add ?sslmode=require to the database URL (or sslmode=verify-full&sslrootcert=CA.pem to also "
+        "check the server), then run `provision metabase connect`",
+    )
+
+
+def check_transaction_pooler(settings: Settings, dsn: SecretStr, *, metabase_ready: bool) -> Check:
+    """Whether a pooler in transaction mode sits before the warehouse, and Metabase is registered for it."""
+    from provisioner.db.hosted import find_transaction_pooler
+    from provisioner.dsn import dsn_with
+    from provisioner.metabase.setup import POOLER_JDBC_OPTIONS
+
+    registered = _registered_details(settings) if metabase_ready else None
+    owner_dsn = dsn.get_secret_value()
+    # Metabase's own address when it is reachable from here (not a Docker-internal host), else the owner's.
+    targets = [owner_dsn]
+    if registered and registered.get("host") and registered.get("port"):
+        targets.insert(0, dsn_with(owner_dsn, host=str(registered["host"]), port=int(registered["port"])))
+    finding = None
+    for target in targets:
+        try:
+            finding = find_transaction_pooler(target)
+            break
+        except ProvisionError:
+            continue
+    if finding is None:
+        return Check(name="pooler", ok=False, detail="cannot reach the warehouse to look for a pooler")
+    if not finding.transaction_mode:
+        return Check(name="pooler", ok=True, detail=f"no pooler in transaction mode ({finding.evidence})")
+    options = str((registered or {}).get("additional-options") or "")
+    behind = f"behind a pooler in transaction mode: {finding.evidence}"
+    if POOLER_JDBC_OPTIONS in options.replace(" ", "").split("&"):
+        return Check(name="pooler", ok=True, detail=f"{behind}; Metabase connects with {POOLER_JDBC_OPTIONS}")
+    if registered is None:
+        return Check(
+            name="pooler",
+            ok=True,
+            detail=f"{behind}; Metabase's registration not checked (not registered yet, or not reachable)",
+            hint=f"`provision metabase connect` registers it with {POOLER_JDBC_OPTIONS}",
+        )
+    return Check(
+        name="pooler",
+        ok=False,
+        detail=f"{behind}; Metabase is registered without {POOLER_JDBC_OPTIONS}, so its JDBC driver prepares "
+        "statements on the server after 5 runs and queries fail (prepared statement already exists)",
+        hint=f"run `provision metabase connect` (it adds {POOLER_JDBC_OPTIONS}), or give Metabase the direct "
+        "or session-mode address (Supabase: port 5432) with --metabase-database-url",
+    )
+
+
+def _registered_details(settings: Settings) -> dict[str, Any] | None:
+    """The demo database's connection details in Metabase, or None (not registered, or unreadable)."""
+    from provisioner.metabase.setup import DATABASE_NAME, open_client
+
+    quick = settings.model_copy(
+        update={"health_timeout_s": PROBE_TIMEOUT_S, "http_timeout_s": PROBE_TIMEOUT_S}
+    )
+    try:
+        authed = open_client(quick, progress=NullProgress(), read_only=True)
+    except ProvisionError:
+        return None
+    try:
+        found = [d for d in authed.client.list_databases() if d.name == DATABASE_NAME and not d.is_sample]
+    except ProvisionError:
+        return None
+    finally:
+        authed.client.close()
+    return dict(found[0].details) if found else None
+
+
+def check_data_api_exposure(dsn: SecretStr) -> Check | None:
+    """On a Supabase-like database, Supabase's Data API roles can read nothing of the demo; None elsewhere."""
+    from provisioner.db.hosted import DEDICATED_SCHEMA, data_api_readable
+    from provisioner.db.seed import seed_status
+
+    try:
+        seeded = seed_status(dsn.get_secret_value())
+        if seeded is None:
+            return None
+        roles, readable = data_api_readable(dsn.get_secret_value(), seeded.schema_name)
+    except ProvisionError as exc:
+        return Check(name="data api", ok=False, detail=exc.message, hint=exc.hint)
+    if not roles:
+        return None
+    who = " and ".join(roles)
+    where = f"schema {seeded.schema_name}"
+    if not readable:
+        return Check(
+            name="data api", ok=True, detail=f"Supabase's {who} can read nothing of the demo ({where})"
+        )
+    exposed = "the exposed public schema" if seeded.schema_name == "public" else where
+    return Check(
+        name="data api",
+        ok=False,
+        detail=f"anyone with the project's anon key can read the demo through Supabase's Data API: {who} may "
+        f"SELECT {len(readable)} demo objects in {exposed} ({', '.join(readable[:3])}, ...)",
+        hint=f"`provision seed` revokes their grants on the demo objects; `provision seed --schema "
+        f"{DEDICATED_SCHEMA}` moves the demo to a schema of its own",
+    )

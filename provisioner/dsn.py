@@ -27,6 +27,7 @@ class DsnParts:
     user: str | None
     password: SecretStr | None
     sslmode: str | None
+    sslrootcert: str | None
     # libpq allows lists of hosts and ports (failover); Metabase and the tool's checks need exactly one.
     single_host: bool
 
@@ -52,6 +53,7 @@ def parse_dsn(dsn: str, *, what: str = "the database URL") -> DsnParts:
         user=_text(values.get("user")),
         password=SecretStr(str(password)) if password else None,
         sslmode=_text(values.get("sslmode")),
+        sslrootcert=_text(values.get("sslrootcert")),
         single_host="," not in host and "," not in ports,
     )
 

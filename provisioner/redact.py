@@ -8,8 +8,11 @@ from collections.abc import Iterable
 # userinfo password in a URL: scheme://user:PASSWORD@host
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)", re.I)
 _API_KEY = re.compile(r"\bmb_[A-Za-z0-9+/=_-]{8,}")
-# password in a key=value DSN (`host=h password=secret`), quoted or not, and in a URL's query string
-_KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.I)
+# password (or the client key's sslpassword) in a key=value DSN (`host=h password=secret`), quoted or not,
+# and in a URL's query string
+_KEYWORD_PASSWORD = re.compile(
+    r"(?P<head>\b(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.I
+)
 
 REDACTED = "<redacted>"
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from provisioner.db.roles import READER_ROLE, dsn_user
+from provisioner.db.hosted import role_of_login
+from provisioner.db.roles import READER_ROLE
 from provisioner.db.seed import SeedResult, seed_database
 from provisioner.progress import NullProgress, Progress
 from provisioner.runtime.warehouse import resolve_warehouse
@@ -30,10 +31,12 @@ def seed(
     force: bool,
     port: int | None,
     progress: Progress | None = None,
+    schema: str | None = None,
 ) -> SeedResult:
     """Seed the configured warehouse (starting the embedded one if needed) and store the reader's password.
 
-    Raises DatabaseError, OwnershipError, EnvironmentProblem (embedded port in use).
+    `schema`: where the demo goes (see `seed_database`). Raises ConfigError (a bad schema name),
+    DatabaseError, OwnershipError, EnvironmentProblem (embedded port in use).
     """
     progress = progress or NullProgress()
     warehouse = resolve_warehouse(settings, port=port, progress=progress)
@@ -41,7 +44,7 @@ def seed(
     password: str | None = None
     if settings.reader_database_url is not None:
         # Someone else's role: only grant it SELECT on the rebuilt objects.
-        role = dsn_user(settings.reader_database_url.get_secret_value()) or READER_ROLE
+        role = role_of_login(settings.reader_database_url.get_secret_value()) or READER_ROLE
     else:
         role = READER_ROLE
         stored = state.credentials().reader
@@ -58,6 +61,7 @@ def seed(
         reader_password=password,
         progress=progress,
         reader_role=role,
+        schema=schema,
     )
     if password is not None:
         with state.edit_credentials() as credentials:

@@ -16,8 +16,8 @@ import pytest
 from provisioner.config import ENV_VARS
 from provisioner.runtime.postgres import EmbeddedPostgres, ServerInfo
 
-# Fixtures owned by their own modules: the seeded demo database, and the fake Metabase.
-pytest_plugins = ["tests.db_fixtures", "tests.fake_metabase.fixtures"]
+# Fixtures owned by their own modules: the seeded demo database, the fake Metabase, PgBouncer.
+pytest_plugins = ["tests.db_fixtures", "tests.fake_metabase.fixtures", "tests.pgbouncer"]
 
 _PRIVATE_BASETEMP = pytest.StashKey[Path]()
 

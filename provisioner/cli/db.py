@@ -51,6 +51,15 @@ def seed_command(
     port: PortOption = None,
     database_url: DatabaseUrlOption = None,
     reader_database_url: ReaderDatabaseUrlOption = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            "--schema",
+            # The Supabase default is db.hosted.DEDICATED_SCHEMA, named here: importing it would slow --help.
+            help="Schema for the demo objects, created when missing (default: where the demo already is; "
+            "on Supabase `asset_finance`; else the current schema, normally public).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create and fill the demo warehouse (24 tables, 8 views): embedded PostgreSQL unless --database-url."""
@@ -64,7 +73,15 @@ def seed_command(
             "--port applies to the embedded PostgreSQL, not to --database-url (or DATABASE_URL)",
             hint="put the port in the database URL instead",
         )
-    result = seed(settings, as_of=as_of_date, reset=reset, force=force, port=port, progress=output.progress)
+    result = seed(
+        settings,
+        as_of=as_of_date,
+        reset=reset,
+        force=force,
+        port=port,
+        progress=output.progress,
+        schema=schema,
+    )
     output.result(result.model_dump(mode="json"), lambda: _seed_text(result))
 
 
@@ -115,8 +132,11 @@ def _seed_text(result: SeedResult) -> str:
     lines = [
         f"{verb} the demo warehouse as of {result.as_of}: {len(result.counts)} tables, {rows} rows",
         f"  database: {result.database}",
+        f"  schema: {result.schema_name}",
         f"  checksum: {result.checksum[:16]}",
     ]
+    if result.data_api is not None:
+        lines.append(f"  Data API: {result.data_api.summary}")
     reader = result.reader
     if reader.fallback_warning is None:
         state = "created" if reader.created else "ready"

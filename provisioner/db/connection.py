@@ -27,8 +27,10 @@ def connect(
 ) -> psycopg.Connection:
     """A connection to `dsn`, retrying for up to `wait_s` while the server starts.
 
-    Raises DatabaseError with a hint for the usual causes (host down, wrong password, no such
-    database, PostgreSQL older than 13).
+    psycopg's automatic server-side prepared statements are off: behind a pooler in transaction mode
+    (Supabase's on 6543, PgBouncer, Neon's) a statement prepared in one transaction is gone, or already
+    taken by another client, in the next. Raises DatabaseError with a hint for the usual causes (host
+    down, wrong password, no such database, PostgreSQL older than 13).
     """
     import psycopg
 
@@ -36,7 +38,7 @@ def connect(
 
     def attempt() -> psycopg.Connection | None:
         try:
-            return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10)
+            return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10, prepare_threshold=None)
         except psycopg.OperationalError as exc:
             if not _is_transient(exc):
                 raise explain_connect_error(dsn, exc) from exc
@@ -78,6 +80,11 @@ def explain_connect_error(dsn: str, exc: Exception) -> DatabaseError:
         hint = "is PostgreSQL running and reachable? For the embedded one: `provision db start`"
     elif "could not translate host name" in lower or "name or service not known" in lower:
         hint = "check the host name in the database URL"
+    elif "certificate" in lower or "root cert" in lower or "does not match host name" in lower:
+        hint = (
+            "the server's certificate does not check out against sslrootcert: use the provider's CA file, "
+            "and the host name the certificate names (or sslmode=require, which encrypts without checking)"
+        )
     elif "ssl" in lower:
         hint = "hosted databases often need ?sslmode=require at the end of the URL"
     else:

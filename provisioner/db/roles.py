@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from provisioner.dsn import dsn_with, parse_dsn
+from provisioner.dsn import dsn_with
 from provisioner.errors import ConfigError
 from provisioner.progress import NullProgress, Progress
 
@@ -92,6 +92,12 @@ def ensure_reader(
                             sql.Identifier(role)
                         )
                     )
+                    # SQL questions may name the views bare wherever the demo's schema is.
+                    conn.execute(
+                        sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path TO {}").format(
+                            sql.Identifier(role), sql.Identifier(dbname), sql.Identifier(schema)
+                        )
+                    )
                 created, password_set, exists = not exists, True, True
             except psycopg.errors.InsufficientPrivilege:
                 problem = f"the connecting user may not {'alter' if exists else 'create'} role {role}"
@@ -148,10 +154,16 @@ def reader_dba_sql(role: str, dbname: str, schema: str, objects: tuple[str, ...]
     return (
         f"CREATE ROLE {who} LOGIN PASSWORD 'choose-a-password';\n"
         f"ALTER ROLE {who} SET default_transaction_read_only = on;\n"
+        f"ALTER ROLE {who} IN DATABASE {_plain(dbname)} SET search_path TO {_plain(schema)};\n"
         f"GRANT CONNECT ON DATABASE {_plain(dbname)} TO {who};\n"
         f"GRANT USAGE ON SCHEMA {_plain(schema)} TO {who};\n"
         f"GRANT SELECT ON\n    {names}\nTO {who};\n"
     )
+
+
+def is_plain_identifier(name: str) -> bool:
+    """Whether `name` is a lower-case SQL identifier that needs no quoting (letters, digits, underscores)."""
+    return bool(_IDENTIFIER.match(name))
 
 
 def _plain(name: str) -> str:
@@ -206,8 +218,3 @@ def _role_state(conn: psycopg.Connection, role: str) -> tuple[bool, bool]:
 def with_credentials(dsn: str, user: str, password: str) -> str:
     """`dsn` with its user and password replaced, every other part (e.g. sslmode) kept."""
     return dsn_with(dsn, user=user, password=password)
-
-
-def dsn_user(dsn: str) -> str | None:
-    """The user `dsn` logs in as, or None when it names none; raises ConfigError when it does not parse."""
-    return parse_dsn(dsn).user

@@ -15,6 +15,13 @@ from pydantic import BaseModel, computed_field
 
 from provisioner import __version__
 from provisioner.db.connection import connect, first_line
+from provisioner.db.hosted import (
+    DEDICATED_SCHEMA,
+    data_api_roles,
+    readable_by,
+    require_plain_schema,
+    revoke_all,
+)
 from provisioner.db.roles import (
     READER_ROLE,
     ReaderOutcome,
@@ -60,13 +67,14 @@ _DROP_KIND = {
 
 
 class SeedStatus(BaseModel):
-    """What provision_meta says about the seeded data."""
+    """What provision_meta says about the seeded data, and the schema holding it."""
 
     tool_version: str
     as_of: date
     checksum: str
     counts: dict[str, int]
     seeded_at: datetime
+    schema_name: str = "public"
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -77,7 +85,25 @@ class SeedStatus(BaseModel):
     @property
     def summary(self) -> str:
         rows = sum(self.counts.values())
-        return f"seeded as of {self.as_of}: {len(self.counts)} tables, {rows} rows (tool {self.tool_version})"
+        where = "" if self.schema_name == "public" else f" in schema {self.schema_name}"
+        return (
+            f"seeded as of {self.as_of}{where}: {len(self.counts)} tables, {rows} rows "
+            f"(tool {self.tool_version})"
+        )
+
+
+class DataApiOutcome(BaseModel):
+    """What seeding did so that Supabase's Data API roles (anon, authenticated) read nothing of the demo."""
+
+    roles: list[str]
+    schema_name: str
+    # The demo went to a schema of its own because the roles exist and nothing chose another.
+    dedicated_schema: bool
+    # (role, object) pairs the roles held privileges on (from default privileges), now revoked.
+    revoked: int
+    # What they can still read: `role: schema.object` (empty unless a grant the tool cannot undo remains).
+    readable: list[str]
+    summary: str
 
 
 class SeedResult(BaseModel):
@@ -89,6 +115,8 @@ class SeedResult(BaseModel):
     checksum: str
     reader: ReaderOutcome
     database: str  # redacted DSN
+    schema_name: str = "public"
+    data_api: DataApiOutcome | None = None
 
 
 def seed_database(
@@ -100,11 +128,16 @@ def seed_database(
     reader_password: str | None,
     progress: Progress | None = None,
     reader_role: str = READER_ROLE,
+    schema: str | None = None,
 ) -> SeedResult:
     """Create and fill the demo warehouse at `dsn` for `as_of` in one transaction; set up the reader role.
 
-    Raises DatabaseError (cannot connect, no CREATE privilege, PostgreSQL older than 13, a statement
-    failed: nothing is written) and OwnershipError (same-named objects we do not own, without `force`).
+    `schema` holds the demo (created when missing). Without it: the schema already holding the demo, else
+    on a Supabase-like database (roles `anon` and `authenticated`) a schema of its own, else the current
+    schema (normally `public`). Where those roles exist, their grants on the demo objects are revoked.
+    Raises ConfigError (a schema name that cannot hold the demo), DatabaseError (cannot connect, no CREATE
+    privilege, PostgreSQL older than 13, a statement failed: nothing is written) and OwnershipError
+    (same-named objects we do not own, without `force`).
     """
     import psycopg
 
@@ -115,11 +148,18 @@ def seed_database(
     try:
         with conn:  # one transaction: committed at the end, rolled back on any error
             _prepare_session(conn)
+            roles = data_api_roles(conn)
+            target, dedicated = _choose_schema(conn, schema, roles, progress)
             changed, counts, checksum = _seed_objects(
                 conn, as_of=as_of, reset=reset, force=force, progress=progress
             )
             reader = ensure_reader(
                 conn, role=reader_role, password=reader_password, objects=(*TABLES, *VIEWS), progress=progress
+            )
+            data_api = (
+                _close_data_api(conn, roles, target, dedicated=dedicated, progress=progress)
+                if roles
+                else None
             )
     except psycopg.Error as exc:
         raise DatabaseError(
@@ -132,19 +172,29 @@ def seed_database(
         f"{'seeded' if changed else 'already up to date'}: {len(counts)} tables, {sum(counts.values())} rows"
     )
     return SeedResult(
-        changed=changed, counts=counts, as_of=as_of, checksum=checksum, reader=reader, database=where
+        changed=changed,
+        counts=counts,
+        as_of=as_of,
+        checksum=checksum,
+        reader=reader,
+        database=where,
+        schema_name=target,
+        data_api=data_api,
     )
 
 
 def seed_status(dsn: str) -> SeedStatus | None:
-    """What provision_meta at `dsn` records; None when this tool has not seeded it. Raises DatabaseError."""
+    """What provision_meta at `dsn` records (the demo seeded last, in whichever schema); None when this tool
+    has not seeded it. Raises DatabaseError."""
     import psycopg
 
     conn = connect(dsn)
     try:
         with conn:
-            if not _owns_schema(conn):
+            schemas = demo_schemas(conn)
+            if not schemas:
                 return None
+            _use_schema(conn, schemas[0])
             return _read_meta(conn)
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot read {META_TABLE}: {first_line(exc)}") from exc
@@ -178,13 +228,160 @@ def input_fingerprint(as_of: date) -> str:
     return hashlib.sha256(f"{TOOL_NAME}\0{__version__}\0{as_of.isoformat()}\0{files}".encode()).hexdigest()
 
 
+def demo_schemas(conn: psycopg.Connection) -> list[str]:
+    """The schemas holding a demo this tool seeded (its provision_meta), the most recently seeded first.
+
+    Only schemas whose provision_meta the connecting user may read count.
+    """
+    from psycopg import sql
+
+    rows = conn.execute(
+        """
+        SELECT n.nspname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname = %s AND c.relkind IN ('r', 'p')
+          AND has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')
+        ORDER BY n.nspname <> 'public', n.nspname
+        """,
+        (META_TABLE,),
+    ).fetchall()
+    seeded: list[tuple[datetime, str]] = []
+    for (schema,) in rows:
+        if _owns_schema(conn, schema):
+            query = sql.SQL("SELECT max(seeded_at) FROM {}").format(sql.Identifier(schema, META_TABLE))
+            row = conn.execute(query).fetchone()
+            if row is not None and row[0] is not None:
+                seeded.append((row[0], schema))
+    # Stable for equal times: the catalog order above (public first) breaks the tie.
+    return [schema for _, schema in sorted(seeded, key=lambda item: item[0], reverse=True)]
+
+
+def find_demo_schema(dsn: str, progress: Progress | None = None) -> str | None:
+    """The schema of the demo seeded last at `dsn` (saying so when there are several); None if none.
+
+    Raises DatabaseError.
+    """
+    import psycopg
+
+    conn = connect(dsn)
+    try:
+        with conn:
+            schemas = demo_schemas(conn)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot look for the demo's schema: {first_line(exc)}") from exc
+    finally:
+        conn.close()
+    if len(schemas) > 1:
+        (progress or NullProgress()).warn(
+            f"the demo is seeded in several schemas ({', '.join(schemas)}); using {schemas[0]}, seeded last"
+        )
+    return schemas[0] if schemas else None
+
+
 # -- the steps, each in the caller's transaction ----------------------------------------------
 
 
 def _prepare_session(conn: psycopg.Connection) -> None:
+    # Everything LOCAL to the transaction: behind a pooler in transaction mode the server connection is
+    # someone else's afterwards, and a session setting would follow it there.
     conn.execute("SET LOCAL TimeZone = 'UTC'")
     conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_SEED_LOCK_KEY,))
+
+
+def _use_schema(conn: psycopg.Connection, schema: str) -> None:
+    """Name the demo's objects unqualified in `schema` for the rest of the transaction."""
+    from psycopg import sql
+
+    conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+
+
+def _choose_schema(
+    conn: psycopg.Connection, requested: str | None, roles: tuple[str, ...], progress: Progress
+) -> tuple[str, bool]:
+    """(the schema the demo goes to, whether it is the dedicated one chosen because `roles` exist).
+
+    The schema is created when missing and becomes the transaction's search_path.
+    """
+    dedicated = False
+    if requested is not None:
+        schema = require_plain_schema(requested)
+    else:
+        existing = demo_schemas(conn)
+        if len(existing) > 1:
+            progress.warn(
+                f"the demo is seeded in several schemas ({', '.join(existing)}); reseeding {existing[0]}, "
+                "seeded last (--schema chooses)"
+            )
+        if existing:
+            schema = existing[0]
+        elif roles:
+            schema, dedicated = DEDICATED_SCHEMA, True
+        else:
+            schema = _current_schema(conn)
+    _ensure_schema(conn, schema)
+    _use_schema(conn, schema)
+    return schema, dedicated
+
+
+def _ensure_schema(conn: psycopg.Connection, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    if exists is not None:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        user, dbname = conn.execute("SELECT current_user, current_database()").fetchone()  # type: ignore[misc]
+        raise DatabaseError(
+            f"user {user} may not create schema {schema} in database {dbname}: {first_line(exc)}",
+            hint=f"ask a DBA: CREATE SCHEMA {schema} AUTHORIZATION {user}; (or pass --schema with an "
+            "existing schema you may create tables in)",
+        ) from exc
+
+
+def _close_data_api(
+    conn: psycopg.Connection, roles: tuple[str, ...], schema: str, *, dedicated: bool, progress: Progress
+) -> DataApiOutcome:
+    """Revoke what Supabase's Data API roles were granted on the demo objects; report what they can read."""
+    import psycopg
+
+    names = (*TABLES, *VIEWS, META_TABLE)
+    who = " and ".join(roles)
+    revoked = 0
+    try:
+        with conn.transaction():
+            revoked = revoke_all(conn, roles, schema, names)
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # objects of another owner: what stays readable is reported below
+    readable = readable_by(conn, roles, schema, names)
+    where = f"its own schema {schema}" if dedicated else f"schema {schema}"
+    done = (
+        f"revoked the grants {who} had on {revoked} demo objects"
+        if revoked
+        else f"{who} hold no grants on it"
+    )
+    summary = f"Supabase-like roles {who} exist: the demo is in {where}; {done}"
+    if readable:
+        summary += f"; they can STILL read {len(readable)} objects ({', '.join(readable[:3])}, ...)"
+        progress.warn(
+            summary
+            + ": revoke those grants as their owner, or seed with --schema into a schema they cannot use"
+        )
+    else:
+        summary += "; they can read none of it"
+        progress.info(summary)
+    return DataApiOutcome(
+        roles=list(roles),
+        schema_name=schema,
+        dedicated_schema=dedicated,
+        revoked=revoked,
+        readable=readable,
+        summary=summary,
+    )
 
 
 def _seed_objects(
@@ -245,32 +442,42 @@ def _existing_objects(conn: psycopg.Connection, schema: str) -> dict[str, str]:
     return {name: kind for name, kind in rows}
 
 
-def _owns_schema(conn: psycopg.Connection) -> bool:
-    """True when provision_meta in the current schema is ours (its shape and tool name match)."""
+def _owns_schema(conn: psycopg.Connection, schema: str | None = None) -> bool:
+    """True when provision_meta in `schema` (default: the current one) is ours (shape and tool name match)."""
+    from psycopg import sql
+
+    if schema is None:
+        schema = _current_schema(conn)
     row = conn.execute(
         """
         SELECT count(*) FROM information_schema.columns
-        WHERE table_schema = current_schema() AND table_name = %s
+        WHERE table_schema = %s AND table_name = %s
           AND column_name IN ('tool', 'tool_version', 'as_of', 'input_fingerprint', 'checksum', 'counts',
                               'seeded_at')
         """,
-        (META_TABLE,),
+        (schema, META_TABLE),
     ).fetchone()
     if row is None or row[0] != 7:
         return False
-    tool = conn.execute(f"SELECT tool FROM {META_TABLE} LIMIT 1").fetchone()
+    query = sql.SQL("SELECT tool FROM {} LIMIT 1").format(sql.Identifier(schema, META_TABLE))
+    tool = conn.execute(query).fetchone()
     return tool is not None and tool[0] == TOOL_NAME
 
 
 def _read_meta(conn: psycopg.Connection) -> SeedStatus | None:
     row = conn.execute(
-        f"SELECT tool_version, as_of, checksum, counts, seeded_at FROM {META_TABLE}"
+        f"SELECT tool_version, as_of, checksum, counts, seeded_at, current_schema() FROM {META_TABLE}"
     ).fetchone()
     if row is None:
         return None
-    version, as_of, checksum, counts, seeded_at = row
+    version, as_of, checksum, counts, seeded_at, schema = row
     return SeedStatus(
-        tool_version=version, as_of=as_of, checksum=checksum, counts=counts, seeded_at=seeded_at
+        tool_version=version,
+        as_of=as_of,
+        checksum=checksum,
+        counts=counts,
+        seeded_at=seeded_at,
+        schema_name=schema,
     )
 
 

@@ -246,9 +246,18 @@ class PostgresDetails(_Write):
     user: str
     password: SecretStr | None = None
     ssl: bool = False
+    # driver/postgres.clj `connection-properties`: "ssl-mode" (allow ... verify-full), the secret
+    # "ssl-root-cert" sent as its "-options" ("uploaded") and "-value" (the PEM), "schema-filters"
+    # ("-type" all/inclusion/exclusion, "-patterns" comma-separated, `*` a wildcard), and
+    # "additional-options", appended to the JDBC URL (sql_jdbc/common.clj `handle-additional-options`).
+    ssl_mode: str | None = Field(default=None, alias="ssl-mode")
+    ssl_root_cert_options: str | None = Field(default=None, alias="ssl-root-cert-options")
+    ssl_root_cert_value: str | None = Field(default=None, alias="ssl-root-cert-value")
     schema_filters_type: str = Field(default="all", alias="schema-filters-type")
+    schema_filters_patterns: str | None = Field(default=None, alias="schema-filters-patterns")
     tunnel_enabled: bool = Field(default=False, alias="tunnel-enabled")
     advanced_options: bool = Field(default=False, alias="advanced-options")
+    additional_options: str | None = Field(default=None, alias="additional-options")
 
     @field_serializer("password")
     def _password(self, value: SecretStr | None) -> str | None:

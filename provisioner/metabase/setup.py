@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, SecretStr
 
@@ -68,8 +68,26 @@ SYNC_POLL_S = 2.0
 # Anonymous usage tracking: public, on by default, and turned on again by POST /api/setup.
 TRACKING_SETTING = "anon-tracking-enabled"
 # Keys of `details` we set and compare; Metabase may add others (and flips `ssl` on by itself
-# when SSL happens to work), which must not count as a difference.
-_COMPARED_DETAILS = ("host", "port", "dbname", "user")
+# when SSL happens to work: api `test-connection-details` tries SSL first), which must not count as a
+# difference. `ssl` and `ssl-mode` are compared only when SSL is wanted.
+_COMPARED_DETAILS = (
+    "host",
+    "port",
+    "dbname",
+    "user",
+    "schema-filters-type",
+    "schema-filters-patterns",
+    "additional-options",
+)
+_SSL_DETAILS = ("ssl", "ssl-mode", "ssl-root-cert-options")
+# PUT merges the details sent over the stored ones: an option no longer wanted is sent as null.
+_CLEARED_WHEN_UNWANTED = ("schema-filters-patterns", "additional-options")
+# libpq's sslmode values that encrypt; the verify ones also check the server's certificate.
+_SSL_MODES = ("require", "verify-ca", "verify-full")
+_VERIFYING_SSL_MODES = ("verify-ca", "verify-full")
+# Behind a transaction-mode pooler pgjdbc must not switch to server-side prepared statements, which it does
+# after 5 runs of one statement; 0 turns that off. Metabase's own placeholder for the field.
+POOLER_JDBC_OPTIONS = "prepareThreshold=0"
 
 
 @dataclass
@@ -504,8 +522,16 @@ def generate_password(length: int = 24) -> str:
 # --- database registration ---------------------------------------------------------------------
 
 
-def postgres_details(dsn: str) -> PostgresDetails:
-    """Metabase's connection details for a postgresql:// DSN; raises ConfigError if it is not one."""
+def postgres_details(
+    dsn: str, *, schema: str | None = None, transaction_pooler: bool = False
+) -> PostgresDetails:
+    """Metabase's connection details for a postgresql:// DSN.
+
+    The DSN's sslmode carries over (`require`, `verify-ca`, `verify-full`; for the verify modes its
+    `sslrootcert` file is uploaded to Metabase, which may run elsewhere); `schema` limits Metabase's sync
+    to that schema; behind a `transaction_pooler` pgjdbc gets `prepareThreshold=0`. Raises ConfigError if
+    the DSN is not one Metabase can use or its root certificate cannot be read.
+    """
     parts = parse_dsn(dsn, what="the database URL given for Metabase")
     password = parts.password.get_secret_value() if parts.password else None
     missing = [name for name, value in (("dbname", parts.dbname), ("user", parts.user)) if not value]
@@ -520,14 +546,51 @@ def postgres_details(dsn: str) -> PostgresDetails:
             f"the database URL given for Metabase needs one host and one port (got host {parts.host!r})",
             hint="use postgresql://user:password@host:5432/dbname",
         )
-    return PostgresDetails(
-        host=parts.host,
-        port=parts.port,
-        dbname=parts.dbname,
-        user=parts.user,
-        password=parts.password,
-        ssl=parts.sslmode in {"require", "verify-ca", "verify-full"},
+    ssl = parts.sslmode in _SSL_MODES
+    root_certificate = _root_certificate(parts.sslrootcert) if parts.sslmode in _VERIFYING_SSL_MODES else None
+    return PostgresDetails.model_validate(
+        {
+            "host": parts.host,
+            "port": parts.port,
+            "dbname": parts.dbname,
+            "user": parts.user,
+            "password": parts.password,
+            "ssl": ssl,
+            "ssl-mode": parts.sslmode if ssl else None,
+            "ssl-root-cert-options": "uploaded" if root_certificate is not None else None,
+            "ssl-root-cert-value": root_certificate,
+            "schema-filters-type": "inclusion" if schema else "all",
+            "schema-filters-patterns": schema or None,
+            "advanced-options": transaction_pooler,
+            "additional-options": POOLER_JDBC_OPTIONS if transaction_pooler else None,
+        }
     )
+
+
+def _root_certificate(path: str | None) -> str:
+    """The PEM text of the CA file a verifying sslmode checks the server against (libpq's default file
+    when the DSN names none); raises ConfigError when there is none Metabase could be given."""
+    if path == "system":
+        raise ConfigError(
+            "sslrootcert=system (the operating system's CAs) cannot be handed to Metabase",
+            hint="download the provider's CA certificate and pass its file: "
+            "?sslmode=verify-full&sslrootcert=ca.pem",
+        )
+    file = Path(path).expanduser() if path else Path.home() / ".postgresql" / "root.crt"
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the root certificate {file} that sslmode=verify-ca/verify-full checks against",
+            hint="pass the provider's CA file in the database URL: "
+            "?sslmode=verify-full&sslrootcert=/path/ca.pem",
+        ) from exc
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ConfigError(
+            f"{file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            hint="download the provider's CA certificate in PEM form and name it with sslrootcert=",
+        )
+    return text
 
 
 def _fingerprint(password: str, salt: str) -> str:
@@ -543,6 +606,8 @@ def register_database(
     """
     state = StateDir(settings.home)
     password = details.password.get_secret_value() if details.password else ""
+    # The fingerprint covers what Metabase masks on read: the password, and an uploaded root certificate.
+    secret = password if details.ssl_root_cert_value is None else f"{password}\0{details.ssl_root_cert_value}"
     stored = _for_url(state.credentials().metabase_database, settings.metabase_url)
     database: Database | None = _remembered_database(client, stored)
     if database is None:
@@ -561,27 +626,38 @@ def register_database(
                     name=DATABASE_NAME, engine="postgres", details=details.as_details(), is_full_sync=True
                 )
             )
-            _remember_password(state, settings.metabase_url, database.id, password)
+            _remember_password(state, settings.metabase_url, database.id, secret)
             return database, "created"
         database = same_name[0]
 
     wanted = details.as_details()
-    differs = [k for k in _COMPARED_DETAILS if database.details.get(k) != wanted.get(k)]
+    compared = (*_COMPARED_DETAILS, *(_SSL_DETAILS if details.ssl else ()))
+    differs = [k for k in compared if _detail(database.details, k) != _detail(wanted, k)]
     if database.engine not in (None, "postgres"):
         differs.append("engine")
-    password_known = (
+    secrets_known = (
         stored is not None
         and stored.database_id == database.id
-        and hmac.compare_digest(stored.fingerprint, _fingerprint(password, stored.salt))
+        and hmac.compare_digest(stored.fingerprint, _fingerprint(secret, stored.salt))
     )
-    if not password_known:
-        differs.append("password")
+    if not secrets_known:
+        # Metabase masks both on read: only our fingerprint of what was sent tells.
+        differs.append("password" if details.ssl_root_cert_value is None else "password or root certificate")
     if not differs:
         return database, "unchanged"
     progress.info(f"Updating the connection of {DATABASE_NAME!r}: {', '.join(differs)} changed")
+    for key in _CLEARED_WHEN_UNWANTED:
+        if key not in wanted and _detail(database.details, key) is not None:
+            wanted[key] = None
     database = client.update_database(database.id, DatabaseUpdate(engine="postgres", details=wanted))
-    _remember_password(state, settings.metabase_url, database.id, password)
+    _remember_password(state, settings.metabase_url, database.id, secret)
     return database, "updated"
+
+
+def _detail(details: dict[str, Any], key: str) -> Any:
+    """A details value, with "" and null the same (both mean "not set" to Metabase)."""
+    value = details.get(key)
+    return None if value == "" else value
 
 
 def _remembered_database(
@@ -618,15 +694,21 @@ def wait_for_tables(
     progress: Progress,
     clock: Clock,
     sleep: Sleep,
+    schema: str | None = None,
 ) -> tuple[DatabaseMetadata, bool]:
     """(the metadata, whether a schema sync was triggered) once every expected table is in it.
 
-    A `database` read through its metadata (see `_remembered_database`) counts as the first read.
-
-    Raises MetabaseError if the initial sync fails or the tables do not appear before the deadline.
+    With `schema`, the tables must be in that schema (after the demo moved, Metabase still lists the old
+    ones until it syncs again). A `database` read through its metadata (see `_remembered_database`)
+    counts as the first read. Raises MetabaseError if the initial sync fails or the tables do not appear
+    before the deadline.
     """
     deadline = clock() + timeout_s
     wanted = set(expected)
+
+    def present(metadata: DatabaseMetadata) -> set[str]:
+        return {t.name for t in metadata.tables if schema is None or t.schema_name == schema}
+
     database_id = database.id
     # The registration step's answer already tells the sync state: read again only to wait.
     unread: Database | None = database
@@ -662,7 +744,7 @@ def wait_for_tables(
         nonlocal unread_metadata, triggered
         metadata = unread_metadata if unread_metadata is not None else client.database_metadata(database_id)
         unread_metadata = None
-        missing[:] = sorted(wanted - metadata.table_names)
+        missing[:] = sorted(wanted - present(metadata))
         if not missing:
             return metadata
         if not triggered:

@@ -180,9 +180,11 @@ def _apply_snapshot(state: FakeState, database: dict, snapshot: list[dict]) -> N
         table_key = f"{db_id}:{table['schema']}.{table['name']}"
         for column in table["columns"]:
             column["id"] = state.field_ids[f"{table_key}.{column['name']}"]
-            target = column.get("fk_target")
+            target = column.get("fk_target")  # [table, column] in this schema, or [schema, table, column]
+            if target and len(target) == 2:
+                target = [table["schema"], *target]
             column["fk_target_field_id"] = (
-                state.field_ids.get(f"{db_id}:{table['schema']}.{target[0]}.{target[1]}") if target else None
+                state.field_ids.get(f"{db_id}:{'.'.join(target)}") if target else None
             )
     database["tables"] = tables
     database["synced_at"] = timestamp
@@ -205,10 +207,22 @@ def field_by_id(state: FakeState, field_id: int) -> tuple[dict, dict, dict] | No
     return None
 
 
+# The postgres driver's `:secret` connection properties (driver/postgres.clj `connection-properties`).
+_SECRET_PROPERTIES = ("ssl-root-cert", "ssl-client-cert", "ssl-key", "ssl-key-password")
+# The detail keys Metabase never returns: the password and the values of secret properties.
+_SENSITIVE_KEYS = ("password", *(f"{name}-value" for name in _SECRET_PROPERTIES))
+
+
 def _masked_details(details: dict) -> dict:
+    # secret.clj `to-json-hydrate-redacted-secrets`: an uploaded secret comes back as the protected
+    # password with its options "uploaded"; a local one as its path.
     masked = dict(details)
-    if masked.get("password"):
-        masked["password"] = MASKED_PASSWORD
+    for key in _SENSITIVE_KEYS:
+        if masked.get(key):
+            masked[key] = MASKED_PASSWORD
+    for name in _SECRET_PROPERTIES:
+        if details.get(f"{name}-value"):
+            masked[f"{name}-options"] = "uploaded"
     return masked
 
 
@@ -374,7 +388,17 @@ def register(
     """Test the connection, save the database and sync it; raises ApiError 400 on connection failure."""
     details = copy.deepcopy(details)
     engine = options.get("engine", "postgres")
-    version = _check_details(details) if engine == "postgres" else None
+    version = None
+    if engine == "postgres":
+        # api `test-connection-details`: unless `ssl` is true, SSL is tried first and kept if it works.
+        if details.get("ssl") is not True:
+            try:
+                version = sql.check_connection({**details, "ssl": True})
+                details["ssl"] = True
+            except sql.ConnectionFailed:
+                pass
+        if version is None:
+            version = _check_details(details)
     timestamp = now_iso()
     database = {
         "id": 0,
@@ -533,8 +557,9 @@ def put_database(ctx: Ctx, id: str) -> Response:
         # upsert-sensitive-fields: the sent keys are merged over the stored ones (a key left out keeps its
         # value, the password included), and a masked password means "unchanged".
         details = {**copy.deepcopy(database["details"]), **copy.deepcopy(body["details"])}
-        if details.get("password") == MASKED_PASSWORD:
-            details["password"] = database["details"].get("password")
+        for key in _SENSITIVE_KEYS:
+            if details.get(key) == MASKED_PASSWORD:
+                details[key] = database["details"].get(key)
         if details != database["details"] and (body.get("engine") or database["engine"]) == "postgres":
             _check_details(details)
         database["details"] = details

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
+import hashlib
 import re
+import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -82,11 +87,68 @@ def connect(details: dict) -> psycopg.Connection:
             user=details.get("user") or "",
             password=details.get("password") or "",
             connect_timeout=CONNECT_TIMEOUT_S,
-            # Metabase sets sslmode=require when ssl is on: a server without SSL then fails the test.
-            sslmode="require" if details.get("ssl") else "disable",
+            **_ssl_options(details),
+            prepare_threshold=_prepare_threshold(details),
         )
     except (ValueError, psycopg.Error) as exc:
         raise ConnectionFailed(_humanize(str(exc), host, port)) from exc
+
+
+def _ssl_options(details: dict) -> dict[str, str]:
+    """libpq's SSL options for `details`, as driver/postgres.clj `connection-details->spec` builds pgjdbc's.
+
+    Without `ssl`: sslmode=disable. With it: sslmode is `ssl-mode` (require when absent) and the root
+    certificate the `ssl-root-cert` secret (`ssl-params`): an uploaded value is written to a file.
+    """
+    if not details.get("ssl"):
+        return {"sslmode": "disable"}
+    options = {"sslmode": str(details.get("ssl-mode") or "require")}
+    root_cert = _secret_file(details, "ssl-root-cert")
+    if root_cert is not None:
+        options["sslrootcert"] = root_cert
+    return options
+
+
+def _secret_file(details: dict, name: str) -> str | None:
+    """The file holding the secret connection property `name` (secrets/models/secret.clj `value-as-file!`).
+
+    `<name>-options` "local" means `<name>-path`, "uploaded" means `<name>-value` (PEM text, or a base64
+    data URL as the admin UI uploads it); without options a value wins over a path.
+    """
+    options, value, path = (details.get(f"{name}-{key}") for key in ("options", "value", "path"))
+    if options == "local" or (options is None and value is None and path is not None):
+        return str(path) if path else None
+    if value is None:
+        return None
+    data = str(value).encode()
+    match = _DATA_URL.match(str(value))
+    if match is not None:
+        data = base64.b64decode(str(value)[match.end() :])
+    folder = Path(tempfile.gettempdir()) / "fake-metabase-secrets"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    file = folder / hashlib.sha256(data).hexdigest()
+    if not file.exists():
+        file.write_bytes(data)
+    return str(file)
+
+
+_DATA_URL = re.compile(r"^data:application/([^;]*);base64,")
+
+
+def jdbc_options(details: dict) -> dict[str, str]:
+    """pgjdbc options from `additional-options`, appended to the JDBC URL (`a=1&b=2`)."""
+    text = str(details.get("additional-options") or "")
+    pairs = (item.partition("=") for item in text.split("&") if item.strip())
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+def _prepare_threshold(details: dict) -> int | None:
+    # pgjdbc's prepareThreshold (default 5; 0 = never a server-side prepared statement, negative = from the
+    # first run) maps onto psycopg's prepare_threshold (None = never, 0 = from the first run).
+    threshold = int(jdbc_options(details).get("prepareThreshold", "5"))
+    if threshold == 0:
+        return None
+    return max(threshold, 0)
 
 
 def _humanize(message: str, host: str, port: Any) -> dict:
@@ -119,8 +181,11 @@ def check_connection(details: dict) -> str:
         return str(conn.execute("show server_version").fetchone()[0])
 
 
+# The tables sync sees (driver/postgres.clj `get-tables-sql` and `current-user-table-privileges`): tables,
+# views, materialized views, partitioned and foreign tables outside pg_* and information_schema, in a schema
+# the user may USAGE, that it may SELECT.
 _INTROSPECT_COLUMNS = """
-select c.relname, c.relkind, obj_description(c.oid, 'pg_class'), c.reltuples::bigint,
+select n.nspname, c.relname, c.relkind, obj_description(c.oid, 'pg_class'), c.reltuples::bigint,
        a.attname, a.attnum, t.typname, t.typtype, t.typcategory, a.attnotnull,
        col_description(c.oid, a.attnum), pg_get_expr(d.adbin, d.adrelid)
 from pg_class c
@@ -128,37 +193,62 @@ join pg_namespace n on n.oid = c.relnamespace
 join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
 join pg_type t on t.oid = a.atttypid
 left join pg_attrdef d on d.adrelid = c.oid and d.adnum = a.attnum
-where n.nspname = 'public' and c.relkind in ('r', 'v', 'm', 'p', 'f')
-order by c.relname, a.attnum
+where c.relkind in ('r', 'v', 'm', 'p', 'f')
+  and n.nspname !~ '^pg_' and n.nspname <> 'information_schema'
+  and has_schema_privilege(n.oid, 'USAGE') and has_any_column_privilege(c.oid, 'SELECT')
+order by n.nspname, c.relname, a.attnum
 """
 
 _INTROSPECT_KEYS = """
-select con.contype, src.relname, sa.attname, tgt.relname, ta.attname
+select con.contype, sn.nspname, src.relname, sa.attname, tn.nspname, tgt.relname, ta.attname
 from pg_constraint con
 join pg_class src on src.oid = con.conrelid
-join pg_namespace n on n.oid = src.relnamespace
+join pg_namespace sn on sn.oid = src.relnamespace
 join pg_attribute sa on sa.attrelid = con.conrelid and sa.attnum = con.conkey[1]
 left join pg_class tgt on tgt.oid = con.confrelid
+left join pg_namespace tn on tn.oid = tgt.relnamespace
 left join pg_attribute ta on ta.attrelid = con.confrelid and ta.attnum = con.confkey[1]
-where n.nspname = 'public' and con.contype in ('p', 'f') and array_length(con.conkey, 1) = 1
+where con.contype in ('p', 'f') and array_length(con.conkey, 1) = 1
 """
 
 
+def schema_filter(details: dict) -> Callable[[str], bool]:
+    """Whether sync reads a schema, from `schema-filters-type` and `-patterns` (driver/sync.clj).
+
+    "inclusion" or "exclusion" of comma-separated patterns, each trimmed, `*` a wildcard unless escaped
+    with a backslash, matched against the whole name; any other type (or no patterns) reads every schema.
+    Persisted models' `metabase_cache*` schemas are never read (sql_jdbc/sync/describe_database.clj).
+    """
+    kind = details.get("schema-filters-type")
+    patterns = str(details.get("schema-filters-patterns") or "")
+    if kind not in ("inclusion", "exclusion") or not patterns.strip():
+        return lambda schema: not schema.startswith("metabase_cache")
+    regex = re.compile(
+        "|".join(re.sub(r"(^|[^\\])\*", r"\1.*", part.strip()) for part in patterns.split(","))
+    )
+    if kind == "inclusion":
+        return lambda schema: not schema.startswith("metabase_cache") and regex.fullmatch(schema) is not None
+    return lambda schema: not schema.startswith("metabase_cache") and regex.fullmatch(schema) is None
+
+
 def introspect(details: dict) -> list[dict]:
-    """Return the `public` schema's tables and views with columns and keys; raises ConnectionFailed."""
+    """The tables and views sync would read (schemas by the database's filter, only what the user may
+    SELECT) with columns and keys; raises ConnectionFailed."""
+    syncs = schema_filter(details)
     with connect(details) as conn:
         conn.read_only = True
-        column_rows = conn.execute(_INTROSPECT_COLUMNS).fetchall()
+        column_rows = [row for row in conn.execute(_INTROSPECT_COLUMNS).fetchall() if syncs(row[0])]
         key_rows = conn.execute(_INTROSPECT_KEYS).fetchall()
-    primary: set[tuple[str, str]] = set()
-    foreign: dict[tuple[str, str], tuple[str, str]] = {}
-    for contype, table, column, target_table, target_column in key_rows:
+    primary: set[tuple[str, str, str]] = set()
+    foreign: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+    for contype, schema, table, column, target_schema, target_table, target_column in key_rows:
         if contype == "p":
-            primary.add((table, column))
+            primary.add((schema, table, column))
         elif target_table:
-            foreign[(table, column)] = (target_table, target_column)
-    tables: dict[str, dict] = {}
+            foreign[(schema, table, column)] = (target_schema, target_table, target_column)
+    tables: dict[tuple[str, str], dict] = {}
     for (
+        schema,
         name,
         kind,
         description,
@@ -173,9 +263,9 @@ def introspect(details: dict) -> list[dict]:
         default,
     ) in column_rows:
         table = tables.setdefault(
-            name,
+            (schema, name),
             {
-                "schema": "public",
+                "schema": schema,
                 "name": name,
                 "is_view": kind in ("v", "m"),
                 "description": description,
@@ -183,7 +273,7 @@ def introspect(details: dict) -> list[dict]:
                 "columns": [],
             },
         )
-        target = foreign.get((name, column))
+        target = foreign.get((schema, name, column))
         table["columns"].append(
             {
                 "name": column,
@@ -191,8 +281,9 @@ def introspect(details: dict) -> list[dict]:
                 "database_type": typname,
                 "base_type": base_type_for(typname, is_enum=typtype == "e", is_array=typcategory == "A"),
                 "nullable": not notnull,
-                "pk": (name, column) in primary,
-                "fk_target": list(target) if target else None,
+                "pk": (schema, name, column) in primary,
+                # [table, column] in the same schema, [schema, table, column] in another one.
+                "fk_target": (list(target[1:]) if target[0] == schema else list(target)) if target else None,
                 "description": comment,
                 "auto_increment": bool(default and default.startswith("nextval(")),
                 "default": default,
