@@ -132,7 +132,9 @@ def run_demo(
 
         with steps.step("setup", "Setting up Metabase") as out:
             # One client for setup, connect and dashboards: one health check and one login per run.
-            authed = prepare_metabase(settings, progress=progress, clock=clock, sleep=sleep)
+            authed = prepare_metabase(
+                settings, progress=progress, clock=clock, sleep=sleep, just_started=endpoints.started
+            )
             setup = setup_result(settings, authed)
             out["changed"] = setup.created_admin or setup.created_api_key or setup.turned_off_tracking
 

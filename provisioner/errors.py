@@ -134,6 +134,10 @@ class MetabaseUnreachable(MetabaseError):
     """Nothing answered at the Metabase URL, or it is not a Metabase."""
 
 
+class MetabaseRefused(MetabaseUnreachable):
+    """Nothing listens at the Metabase URL (connection refused), or its host name does not resolve."""
+
+
 class MetabaseAuthError(MetabaseError):
     """Metabase refused our credentials (wrong password, revoked key, throttled)."""
 
