@@ -15,7 +15,7 @@ from provisioner import sqlcheck
 from provisioner.apply import ApplyResult, execute
 from provisioner.compare import Reader
 from provisioner.desired import desired_state
-from provisioner.errors import SpecErrors
+from provisioner.errors import EnvironmentProblem, SpecErrors
 from provisioner.export import ExportResult, export_dashboards
 from provisioner.id_cache import IdCache
 from provisioner.observe import ActualState, Wanted, observe, resolve_databases
@@ -252,10 +252,9 @@ def apply(
             cards={o.key: o.id for o in cards if o.action != "archived" and o.id is not None},
             forgotten_cards={o.key for o in result.outcomes if o.kind == "card" and o.action == "archived"},
         )
-    except OSError as exc:  # a read-only checkout: the apply itself succeeded, only the shortcut is lost
-        progress.warn(
-            f"cannot write {cache.path} ({exc.strerror or exc}); the next run reads every collection"
-        )
+    except (OSError, EnvironmentProblem) as exc:  # a read-only checkout: only the shortcut is lost
+        reason = exc.message if isinstance(exc, EnvironmentProblem) else exc.strerror or exc
+        progress.warn(f"cannot write {cache.path} ({reason}); the next run reads every collection")
     for problem in result.verify_problems:
         progress.warn(problem)
     for failed in result.failed_queries:

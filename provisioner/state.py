@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_se
 from provisioner.errors import ConfigError, EnvironmentProblem
 
 _DAMAGED_HINT = "restore it from a backup, or move it away and run `provision demo --fresh` to start over"
+_HOME_HINT = "set PROVISION_HOME to a directory you can write, or unset it to use ./.provision"
 
 
 class _Section(BaseModel):
@@ -128,16 +129,44 @@ class StateDir:
     def run_dir(self) -> Path:
         return self.root / "run"
 
+    def check_usable(self) -> None:
+        """Raise EnvironmentProblem when the state directory could not be used: it, or a folder above
+        it, is a file, or the nearest existing folder is not writable. Leaves nothing behind."""
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists() or p == p.parent)
+        if not existing.is_dir():
+            where = "is a file" if existing == self.root else f"is under a file ({existing})"
+            raise EnvironmentProblem(f"the state directory {self.root} {where}", hint=_HOME_HINT)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            what = "is" if existing == self.root else f"would be created in {existing}, which is"
+            raise EnvironmentProblem(f"the state directory {self.root} {what} not writable", hint=_HOME_HINT)
+        if existing != self.root:
+            # Permissions do not tell all: /proc or /sys refuse a new folder even to root. Try one.
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix=".provision-probe-", dir=existing))
+            except OSError as exc:
+                raise EnvironmentProblem(
+                    f"the state directory {self.root} cannot be created in {existing}: "
+                    f"{exc.strerror or type(exc).__name__}",
+                    hint=_HOME_HINT,
+                ) from exc
+
     def ensure(self) -> Path:
-        """Create the state directory (mode 0700) and return it.
+        """Create the state directory (mode 0700) and return it; EnvironmentProblem when it cannot be.
 
         It ignores itself for git (a `.gitignore` of `*`, as pytest and ruff do for their caches):
         it sits in the working directory, often a dashboards repository, and holds credentials.
         """
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ignore = self.root / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# metabase-provisioner's local state: credentials, never committed\n*\n")
+        self.check_usable()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            ignore = self.root / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# metabase-provisioner's local state: credentials, never committed\n*\n")
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"the state directory {self.root} cannot be created: {exc.strerror or type(exc).__name__}",
+                hint=_HOME_HINT,
+            ) from exc
         return self.root
 
     @contextmanager
@@ -181,9 +210,10 @@ class StateDir:
         """
         try:
             text = self.credentials_file.read_text()
-        except FileNotFoundError:
-            return Credentials()
+        except (FileNotFoundError, NotADirectoryError):
+            return Credentials()  # none stored: a state directory under a file is named when written
         except OSError as exc:
+            self.check_usable()  # when the directory is the cause, name it rather than the file
             raise ConfigError(
                 f"{self.credentials_file} cannot be read: {exc.strerror or type(exc).__name__}",
                 hint=_DAMAGED_HINT,

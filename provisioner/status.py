@@ -129,6 +129,14 @@ def probe_database(dsn: SecretStr | None) -> DatabaseState:
             detail="reachable, but the demo data is not loaded",
             hint="run `provision demo` (or `provision seed`) to load the demo data",
         )
+    if seeded.damage is not None:
+        # The check `demo` makes before it decides to reseed: the two never disagree.
+        return DatabaseState(
+            reachable=True,
+            seeded=False,
+            detail=f"the demo data is {seeded.summary}",
+            hint="run `provision demo` (or `provision seed`): it puts the demo data back",
+        )
     return DatabaseState(reachable=True, seeded=True, detail=seeded.summary)
 
 

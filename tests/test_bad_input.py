@@ -140,12 +140,16 @@ ENVIRONMENT_CASES = {
     "local-runtime-with-a-missing-jar": Case(
         ["up", "--runtime", "local"], CONFIG, "does not exist", {"METABASE_JAR": "/nowhere/metabase.jar"}
     ),
+    # Checked before the embedded PostgreSQL is started for it: no server, no data directory.
+    "demo-on-the-local-runtime-with-a-missing-jar": Case(
+        ["demo", "--runtime", "local", "--metabase-jar", "/nowhere/metabase.jar"], CONFIG, "does not exist"
+    ),
     "local-runtime-command-with-an-unknown-placeholder": Case(
         ["up", "--runtime", "local"], CONFIG, "{nowhere}", {"METABASE_COMMAND": "metabase --dir {nowhere}"}
     ),
     "external-runtime-without-a-database": Case(["demo", "--runtime", "external"], CONFIG, "--database-url"),
     "docker-runtime-without-docker": Case(["up", "--runtime", "docker"], ENVIRONMENT, "docker", {"PATH": ""}),
-    "db-url-before-the-embedded-server-exists": Case(["db", "url"], DATABASE, "not running"),
+    "db-url-before-the-embedded-server-exists": Case(["db", "url"], DATABASE, "no demo warehouse"),
 }
 
 

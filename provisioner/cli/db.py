@@ -139,6 +139,8 @@ def _status_text(status: DbStatus) -> str:
         lines.append(f"  url: {status.dsn_redacted}   (`provision db url` prints it with the password)")
     if status.seeded:
         lines.append(f"  demo data: {status.seeded.summary}")
+        if status.seeded.damage:
+            lines.append("  (`provision seed` puts it back)")
     elif status.detail:
         lines.append(f"  demo data: unknown ({status.detail})")
     else:

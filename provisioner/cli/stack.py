@@ -130,7 +130,7 @@ def status_command(
         if mb.detail:
             lines.append(f"  {mb.detail}")
         db = report.database
-        seeded = "seeded" if db.seeded else "not seeded" if db.reachable else "unreachable"
+        seeded = "seeded" if db.seeded else (db.detail or "not seeded") if db.reachable else "unreachable"
         lines.append(f"Database: {seeded}; Metabase sync: {db.sync_status or 'unknown'}")
         lines.append(f"Dashboards: {_in_sync_text(report.dashboards.in_sync)}")
         hints = [h for h in (mb.hint, db.hint, report.dashboards.hint) if h]

@@ -60,22 +60,27 @@ _DROP_KIND = {
 
 
 class SeedStatus(BaseModel):
-    """What provision_meta says about the seeded data."""
+    """What provision_meta says about the seeded data, and what no longer matches it."""
 
     tool_version: str
     as_of: date
     checksum: str
     counts: dict[str, int]
     seeded_at: datetime
+    # Why the data is not what the seed left (a view dropped, rows changed); None when it is. The same
+    # check makes `demo` reseed, so status and doctor say "seeded" exactly when demo would change nothing.
+    damage: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def seeded(self) -> bool:
-        return True
+        return self.damage is None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def summary(self) -> str:
+        if self.damage is not None:
+            return f"damaged since the seed as of {self.as_of}: {self.damage}"
         rows = sum(self.counts.values())
         return f"seeded as of {self.as_of}: {len(self.counts)} tables, {rows} rows (tool {self.tool_version})"
 
@@ -137,7 +142,8 @@ def seed_database(
 
 
 def seed_status(dsn: str) -> SeedStatus | None:
-    """What provision_meta at `dsn` records; None when this tool has not seeded it. Raises DatabaseError."""
+    """What provision_meta at `dsn` records, with any damage since (see `SeedStatus.damage`); None when
+    this tool has not seeded it. Raises DatabaseError."""
     import psycopg
 
     conn = connect(dsn)
@@ -145,7 +151,14 @@ def seed_status(dsn: str) -> SeedStatus | None:
         with conn:
             if not _owns_schema(conn):
                 return None
-            return _read_meta(conn)
+            _prepare_session(conn, lock=False)
+            meta = _read_meta(conn)
+            if meta is None:
+                return None
+            existing = _existing_objects(conn, _current_schema(conn))
+            complete = all(name in existing for name in (*TABLES, *VIEWS))
+            now = data_checksum(conn) if complete else None
+            return meta.model_copy(update={"damage": _damage(existing, meta, now)})
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot read {META_TABLE}: {first_line(exc)}") from exc
     finally:
@@ -181,10 +194,11 @@ def input_fingerprint(as_of: date) -> str:
 # -- the steps, each in the caller's transaction ----------------------------------------------
 
 
-def _prepare_session(conn: psycopg.Connection) -> None:
+def _prepare_session(conn: psycopg.Connection, *, lock: bool = True) -> None:
     conn.execute("SET LOCAL TimeZone = 'UTC'")
     conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_SEED_LOCK_KEY,))
+    if lock:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_SEED_LOCK_KEY,))
 
 
 def _seed_objects(
@@ -204,10 +218,15 @@ def _seed_objects(
         progress.warn(f"--force: replacing objects this tool does not own: {', '.join(sorted(existing))}")
     fingerprint = input_fingerprint(as_of)
     complete = owned and all(name in existing for name in (*TABLES, *VIEWS))
-    before = data_checksum(conn)[0] if complete else None
+    now = data_checksum(conn) if complete else None
+    before = now[0] if now is not None else None
     if complete and not reset:
         meta = _read_meta(conn)
-        if meta is not None and meta.checksum == before and _stored_fingerprint(conn) == fingerprint:
+        if (
+            meta is not None
+            and _damage(existing, meta, now) is None
+            and _stored_fingerprint(conn) == fingerprint
+        ):
             progress.info("the demo data is already in place for this as-of date")
             return False, meta.counts, meta.checksum
     _require_create_privilege(conn, schema)
@@ -219,6 +238,23 @@ def _seed_objects(
     checksum, counts = data_checksum(conn)
     _finish_meta(conn, checksum=checksum, counts=counts)
     return checksum != before, counts, checksum
+
+
+def _damage(existing: dict[str, str], meta: SeedStatus, now: tuple[str, dict[str, int]] | None) -> str | None:
+    """What differs from what the seed left (`meta`): a missing table or view, or rows changed (`now` is
+    `data_checksum` of the tables, None when some are missing); None when it is intact."""
+    missing = [name for name in (*TABLES, *VIEWS) if name not in existing]
+    if missing or now is None:
+        return f"missing {', '.join(missing)}"
+    checksum, counts = now
+    if checksum == meta.checksum:
+        return None
+    changed = [table for table in TABLES if counts.get(table) != meta.counts.get(table)]
+    if changed:
+        return "row counts changed in " + ", ".join(
+            f"{table} ({meta.counts.get(table, 0)} -> {counts.get(table, 0)})" for table in changed
+        )
+    return "rows were edited since (the checksum differs)"
 
 
 def _current_schema(conn: psycopg.Connection) -> str:
