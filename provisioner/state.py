@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_serializer
 
@@ -86,6 +87,12 @@ class LocalMetabaseSecrets(_Section):
     encryption_secret_key: SecretStr
 
 
+class RememberedDatabase(_Section):
+    """The warehouse a demo was given (--database-url), remembered for the commands run after it."""
+
+    url: SecretStr
+
+
 class Credentials(BaseModel):
     """Everything in credentials.json; a section is None until its part of the tool stores it."""
 
@@ -97,6 +104,28 @@ class Credentials(BaseModel):
     reader: ReaderLogin | None = None
     postgres: PostgresLogin | None = None
     metabase_local: LocalMetabaseSecrets | None = None
+    demo_database: RememberedDatabase | None = None
+
+
+DemoRuntime = Literal["docker", "local", "external"]
+
+
+class RememberedDemo(BaseModel):
+    """How the last `demo` or `up` in this state directory ran (demo.json; never a secret).
+
+    The commands run after it (status, doctor, down, db url, dashboards ...) read it, so they need
+    no flags; a flag or an environment variable still wins. The database's URL, which holds a
+    password, is in credentials.json (`demo_database`).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    runtime: DemoRuntime
+    metabase_url: str
+    metabase_jar: Path | None = None
+    metabase_command: str | None = None
+    # None: the demo dashboards the tool ships; else the paths the demo applied.
+    dashboards: list[Path] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +157,10 @@ class StateDir:
     @property
     def run_dir(self) -> Path:
         return self.root / "run"
+
+    @property
+    def demo_file(self) -> Path:
+        return self.root / "demo.json"
 
     def check_usable(self) -> None:
         """Raise EnvironmentProblem when the state directory could not be used: it, or a folder above
@@ -168,6 +201,21 @@ class StateDir:
                 hint=_HOME_HINT,
             ) from exc
         return self.root
+
+    def remembered_demo(self) -> RememberedDemo | None:
+        """What the last demo here recorded; None when none did (or the record is unreadable)."""
+        try:
+            return RememberedDemo.model_validate_json(self.demo_file.read_text())
+        except (OSError, ValidationError):
+            return None  # a record is a convenience: without one, flags and environment decide
+
+    def remember_demo(self, demo: RememberedDemo, database_url: SecretStr | None) -> None:
+        """Record how the demo runs (demo.json, and its database URL in credentials.json)."""
+        self.ensure()
+        if self.remembered_demo() != demo:  # a re-run of the same demo writes nothing
+            write_private(self.demo_file, demo.model_dump_json(indent=2) + "\n")
+        with self.edit_credentials() as credentials:
+            credentials.demo_database = None if database_url is None else RememberedDatabase(url=database_url)
 
     @contextmanager
     def exclusive(self, what: str) -> Iterator[None]:
