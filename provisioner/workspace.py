@@ -144,18 +144,15 @@ def load_settings(
     home = Path(home_text).expanduser().absolute() if home_text else state_home(cwd, project_file, name)
     fill: dict[str, Any] = {"home": home}
     target_name = (given.get("target") or environ.get("PROVISION_TARGET")) if use_target else None
-    remembered = StateDir(home).remembered_demo()
+    # The demo's record stands for one runtime on this machine: never for a target, nor another runtime.
+    remembered = None if target_name else StateDir(home).remembered_demo()
+    asked = given.get("runtime") or environ.get("PROVISION_RUNTIME") or "auto"
+    if remembered is not None and asked not in ("auto", remembered.runtime):
+        remembered = None
     if target_name:
         fill.update(_target_values(target_name, project_file, project, environ, target_credentials))
-    elif remembered is not None and given.get("runtime", environ.get("PROVISION_RUNTIME")) in (
-        None,
-        "",
-        "auto",
-        remembered.runtime,
-    ):
+    elif remembered is not None:
         fill.update(_remembered_values(StateDir(home), remembered))
-    else:
-        remembered = None
     if project is not None and project_file is not None:
         fill["project_file"] = project_file
         fill["dashboards"] = tuple(_shown(project_file.parent / path, cwd) for path in project.dashboards)

@@ -184,3 +184,22 @@ def test_validate_uses_the_project_paths_and_the_target_variables(tmp_path: Path
     result = CliRunner().invoke(app, ["dashboards", "validate", "--target", "dev", "--json"])
     assert result.exit_code == 0, result.stderr
     assert [d["path"] for d in json.loads(result.stdout)["dashboards"]] == ["boards/one.yaml"]
+
+
+def test_a_target_never_mixes_with_the_demo_this_folder_remembers(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from provisioner.state import RememberedDemo, StateDir
+
+    (tmp_path / "provision.toml").write_text('[targets.dev]\nmetabase_url = "http://dev.example.com"\n')
+    demo = RememberedDemo(
+        runtime="external", metabase_url="http://127.0.0.1:3999", dashboards=[tmp_path / "x"]
+    )
+    StateDir(tmp_path / ".provision").remember_demo(demo, SecretStr("postgresql://u:pw@127.0.0.1:5999/demo"))
+
+    plain = load_settings({}, tmp_path)
+    assert plain.runtime == "external" and plain.metabase_url == "http://127.0.0.1:3999"
+    assert plain.database_url is not None and plain.dashboards == (tmp_path / "x",)
+    targeted = load_settings({}, tmp_path, target="dev")
+    assert targeted.metabase_url == "http://dev.example.com"
+    assert targeted.database_url is None and targeted.dashboards == ()
