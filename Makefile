@@ -1,4 +1,5 @@
-# The two commands a newcomer runs: `make demo` and `make test`. Both create .venv on first use.
+# For the checkout: `make test` (and `make demo`) create .venv on first use. Users install with
+# `pipx install .` and run `provision demo` (see the README's quick start).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,21 +8,23 @@ BIN := $(VENV)/bin
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --quiet -e .
 	@touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# After a failure make adds its own "make: *** ... Error N" line and exits 2: scripts that read the
+# tool's exit code (2 = changes pending, 64 = a wrong command line) run .venv/bin/provision directly.
 demo: install
-	$(BIN)/provision demo
+	@$(BIN)/provision demo
 
 test: install-dev
 	$(BIN)/ruff check provisioner tests

@@ -32,6 +32,7 @@ ENV_VARS: dict[str, str] = {
     "METABASE_COMMAND": "metabase_command",
     "PROVISION_RUNTIME": "runtime",
     "PROVISION_NAME": "stack_name",
+    "PROVISION_TARGET": "target",
 }
 
 # Settings field → its command-line flag, where it differs from `--field-name`; None: environment only.
@@ -41,6 +42,9 @@ _FLAGS: dict[str, str | None] = {
     "metabase_api_key": None,
     "admin_email": None,
     "admin_password": None,
+    "dashboards": None,
+    "variables": None,
+    "project_file": None,
 }
 
 
@@ -68,6 +72,12 @@ class Settings(BaseModel):
         default=None, description="starts Metabase instead of `java -jar`; placeholders {port}, {state_dir}"
     )
     stop_timeout_s: float = 30.0
+    # Where they came from beyond flags and environment (provisioner.workspace): the project file's
+    # target, or the demo this state directory remembers.
+    target: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    project_file: Path | None = None
+    dashboards: tuple[Path, ...] = Field(default=(), description="dashboard paths when none are given")
+    variables: dict[str, str] = Field(default_factory=dict, description="`${VAR}` values of the target")
 
     @field_validator("metabase_url")
     @classmethod

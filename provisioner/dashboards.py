@@ -19,7 +19,7 @@ from provisioner.backup import RestoreResult, new_backup_dir, start_backup
 from provisioner.backup import restore as restore_backup
 from provisioner.compare import Reader
 from provisioner.desired import desired_state
-from provisioner.errors import ConfigError, SpecErrors
+from provisioner.errors import ConfigError, EnvironmentProblem, SpecErrors
 from provisioner.export import ExportResult, export_dashboards
 from provisioner.id_cache import IdCache
 from provisioner.metabase.models import Card, Dashboard
@@ -345,10 +345,9 @@ def apply(
             cards={o.key: o.id for o in cards if o.action != "archived" and o.id is not None},
             forgotten_cards={o.key for o in result.outcomes if o.kind == "card" and o.action == "archived"},
         )
-    except OSError as exc:  # a read-only checkout: the apply itself succeeded, only the shortcut is lost
-        progress.warn(
-            f"cannot write {cache.path} ({exc.strerror or exc}); the next run reads every collection"
-        )
+    except (OSError, EnvironmentProblem) as exc:  # a read-only checkout: only the shortcut is lost
+        reason = exc.message if isinstance(exc, EnvironmentProblem) else exc.strerror or exc
+        progress.warn(f"cannot write {cache.path} ({reason}); the next run reads every collection")
     for problem in result.verify_problems:
         progress.warn(problem)
     for failed in result.failed_queries:

@@ -98,6 +98,7 @@ def run_demo(
     from provisioner.connect import connect_database
     from provisioner.metabase.setup import prepare_metabase, setup_result
     from provisioner.seeding import seed
+    from provisioner.workspace import remember_demo
 
     runtime.check()  # refused before the lock, which creates the state directory: nothing is written
     # One demo command at a time per state directory: two would race to start the same processes.
@@ -114,6 +115,13 @@ def run_demo(
         with steps.step("start", f"Starting the {runtime.name} runtime") as out:
             endpoints = runtime.start(progress)
             out["changed"] = endpoints.started
+        # Recorded as soon as it runs: status, down and the rest find it even if a later step fails.
+        remember_demo(
+            settings,
+            runtime=runtime.name,
+            metabase_url=endpoints.metabase_url,
+            dashboards=[dashboards_dir] if dashboards_dir is not None else None,
+        )
         settings = _point_at(settings, endpoints)
 
         with steps.step("seed", "Seeding the demo database") as out:
@@ -132,7 +140,9 @@ def run_demo(
 
         with steps.step("setup", "Setting up Metabase") as out:
             # One client for setup, connect and dashboards: one health check and one login per run.
-            authed = prepare_metabase(settings, progress=progress, clock=clock, sleep=sleep)
+            authed = prepare_metabase(
+                settings, progress=progress, clock=clock, sleep=sleep, just_started=endpoints.started
+            )
             setup = setup_result(settings, authed)
             out["changed"] = setup.created_admin or setup.created_api_key or setup.turned_off_tracking
 

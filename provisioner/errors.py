@@ -32,7 +32,9 @@ class ProvisionError(Exception):
 class UsageProblem(ProvisionError):
     """The command line itself is wrong: an unknown option, a flag's value of the wrong type."""
 
-    exit_code = 2  # as every command-line tool, and typer, say it
+    # EX_USAGE of sysexits.h; not click's 2, which `dashboards plan` uses for "changes pending": a CI
+    # script must never read a typo as pending changes.
+    exit_code = 64
     kind = "usage"
 
 
@@ -132,6 +134,10 @@ class MetabaseError(ProvisionError):
 
 class MetabaseUnreachable(MetabaseError):
     """Nothing answered at the Metabase URL, or it is not a Metabase."""
+
+
+class MetabaseRefused(MetabaseUnreachable):
+    """Nothing listens at the Metabase URL (connection refused), or its host name does not resolve."""
 
 
 class MetabaseAuthError(MetabaseError):

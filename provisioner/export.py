@@ -336,6 +336,13 @@ class _Exporter:
             entry["at"] = at
             cards.append(entry)
         doc["cards"] = cards
+        wired = {key for entry in cards for key in (entry.get("filters") or {}).values()}
+        for unwired in [f["key"] for f in filters if f["key"] not in wired]:
+            # Kept (an export leaves nothing out), but `validate` refuses it: say so now.
+            self.warnings.append(
+                f"{dashboard.name!r}: filter `{unwired}` is wired to no card, which validate refuses; wire "
+                "it in a card's `filters:` or remove it"
+            )
         questions = [self._question(self.cards[i], None, {}, {}) for i in self.extra]
         if questions:
             doc["questions"] = questions

@@ -20,6 +20,7 @@ from provisioner.runtime.base import (
     docker_engine_version,
 )
 from provisioner.state import StateDir
+from provisioner.workspace import remember_demo
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
@@ -80,7 +81,9 @@ def bring_up(settings: Settings, *, progress: Progress, runner: CommandRunner | 
     runtime.check()  # before the lock, which creates the state directory
     with StateDir(settings.home).exclusive("up"):
         progress.step(f"Starting the {runtime.name} runtime")
-        return runtime.start(progress)
+        endpoints = runtime.start(progress)
+        remember_demo(settings, runtime=runtime.name, metabase_url=endpoints.metabase_url, dashboards=None)
+        return endpoints
 
 
 def bring_down(

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_serializer
 
 from provisioner.errors import ConfigError, EnvironmentProblem
 
 _DAMAGED_HINT = "restore it from a backup, or move it away and run `provision demo --fresh` to start over"
+_HOME_HINT = "set PROVISION_HOME to a directory you can write, or unset it to use ./.provision"
 
 
 class _Section(BaseModel):
@@ -85,6 +87,12 @@ class LocalMetabaseSecrets(_Section):
     encryption_secret_key: SecretStr
 
 
+class RememberedDatabase(_Section):
+    """The warehouse a demo was given (--database-url), remembered for the commands run after it."""
+
+    url: SecretStr
+
+
 class Credentials(BaseModel):
     """Everything in credentials.json; a section is None until its part of the tool stores it."""
 
@@ -96,6 +104,28 @@ class Credentials(BaseModel):
     reader: ReaderLogin | None = None
     postgres: PostgresLogin | None = None
     metabase_local: LocalMetabaseSecrets | None = None
+    demo_database: RememberedDatabase | None = None
+
+
+DemoRuntime = Literal["docker", "local", "external"]
+
+
+class RememberedDemo(BaseModel):
+    """How the last `demo` or `up` in this state directory ran (demo.json; never a secret).
+
+    The commands run after it (status, doctor, down, db url, dashboards ...) read it, so they need
+    no flags; a flag or an environment variable still wins. The database's URL, which holds a
+    password, is in credentials.json (`demo_database`).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    runtime: DemoRuntime
+    metabase_url: str
+    metabase_jar: Path | None = None
+    metabase_command: str | None = None
+    # None: the demo dashboards the tool ships; else the paths the demo applied.
+    dashboards: list[Path] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,17 +166,64 @@ class StateDir:
     def backups_dir(self) -> Path:
         return self.root / "backups"
 
+    @property
+    def demo_file(self) -> Path:
+        return self.root / "demo.json"
+
+    def check_usable(self) -> None:
+        """Raise EnvironmentProblem when the state directory could not be used: it, or a folder above
+        it, is a file, or the nearest existing folder is not writable. Leaves nothing behind."""
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists() or p == p.parent)
+        if not existing.is_dir():
+            where = "is a file" if existing == self.root else f"is under a file ({existing})"
+            raise EnvironmentProblem(f"the state directory {self.root} {where}", hint=_HOME_HINT)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            what = "is" if existing == self.root else f"would be created in {existing}, which is"
+            raise EnvironmentProblem(f"the state directory {self.root} {what} not writable", hint=_HOME_HINT)
+        if existing != self.root:
+            # Permissions do not tell all: /proc or /sys refuse a new folder even to root. Try one.
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix=".provision-probe-", dir=existing))
+            except OSError as exc:
+                raise EnvironmentProblem(
+                    f"the state directory {self.root} cannot be created in {existing}: "
+                    f"{exc.strerror or type(exc).__name__}",
+                    hint=_HOME_HINT,
+                ) from exc
+
     def ensure(self) -> Path:
-        """Create the state directory (mode 0700) and return it.
+        """Create the state directory (mode 0700) and return it; EnvironmentProblem when it cannot be.
 
         It ignores itself for git (a `.gitignore` of `*`, as pytest and ruff do for their caches):
         it sits in the working directory, often a dashboards repository, and holds credentials.
         """
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ignore = self.root / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# metabase-provisioner's local state: credentials, never committed\n*\n")
+        self.check_usable()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            ignore = self.root / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# metabase-provisioner's local state: credentials, never committed\n*\n")
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"the state directory {self.root} cannot be created: {exc.strerror or type(exc).__name__}",
+                hint=_HOME_HINT,
+            ) from exc
         return self.root
+
+    def remembered_demo(self) -> RememberedDemo | None:
+        """What the last demo here recorded; None when none did (or the record is unreadable)."""
+        try:
+            return RememberedDemo.model_validate_json(self.demo_file.read_text())
+        except (OSError, ValidationError):
+            return None  # a record is a convenience: without one, flags and environment decide
+
+    def remember_demo(self, demo: RememberedDemo, database_url: SecretStr | None) -> None:
+        """Record how the demo runs (demo.json, and its database URL in credentials.json)."""
+        self.ensure()
+        if self.remembered_demo() != demo:  # a re-run of the same demo writes nothing
+            write_private(self.demo_file, demo.model_dump_json(indent=2) + "\n")
+        with self.edit_credentials() as credentials:
+            credentials.demo_database = None if database_url is None else RememberedDatabase(url=database_url)
 
     @contextmanager
     def exclusive(self, what: str) -> Iterator[None]:
@@ -189,9 +266,10 @@ class StateDir:
         """
         try:
             text = self.credentials_file.read_text()
-        except FileNotFoundError:
-            return Credentials()
+        except (FileNotFoundError, NotADirectoryError):
+            return Credentials()  # none stored: a state directory under a file is named when written
         except OSError as exc:
+            self.check_usable()  # when the directory is the cause, name it rather than the file
             raise ConfigError(
                 f"{self.credentials_file} cannot be read: {exc.strerror or type(exc).__name__}",
                 hint=_DAMAGED_HINT,

@@ -129,6 +129,14 @@ def probe_database(dsn: SecretStr | None) -> DatabaseState:
             detail="reachable, but the demo data is not loaded",
             hint="run `provision demo` (or `provision seed`) to load the demo data",
         )
+    if seeded.damage is not None:
+        # The check `demo` makes before it decides to reseed: the two never disagree.
+        return DatabaseState(
+            reachable=True,
+            seeded=False,
+            detail=f"the demo data is {seeded.summary}",
+            hint="run `provision demo` (or `provision seed`): it puts the demo data back",
+        )
     return DatabaseState(reachable=True, seeded=True, detail=seeded.summary)
 
 
@@ -161,13 +169,20 @@ def probe_sync_and_dashboards(
 
 
 def probe_dashboards(settings: Settings, dashboards_dirs: list[Path] | None) -> DashboardsState:
-    """Whether applying the dashboard YAML would change anything; never raises."""
+    """Whether applying the dashboard YAML would change anything; never raises.
+
+    The YAML: `dashboards_dirs`, else the settings' (project file, ./dashboards, the demo's), else the
+    demo dashboards the tool ships.
+    """
+    import os
+
     from provisioner import dashboards
     from provisioner.resources import demo_dashboards_dir
 
     try:
-        paths = dashboards_dirs or [demo_dashboards_dir()]
-        plan = dashboards.plan(settings, paths, progress=NullProgress())
+        paths = dashboards_dirs or list(settings.dashboards) or [demo_dashboards_dir()]
+        environ = {**settings.variables, **os.environ}
+        plan = dashboards.plan(settings, paths, progress=NullProgress(), environ=environ)
     except ProvisionError as exc:
         return DashboardsState(in_sync=None, detail=exc.message, hint=exc.hint)
     changes = sum(action.action != "unchanged" for action in plan.actions)

@@ -712,3 +712,30 @@ def test_a_failed_card_run_with_a_blank_error_is_reported_not_raised() -> None:
         result = execute(plan, client, Reader(), metabase_url=base)
     assert [(f.key, f.card_id, f.error) for f in result.failed_queries] == [("d/q", 5, "failed")]
     assert not result.ok
+
+
+def test_plan_as_markdown_is_a_pull_request_comment_of_what_changes(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.apply()
+    key = env.client.create_api_key("tests", group_id=2).unmasked_key.get_secret_value()
+    monkeypatch.setenv("METABASE_URL", env.fake.url)
+    monkeypatch.setenv("METABASE_API_KEY", key)
+    env.write(
+        SALES.replace("name: Total sales", "name: Sales in total").replace("name: Sales\n", "name: Revenue\n")
+    )
+    (env.directory / "more.yaml").write_text(
+        SALES.replace("key: sales", "key: more").replace("name: Sales\n", "name: More | sales\n")
+    )
+
+    planned = CliRunner().invoke(app, ["dashboards", "plan", str(env.directory), "--format", "markdown"])
+
+    assert planned.exit_code == 2, planned.stderr
+    comment = planned.stdout
+    assert comment.startswith("<!-- metabase-provisioner plan -->\n### Metabase plan for http://")
+    assert "| update | card | Sales in total | `sales/total` | `name` |" in comment
+    assert "| update | dashboard | Revenue | `sales` | `name` |" in comment
+    assert "| create | dashboard | More \\| sales | `more` | new |" in comment
+    assert "<details><summary>" in comment and "unchanged</summary>" in comment
+    as_json = CliRunner().invoke(app, ["dashboards", "plan", str(env.directory), "--format", "json"])
+    assert as_json.exit_code == 2 and json.loads(as_json.stdout)["exit_code"] == 2

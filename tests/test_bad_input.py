@@ -1,7 +1,7 @@
 """Bad input on the command line, in the environment, for the seed: one error line, its exit code, no trace.
 
 Each case runs the real `provision` command (in-process) and asserts that stderr holds exactly one
-`error:` line and no traceback, that the exit code is the documented one (2 usage, 3 config, 5 database,
+`error:` line and no traceback, that the exit code is the documented one (64 usage, 3 config, 5 database,
 6 environment), and that nothing was written: no file under the test's directory (the state directory
 and the working directory) is created or changed, and the database holds no new object or role.
 """
@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from provisioner.cli.app import app
 from tests.conftest import PgServer
 
-USAGE, CONFIG, DATABASE, ENVIRONMENT = 2, 3, 5, 6
+USAGE, CONFIG, DATABASE, ENVIRONMENT = 64, 3, 5, 6
 SECRET = "Sekret-pw-42"  # planted in bad values: no error may repeat it
 
 
@@ -101,6 +101,10 @@ COMMAND_LINE = {
     "reader-database-url-not-a-dsn": Case(
         ["seed", "--reader-database-url", "metabase_reader"], CONFIG, "--reader-database-url"
     ),
+    # `validate --database-url "$(provision db url)"` after `db url` failed: refused, not run offline only.
+    "validate-with-an-empty-database-url": Case(
+        ["dashboards", "validate", "dashboards", "--database-url", ""], CONFIG, "--database-url is empty"
+    ),
     "metabase-database-url-empty": Case(
         ["metabase", "connect", "--metabase-database-url", ""], CONFIG, "--metabase-database-url"
     ),
@@ -140,12 +144,16 @@ ENVIRONMENT_CASES = {
     "local-runtime-with-a-missing-jar": Case(
         ["up", "--runtime", "local"], CONFIG, "does not exist", {"METABASE_JAR": "/nowhere/metabase.jar"}
     ),
+    # Checked before the embedded PostgreSQL is started for it: no server, no data directory.
+    "demo-on-the-local-runtime-with-a-missing-jar": Case(
+        ["demo", "--runtime", "local", "--metabase-jar", "/nowhere/metabase.jar"], CONFIG, "does not exist"
+    ),
     "local-runtime-command-with-an-unknown-placeholder": Case(
         ["up", "--runtime", "local"], CONFIG, "{nowhere}", {"METABASE_COMMAND": "metabase --dir {nowhere}"}
     ),
     "external-runtime-without-a-database": Case(["demo", "--runtime", "external"], CONFIG, "--database-url"),
     "docker-runtime-without-docker": Case(["up", "--runtime", "docker"], ENVIRONMENT, "docker", {"PATH": ""}),
-    "db-url-before-the-embedded-server-exists": Case(["db", "url"], DATABASE, "not running"),
+    "db-url-before-the-embedded-server-exists": Case(["db", "url"], DATABASE, "no demo warehouse"),
 }
 
 

@@ -103,3 +103,98 @@ def test_metabase_url_is_the_same_option_on_every_command() -> None:
         (option,) = [p for p in sub.params if "--metabase-url" in p.opts]
         helps.add(option.help)
     assert len(helps) == 1
+
+
+def _leaf_commands() -> list[str]:
+    from provisioner.cli.app import app
+
+    found: list[str] = []
+
+    def walk(command: object, prefix: str) -> None:
+        children = getattr(command, "commands", None)
+        if not children:
+            found.append(prefix)
+            return
+        for name, child in children.items():
+            walk(child, f"{prefix} {name}".strip())
+
+    walk(typer.main.get_command(app), "")
+    return sorted(found)
+
+
+def test_every_command_answers_json_in_one_shape(tmp_path, monkeypatch) -> None:
+    from provisioner.cli.app import app
+    from provisioner.runtime.postgres import free_port
+    from tests.paths import TESTS
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    nowhere = f"postgresql://u:pw@127.0.0.1:{free_port()}/x"
+    dashboards = str(TESTS.parent / "dashboards")
+    # Each command with arguments that answer at once, in success or in failure.
+    runs = {
+        "dashboards apply": ["dashboards", "apply", dashboards, "--metabase-url", dead],
+        "dashboards export": ["dashboards", "export", "Sales", "--metabase-url", dead],
+        "dashboards plan": ["dashboards", "plan", dashboards, "--metabase-url", dead],
+        "dashboards restore": ["dashboards", "restore", str(tmp_path), "--metabase-url", dead],
+        "dashboards schema": ["dashboards", "schema"],
+        "dashboards validate": ["dashboards", "validate", dashboards],
+        "db start": ["db", "start"],
+        "db status": ["db", "status"],
+        "db stop": ["db", "stop"],
+        "db url": ["db", "url"],
+        "demo": ["demo", "--runtime", "external"],
+        "doctor": ["doctor", "--runtime", "external", "--metabase-url", dead],
+        "down": ["down", "--runtime", "external"],
+        "init": ["init"],
+        "metabase check": ["metabase", "check", "--metabase-url", dead],
+        "metabase connect": ["metabase", "connect", "--metabase-url", dead, "--database-url", nowhere],
+        "metabase setup": ["metabase", "setup", "--metabase-url", dead],
+        "reset": ["reset", "--runtime", "external"],
+        "seed": ["seed", "--database-url", nowhere],
+        "status": ["status", "--runtime", "external", "--metabase-url", dead],
+        "up": ["up", "--runtime", "external"],
+    }
+    assert sorted(runs) == _leaf_commands(), "a new command needs its case here"
+    (tmp_path / "state-is-a-file").write_text("")
+    monkeypatch.setenv("PROVISION_HOME", str(tmp_path / "state-is-a-file"))  # db start fails at once
+    seen = set()
+    for name, args in runs.items():
+        result = CliRunner().invoke(app, [*args, "--json"])
+        document = json.loads(result.stdout)
+        assert list(document)[:2] == ["ok", "exit_code"], (name, document)
+        assert document["exit_code"] == result.exit_code, (name, document)
+        if document["ok"]:
+            assert result.exit_code in (0, 2), name
+        else:
+            assert result.exit_code != 0 and ("error" in document or name in ("status", "doctor")), name
+        seen.add(document["ok"])
+    assert seen == {True, False}
+
+
+def test_a_typo_on_the_command_line_exits_64_never_2_the_code_of_pending_changes() -> None:
+    from provisioner.cli.app import app
+
+    for args in (["dashboards", "plan", "--prnue"], ["dashboards", "plan", "--format", "html"], ["--bogus"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 64, (args, result.stderr)
+        assert len([line for line in result.stderr.splitlines() if line.startswith("error: ")]) == 1
+    bare = CliRunner().invoke(app, ["dashboards"])
+    assert bare.exit_code == 64 and "Usage: provision dashboards" in bare.stderr
+
+
+def test_help_shows_plain_placeholders_and_whole_choices() -> None:
+    from provisioner.cli.app import app
+
+    text = CliRunner().invoke(app, ["demo", "--help"]).stdout
+    assert "<bool>" not in text and "╭" not in text
+    assert "--runtime <auto|docker|local|external>" in text
+    assert "--metabase-url URL" in text and "--database-url DSN" in text and "--as-of DATE" in text
+    assert "<bool>" not in CliRunner().invoke(app, ["--help"]).stdout
+
+
+def test_version_prints_the_package_version() -> None:
+    from provisioner import __version__
+    from provisioner.cli.app import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"provision (metabase-provisioner) {__version__}\n"

@@ -19,11 +19,12 @@ def test_committed_schema_matches_the_models() -> None:
     )
 
 
-def test_schema_command_prints_the_schema() -> None:
-    for args in (["dashboards", "schema"], ["dashboards", "schema", "--json"]):
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 0
-        assert json.loads(result.stdout) == schema()
+def test_schema_command_prints_the_schema_and_with_json_the_one_result_shape() -> None:
+    plain = CliRunner().invoke(app, ["dashboards", "schema"])
+    assert plain.exit_code == 0 and json.loads(plain.stdout) == schema()
+    wrapped = CliRunner().invoke(app, ["dashboards", "schema", "--json"])
+    assert wrapped.exit_code == 0
+    assert json.loads(wrapped.stdout) == {"ok": True, "exit_code": 0, "schema": schema()}
 
 
 def test_schema_forbids_unknown_keys_and_requires_the_identity() -> None:

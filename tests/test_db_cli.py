@@ -149,9 +149,15 @@ def test_port_in_use_is_an_environment_problem(embedded_home: Path) -> None:
     _assert_clean_error(result, 6, f"port {port}", "in use")
 
 
-def test_db_url_when_the_embedded_server_is_stopped_says_how_to_start_it(embedded_home: Path) -> None:
+def test_db_url_before_any_demo_names_the_state_directory_it_looked_in(embedded_home: Path) -> None:
     result = _invoke("db", "url")
-    _assert_clean_error(result, 5, "not running", "provision db start")
+    _assert_clean_error(result, 5, f"no demo warehouse in {embedded_home}", "PROVISION_HOME")
+
+
+def test_db_url_when_the_embedded_server_is_stopped_says_how_to_start_it(embedded_home: Path) -> None:
+    (embedded_home / "postgres").mkdir(parents=True)  # a demo was here; its server is stopped
+    result = _invoke("db", "url")
+    _assert_clean_error(result, 5, f"the demo in {embedded_home} is not running", "provision db start")
 
 
 # -- the embedded server --------------------------------------------------------------------

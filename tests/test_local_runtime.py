@@ -326,3 +326,10 @@ def test_the_app_database_the_tool_created_is_reused_then_dropped(
     with psycopg.connect(no_app_database) as conn:
         gone = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (APP_DATABASE,)).fetchone()
     assert gone is None and f"dropped Metabase's application database {APP_DATABASE}" in progress.text
+
+
+def test_a_missing_jar_is_reported_before_postgresql_is_started_for_it(clean_environ: Path) -> None:
+    settings = Settings.load({}, home=clean_environ, metabase_jar=clean_environ / "no-such.jar")
+    with pytest.raises(ConfigError, match="does not exist"):
+        LocalRuntime(settings).start(RecordingProgress())  # even without `check()` first
+    assert not (clean_environ / "postgres").exists()

@@ -90,5 +90,5 @@ def test_status_command_text_lists_services_and_hints(fake: FakeMetabase, pg_dsn
     assert "Runtime: external" in result.stdout
     assert "  metabase: running, healthy" in result.stdout
     assert "Metabase v0.65.4: healthy" in result.stdout
-    assert "Database: not seeded" in result.stdout
+    assert "Database: reachable, but the demo data is not loaded" in result.stdout
     assert "hint: run `provision demo`" in result.stdout

@@ -46,6 +46,7 @@ class _RendersProvisionErrors(TyperGroup):
 def _rendered(ctx: BaseContext, error: Exception) -> Exception:
     """The exit for a usage error, shown as one `error:` line and a hint; `--help` itself is left alone."""
     if type(error).__name__ == "NoArgsIsHelpError":  # a bare `provision` or `provision db`: the help
+        error.exit_code = UsageProblem.exit_code  # type: ignore[attr-defined]  # on stderr, as a usage error
         return error
     where = getattr(error, "ctx", None) or ctx
     problem = UsageProblem(
@@ -60,9 +61,19 @@ app = typer.Typer(
     name="provision",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    # Plain help, as click formats it: no `<bool>` placeholders, choices never broken mid-word.
+    rich_markup_mode=None,
     add_completion=False,
     help="Metabase-as-code: a one-command analytics demo, and dashboards kept as YAML.",
 )
+
+
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from provisioner import __version__
+
+        typer.echo(f"provision (metabase-provisioner) {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -71,6 +82,10 @@ def root(
     json_output: JsonOption = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also show every HTTP request to Metabase on stderr.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Metabase-as-code: a one-command analytics demo, and dashboards kept as YAML."""
@@ -103,7 +118,7 @@ def _log_http_requests() -> None:
 
 
 def _register() -> None:
-    from provisioner.cli import dashboards, db, demo, metabase, stack
+    from provisioner.cli import dashboards, db, demo, init, metabase, stack
 
     app.add_typer(db.db_app, name="db")
     app.add_typer(metabase.metabase_app, name="metabase")
@@ -111,6 +126,7 @@ def _register() -> None:
     db.register_top_level(app)
     demo.register_top_level(app)
     stack.register_top_level(app)
+    init.register_top_level(app)
 
 
 _register()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -46,8 +47,11 @@ def output_for(ctx: typer.Context, json_output: bool = False) -> Output:
     return state.output
 
 
-def settings_for(**overrides: Any) -> Settings:
-    """Settings from the environment plus this command's flags (None = flag not given)."""
-    from provisioner.config import Settings
+def settings_for(*, use_target: bool = True, target_credentials: bool = True, **overrides: Any) -> Settings:
+    """Settings from this command's flags (None = not given), the environment, the project file and the
+    remembered demo (see provisioner.workspace)."""
+    from provisioner.workspace import load_settings
 
-    return Settings.load(os.environ, **overrides)
+    return load_settings(
+        os.environ, Path.cwd(), use_target=use_target, target_credentials=target_credentials, **overrides
+    )

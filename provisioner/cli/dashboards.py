@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from provisioner.cli.context import JsonOption, output_for, settings_for
-from provisioner.cli.options import MetabaseAddressOption
+from provisioner.cli.options import MetabaseAddressOption, TargetOption
+from provisioner.errors import ConfigError
 
-dashboards_app = typer.Typer(no_args_is_help=True, help="Dashboards as YAML: validate, plan, apply, export.")
+if TYPE_CHECKING:
+    from provisioner.config import Settings
+
+dashboards_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Dashboards as YAML: validate, plan, apply, export."
+)
 
 PathsArgument = Annotated[
     list[Path] | None,
-    typer.Argument(help="Dashboard files or directories (default: dashboards/).", show_default=False),
+    typer.Argument(
+        metavar="PATHS",
+        help="Dashboard files or folders (default: the project file's, else ./dashboards, else the demo's).",
+        show_default=False,
+    ),
 ]
 PruneOption = Annotated[
     bool,
@@ -24,8 +36,28 @@ PruneOption = Annotated[
 ]
 
 
-def _paths(paths: list[Path] | None) -> list[Path]:
-    return list(paths) if paths else [Path("dashboards")]
+class PlanFormat(StrEnum):
+    """The values of `plan --format`."""
+
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def _paths(given: list[Path] | None, settings: Settings) -> list[Path]:
+    """The paths given, else the ones the settings found; ConfigError saying where it looked."""
+    from provisioner.workspace import no_dashboards_error
+
+    if given:
+        return list(given)
+    if settings.dashboards:
+        return list(settings.dashboards)
+    raise no_dashboards_error(settings, Path.cwd())
+
+
+def _environ(settings: Settings) -> dict[str, str]:
+    """The `${VAR}` values of dashboard files: the target's, overridden by the environment."""
+    return {**settings.variables, **os.environ}
 
 
 @dashboards_app.command("validate")
@@ -34,15 +66,33 @@ def validate_command(
     paths: PathsArgument = None,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="Also prepare every card's SQL on this PostgreSQL (read only)."),
+        typer.Option(
+            "--database-url",
+            metavar="DSN",
+            help="Also prepare every card's SQL on this PostgreSQL (read only); with --target, the "
+            "target's database_url_env.",
+        ),
     ] = None,
+    target: TargetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Check dashboard files offline; every problem with file:line:column, in one run."""
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
-    result = dashboards.validate(_paths(paths), database_url=database_url, progress=output.progress)
+    if database_url is not None and not database_url.strip():
+        raise ConfigError(
+            "--database-url is empty: the SQL would not be checked",
+            hint="give a PostgreSQL URL; with `$(provision db url)`, that command failed: run it alone "
+            "to see why, or leave --database-url out for the offline checks",
+        )
+    settings = settings_for(target=target, target_credentials=False)
+    dsn = database_url or (
+        settings.database_url.get_secret_value() if settings.target and settings.database_url else None
+    )
+    result = dashboards.validate(
+        _paths(paths, settings), database_url=dsn, environ=_environ(settings), progress=output.progress
+    )
     output.result(result.to_dict(), result.describe)
 
 
@@ -56,15 +106,40 @@ def plan_command(
         typer.Option("--out", help="Save the plan (and the files it was made from) for `apply FILE`."),
     ] = None,
     metabase_url: MetabaseAddressOption = None,
+    target: TargetOption = None,
+    output_format: Annotated[
+        PlanFormat,
+        typer.Option(
+            "--format",
+            help="text, json (as --json), or markdown: a comment for a pull request (what is created, "
+            "updated, archived).",
+        ),
+    ] = PlanFormat.text,
     json_output: JsonOption = False,
 ) -> None:
     """Show what `apply` would change; changes nothing. Exit 2 when changes are pending."""
     from provisioner import dashboards
 
-    output = output_for(ctx, json_output)
-    settings = settings_for(metabase_url=metabase_url)
-    plan = dashboards.plan(settings, _paths(paths), prune=prune, out=out, progress=output.progress)
-    output.result(plan.to_dict(), plan.describe)
+    output = output_for(ctx, json_output or output_format == PlanFormat.json)
+    settings = settings_for(metabase_url=metabase_url, target=target)
+    plan = dashboards.plan(
+        settings,
+        _paths(paths, settings),
+        prune=prune,
+        out=out,
+        progress=output.progress,
+        environ=_environ(settings),
+    )
+
+    def text() -> str:
+        if output_format == PlanFormat.markdown:
+            from provisioner.cli.plan_markdown import plan_markdown
+
+            return plan_markdown(plan, metabase_url=settings.metabase_url, target=settings.target)
+        return plan.describe()
+
+    # Changes pending is a finding, not a failure: `ok` stays true, the exit code says 2.
+    output.result(plan.to_dict(), text, exit_code=2 if plan.has_changes else 0)
     if plan.has_changes:
         raise typer.Exit(2)  # scripts and CI read "changes pending" from the exit code
 
@@ -93,6 +168,7 @@ def apply_command(
     ] = False,
     backup_dir: BackupDirOption = None,
     metabase_url: MetabaseAddressOption = None,
+    target: TargetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create or update collections, cards and dashboards; unchanged objects are not touched.
@@ -102,11 +178,17 @@ def apply_command(
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
-    settings = settings_for(metabase_url=metabase_url)
+    settings = settings_for(metabase_url=metabase_url, target=target)
     result = dashboards.apply(
-        settings, _paths(paths), prune=prune, force=force, backup_dir=backup_dir, progress=output.progress
+        settings,
+        _paths(paths, settings),
+        prune=prune,
+        force=force,
+        backup_dir=backup_dir,
+        progress=output.progress,
+        environ=_environ(settings),
     )
-    output.result(result.to_dict(), result.describe)
+    output.result(result.to_dict(), result.describe, ok=result.ok, exit_code=0 if result.ok else 1)
     if not result.ok:
         raise typer.Exit(1)  # written, but a query fails in Metabase or the read-back differs
 
@@ -119,15 +201,16 @@ def restore_command(
     ],
     backup_dir: BackupDirOption = None,
     metabase_url: MetabaseAddressOption = None,
+    target: TargetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Put back the cards and dashboards an apply changed or archived; archive what it created."""
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
-    settings = settings_for(metabase_url=metabase_url)
+    settings = settings_for(metabase_url=metabase_url, target=target)
     result = dashboards.restore(settings, backup, backup_dir=backup_dir, progress=output.progress)
-    output.result(result.to_dict(), result.describe)
+    output.result(result.to_dict(), result.describe, ok=result.ok, exit_code=0 if result.ok else 1)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -135,29 +218,39 @@ def restore_command(
 @dashboards_app.command("export")
 def export_command(
     ctx: typer.Context,
-    dashboard: Annotated[list[str], typer.Argument(help="Dashboard name or id (several allowed).")],
+    dashboard: Annotated[
+        list[str], typer.Argument(metavar="NAME_OR_ID...", help="Dashboard name or id (several allowed).")
+    ],
     out: Annotated[
-        Path, typer.Option("--out", help="Directory to write the YAML to (not dashboards/: review first).")
+        Path,
+        typer.Option(
+            "--out", metavar="DIR", help="Directory to write the YAML to (not dashboards/: review first)."
+        ),
     ] = Path("exported"),
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite a file, or a key already used in --out.")
     ] = False,
     metabase_url: MetabaseAddressOption = None,
+    target: TargetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Write existing Metabase dashboards as YAML: every id becomes a name, nothing is left out."""
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
-    settings = settings_for(metabase_url=metabase_url)
+    settings = settings_for(metabase_url=metabase_url, target=target)
     result = dashboards.export(settings, dashboard, out_dir=out, force=force, progress=output.progress)
     output.result(result.to_dict(), result.describe)
 
 
 @dashboards_app.command("schema")
-def schema_command(json_output: JsonOption = False) -> None:
+def schema_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Print the JSON Schema of dashboard files (for editors; kept in dashboards/schema.json)."""
     from provisioner import dashboards
 
-    del json_output  # the schema is JSON either way; the flag is accepted like on every command
-    sys.stdout.write(json.dumps(dashboards.schema(), indent=2) + "\n")
+    output = output_for(ctx, json_output)
+    schema = dashboards.schema()
+    if output.json_mode:
+        output.result({"schema": schema})
+    else:  # the schema itself, as editors and `> schema.json` want it
+        sys.stdout.write(json.dumps(schema, indent=2) + "\n")

@@ -14,12 +14,15 @@ if TYPE_CHECKING:
     from provisioner.db.seed import SeedResult
     from provisioner.runtime.warehouse import DbStatus
 
-db_app = typer.Typer(no_args_is_help=True, help="Manage the embedded PostgreSQL server.")
+db_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Manage the embedded PostgreSQL server."
+)
 
 PortOption = Annotated[
     int | None,
     typer.Option(
         "--port",
+        metavar="PORT",
         min=1,
         max=65535,
         help="Port of the embedded PostgreSQL on 127.0.0.1 (default: the last one used, else a free one).",
@@ -29,6 +32,7 @@ ReaderDatabaseUrlOption = Annotated[
     str | None,
     typer.Option(
         "--reader-database-url",
+        metavar="DSN",
         help="A read-only login for Metabase, used instead of the generated metabase_reader role "
         "(env DATABASE_READER_URL).",
     ),
@@ -67,7 +71,9 @@ def seed_command(
 
     output = output_for(ctx, json_output)
     as_of_date = parse_as_of(as_of)
-    settings = settings_for(database_url=database_url, reader_database_url=reader_database_url)
+    settings = settings_for(
+        use_target=False, database_url=database_url, reader_database_url=reader_database_url
+    )
     if port is not None and settings.database_url is not None:
         raise ConfigError(
             "--port applies to the embedded PostgreSQL, not to --database-url (or DATABASE_URL)",
@@ -91,7 +97,7 @@ def start_command(ctx: typer.Context, port: PortOption = None, json_output: Json
     from provisioner.runtime.warehouse import db_start
 
     output = output_for(ctx, json_output)
-    status = db_start(settings_for(), port=port, progress=output.progress)
+    status = db_start(settings_for(use_target=False), port=port, progress=output.progress)
     output.result(status.model_dump(mode="json"), lambda: _status_text(status))
 
 
@@ -101,7 +107,7 @@ def stop_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     from provisioner.runtime.warehouse import db_stop
 
     output = output_for(ctx, json_output)
-    status = db_stop(settings_for(), progress=output.progress)
+    status = db_stop(settings_for(use_target=False), progress=output.progress)
     output.result(status.model_dump(mode="json"), lambda: _status_text(status))
 
 
@@ -111,7 +117,7 @@ def status_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     from provisioner.runtime.warehouse import db_status
 
     output = output_for(ctx, json_output)
-    status = db_status(settings_for())
+    status = db_status(settings_for(use_target=False))
     output.result(status.model_dump(mode="json"), lambda: _status_text(status))
 
 
@@ -121,7 +127,7 @@ def url_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     from provisioner.runtime.warehouse import db_url
 
     output = output_for(ctx, json_output)
-    url = db_url(settings_for())
+    url = db_url(settings_for(use_target=False))
     # Printing the password is this command's whole job; every other command redacts it.
     output.result({"url": url}, url)
 
@@ -159,6 +165,8 @@ def _status_text(status: DbStatus) -> str:
         lines.append(f"  url: {status.dsn_redacted}   (`provision db url` prints it with the password)")
     if status.seeded:
         lines.append(f"  demo data: {status.seeded.summary}")
+        if status.seeded.damage:
+            lines.append("  (`provision seed` puts it back)")
     elif status.detail:
         lines.append(f"  demo data: unknown ({status.detail})")
     else:

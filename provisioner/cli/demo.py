@@ -67,8 +67,9 @@ def demo_command(
     result = run_demo(
         settings, runtime=select_runtime(settings), fresh=fresh, as_of=as_of_date, progress=output.progress
     )
-    output.result(result.model_dump(mode="json"), lambda: describe(result))
-    if result.failed_cards:
+    ok = not result.failed_cards
+    output.result(result.model_dump(mode="json"), lambda: describe(result), ok=ok, exit_code=0 if ok else 1)
+    if not ok:
         raise typer.Exit(1)
 
 

@@ -7,22 +7,25 @@ from typing import Annotated
 import typer
 
 from provisioner.cli.context import JsonOption, output_for, settings_for
-from provisioner.cli.options import MetabaseAddressOption
+from provisioner.cli.options import MetabaseAddressOption, TargetOption
 
-metabase_app = typer.Typer(no_args_is_help=True, help="Set up Metabase and register the database.")
+metabase_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Set up Metabase and register the database."
+)
 
 
 @metabase_app.command("setup")
 def setup_command(
     ctx: typer.Context,
     metabase_url: MetabaseAddressOption = None,
+    target: TargetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Wait for Metabase, create its admin on first run, and an API key for this tool."""
     from provisioner.metabase.setup import setup_metabase
 
     output = output_for(ctx, json_output)
-    settings = settings_for(metabase_url=metabase_url)
+    settings = settings_for(metabase_url=metabase_url, target=target)
     result = setup_metabase(settings, progress=output.progress)
 
     def text() -> str:
@@ -37,7 +40,7 @@ def setup_command(
             lines.append(f"Created the admin {result.user_email} (password in the credentials file)")
         return "\n".join(lines)
 
-    output.result({"ok": True, **result.model_dump(mode="json")}, text)
+    output.result(result.model_dump(mode="json"), text)
 
 
 @metabase_app.command("connect")
@@ -45,17 +48,21 @@ def connect_command(
     ctx: typer.Context,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="Owner DSN of the demo database (env DATABASE_URL)."),
+        typer.Option(
+            "--database-url", metavar="DSN", help="Owner DSN of the demo database (env DATABASE_URL)."
+        ),
     ] = None,
     metabase_database_url: Annotated[
         str | None,
         typer.Option(
             "--metabase-database-url",
+            metavar="DSN",
             help="The DSN Metabase itself uses (inside Docker the host differs); env METABASE_DATABASE_URL; "
             "default: the read-only role on the --database-url host.",
         ),
     ] = None,
     metabase_url: MetabaseAddressOption = None,
+    target: TargetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Register the demo database in Metabase as the read-only role and wait for its tables."""
@@ -63,6 +70,7 @@ def connect_command(
 
     output = output_for(ctx, json_output)
     settings = settings_for(
+        target=target,
         metabase_url=metabase_url,
         database_url=database_url,
         metabase_database_url=metabase_database_url,
@@ -78,7 +86,7 @@ def connect_command(
             ]
         )
 
-    output.result({"ok": True, **result.model_dump(mode="json")}, text)
+    output.result(result.model_dump(mode="json"), text)
 
 
 @metabase_app.command("check")

@@ -36,6 +36,7 @@ NameOption = Annotated[
     str | None,
     typer.Option(
         "--name",
+        metavar="NAME",
         help="Name of the docker compose project, so several demos live side by side "
         "(default metabase-demo; env PROVISION_NAME).",
     ),
@@ -44,6 +45,7 @@ MetabaseAddressOption = Annotated[
     str | None,
     typer.Option(
         "--metabase-url",
+        metavar="URL",
         help="Metabase's address, e.g. your own for --runtime external (env METABASE_URL; "
         "default http://localhost:3000).",
     ),
@@ -52,20 +54,38 @@ DatabaseUrlOption = Annotated[
     str | None,
     typer.Option(
         "--database-url",
+        metavar="DSN",
         help="An existing PostgreSQL for the demo data: postgresql://user:pass@host:5432/db "
         "(env DATABASE_URL).",
     ),
 ]
 MetabaseJarOption = Annotated[
     Path | None,
-    typer.Option("--metabase-jar", help="metabase.jar for --runtime local (env METABASE_JAR); Java 21+."),
+    typer.Option(
+        "--metabase-jar",
+        metavar="PATH",
+        help="metabase.jar for --runtime local (env METABASE_JAR); Java 21+.",
+    ),
 ]
 MetabaseCommandOption = Annotated[
     str | None,
     typer.Option(
         "--metabase-command",
+        metavar="COMMAND",
         help="Command that starts Metabase instead of `java -jar`, for --runtime local; placeholders "
         "{port}, {host}, {state_dir} and {log_file} (env METABASE_COMMAND).",
+    ),
+]
+
+
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        metavar="NAME",
+        help="A target of the project file (provision.toml): its Metabase, database and credentials "
+        "(env PROVISION_TARGET).",
+        show_default=False,
     ),
 ]
 
@@ -78,12 +98,15 @@ def runtime_settings(
     database_url: str | None = None,
     metabase_jar: Path | None = None,
     metabase_command: str | None = None,
+    use_target: bool = False,
     **more: Any,
 ) -> Settings:
-    """Settings from the environment plus the runtime flags (None = not given) and any `more` overrides."""
+    """Settings from the runtime flags (None = not given), any `more` overrides, the environment, the project
+    file (its target only with `use_target`) and the remembered demo."""
     from provisioner.cli.context import settings_for
 
     return settings_for(
+        use_target=use_target,
         runtime=runtime.value if runtime is not None else None,
         stack_name=name,
         metabase_url=metabase_url,
@@ -98,7 +121,10 @@ AS_OF_RANGE = (date(1900, 1, 1), date(2999, 12, 31))
 AsOfOption = Annotated[
     str | None,
     typer.Option(
-        "--as-of", help="Date the demo data is relative to, YYYY-MM-DD (default today).", show_default=False
+        "--as-of",
+        metavar="DATE",
+        help="YYYY-MM-DD: the date the demo data is relative to (default today).",
+        show_default=False,
     ),
 ]
 

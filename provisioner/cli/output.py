@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -42,10 +42,23 @@ class Output:
     json_mode: bool = False
     progress: StderrProgress = field(default_factory=StderrProgress)
 
-    def result(self, data: Any, text: str | Callable[[], str] | None = None) -> None:
-        """Print a command's result: `data` as JSON, or `text` for people."""
+    def result(
+        self,
+        data: Mapping[str, Any],
+        text: str | Callable[[], str] | None = None,
+        *,
+        ok: bool = True,
+        exit_code: int = 0,
+    ) -> None:
+        """Print a command's result: `data` as JSON, or `text` for people.
+
+        Every JSON result has one shape: `ok` (the command did what was asked), `exit_code` (the one the
+        command exits with), then the command's own fields. An error has the same two keys (see `error`).
+        """
         if self.json_mode:
-            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            payload = {"ok": ok, "exit_code": exit_code}
+            payload.update((key, value) for key, value in data.items() if key not in payload)
+            sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         else:
             rendered = text() if callable(text) else text
             if rendered:
@@ -59,6 +72,6 @@ class Output:
             sys.stderr.write(f"hint: {error.hint}\n")
         sys.stderr.flush()
         if self.json_mode:
-            payload = {"ok": False, **error.to_dict(), "exit_code": error.exit_code}
+            payload = {"ok": False, "exit_code": error.exit_code, **error.to_dict()}
             sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
             sys.stdout.flush()

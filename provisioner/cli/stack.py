@@ -14,6 +14,7 @@ from provisioner.cli.options import (
     MetabaseJarOption,
     NameOption,
     RuntimeOption,
+    TargetOption,
     runtime_settings,
 )
 
@@ -43,7 +44,7 @@ def up_command(
     )
     endpoints = bring_up(settings, progress=output.progress)
     warehouse = redact_dsn(endpoints.warehouse_dsn.get_secret_value()) if endpoints.warehouse_dsn else None
-    data = {"ok": True, "metabase_url": endpoints.metabase_url, "warehouse": warehouse}
+    data = {"metabase_url": endpoints.metabase_url, "warehouse": warehouse}
 
     def text() -> str:
         lines = [f"Metabase: {endpoints.metabase_url}"]
@@ -88,7 +89,7 @@ def down_command(
         text = f"The {stopped} demo is " + (
             "stopped and its data deleted." if deleted else "stopped (data kept)."
         )
-    output.result({"ok": True, "runtime": stopped, "data_deleted": deleted}, text)
+    output.result({"runtime": stopped, "data_deleted": deleted}, text)
 
 
 def status_command(
@@ -99,6 +100,7 @@ def status_command(
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
+    target: TargetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show what runs, its health, Metabase version, sync state, dashboard drift; exit 1 unless all well."""
@@ -112,6 +114,8 @@ def status_command(
         database_url=database_url,
         metabase_jar=metabase_jar,
         metabase_command=metabase_command,
+        target=target,
+        use_target=True,
     )
     report = status_of(settings, progress=output.progress)
 
@@ -130,14 +134,14 @@ def status_command(
         if mb.detail:
             lines.append(f"  {mb.detail}")
         db = report.database
-        seeded = "seeded" if db.seeded else "not seeded" if db.reachable else "unreachable"
+        seeded = "seeded" if db.seeded else (db.detail or "not seeded") if db.reachable else "unreachable"
         lines.append(f"Database: {seeded}; Metabase sync: {db.sync_status or 'unknown'}")
         lines.append(f"Dashboards: {_in_sync_text(report.dashboards.in_sync)}")
         hints = [h for h in (mb.hint, db.hint, report.dashboards.hint) if h]
         lines += [f"hint: {h}" for h in dict.fromkeys(hints)]
         return "\n".join(lines)
 
-    output.result({"ok": report.ok, **report.model_dump(mode="json")}, text)
+    output.result(report.model_dump(mode="json"), text, ok=report.ok, exit_code=0 if report.ok else 1)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -154,6 +158,7 @@ def doctor_command(
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
+    target: TargetOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Check Docker/Java, ports, disk, Metabase, credentials, database and dashboards; exit 1 on a failure."""
@@ -167,6 +172,8 @@ def doctor_command(
         database_url=database_url,
         metabase_jar=metabase_jar,
         metabase_command=metabase_command,
+        target=target,
+        use_target=True,
     )
     checks = run_doctor(settings, progress=output.progress)
     ok = all(check.ok for check in checks)
@@ -181,7 +188,9 @@ def doctor_command(
         lines.append("All checks passed." if ok else f"{failed} check(s) failed.")
         return "\n".join(lines)
 
-    output.result({"ok": ok, "checks": [check.model_dump(mode="json") for check in checks]}, text)
+    output.result(
+        {"checks": [check.model_dump(mode="json") for check in checks]}, text, ok=ok, exit_code=0 if ok else 1
+    )
     if not ok:
         raise typer.Exit(1)
 

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 from provisioner.db.connection import first_line
 from provisioner.errors import DatabaseError
+from provisioner.resources import shipped_path
 
 if TYPE_CHECKING:
     import psycopg
 
-# The SQL lives at the repository root so a DBA can read it without opening Python.
-DATABASE_DIR = Path(__file__).resolve().parents[2] / "database"
+# The SQL lives at the repository root so a DBA can read it without opening Python; the package ships it.
+DATABASE_DIR = shipped_path("database")
 # Run after the seed files are loaded: computes snapshots and aggregates from the transactions.
 DERIVED_SQL = DATABASE_DIR / "derived.sql"
 

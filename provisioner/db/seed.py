@@ -67,7 +67,7 @@ _DROP_KIND = {
 
 
 class SeedStatus(BaseModel):
-    """What provision_meta says about the seeded data, and the schema holding it."""
+    """What provision_meta says about the seeded data, the schema holding it, what no longer matches it."""
 
     tool_version: str
     as_of: date
@@ -75,15 +75,20 @@ class SeedStatus(BaseModel):
     counts: dict[str, int]
     seeded_at: datetime
     schema_name: str = "public"
+    # Why the data is not what the seed left (a view dropped, rows changed); None when it is. The same
+    # check makes `demo` reseed, so status and doctor say "seeded" exactly when demo would change nothing.
+    damage: str | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def seeded(self) -> bool:
-        return True
+        return self.damage is None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def summary(self) -> str:
+        if self.damage is not None:
+            return f"damaged since the seed as of {self.as_of}: {self.damage}"
         rows = sum(self.counts.values())
         where = "" if self.schema_name == "public" else f" in schema {self.schema_name}"
         return (
@@ -184,8 +189,8 @@ def seed_database(
 
 
 def seed_status(dsn: str) -> SeedStatus | None:
-    """What provision_meta at `dsn` records (the demo seeded last, in whichever schema); None when this tool
-    has not seeded it. Raises DatabaseError."""
+    """What provision_meta at `dsn` records (the demo seeded last, in whichever schema), with any damage
+    since (see `SeedStatus.damage`); None when this tool has not seeded it. Raises DatabaseError."""
     import psycopg
 
     conn = connect(dsn)
@@ -194,8 +199,15 @@ def seed_status(dsn: str) -> SeedStatus | None:
             schemas = demo_schemas(conn)
             if not schemas:
                 return None
+            _prepare_session(conn, lock=False)
             _use_schema(conn, schemas[0])
-            return _read_meta(conn)
+            meta = _read_meta(conn)
+            if meta is None:
+                return None
+            existing = _existing_objects(conn, schemas[0])
+            complete = all(name in existing for name in (*TABLES, *VIEWS))
+            now = data_checksum(conn) if complete else None
+            return meta.model_copy(update={"damage": _damage(existing, meta, now)})
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot read {META_TABLE}: {first_line(exc)}") from exc
     finally:
@@ -281,12 +293,13 @@ def find_demo_schema(dsn: str, progress: Progress | None = None) -> str | None:
 # -- the steps, each in the caller's transaction ----------------------------------------------
 
 
-def _prepare_session(conn: psycopg.Connection) -> None:
+def _prepare_session(conn: psycopg.Connection, *, lock: bool = True) -> None:
     # Everything LOCAL to the transaction: behind a pooler in transaction mode the server connection is
     # someone else's afterwards, and a session setting would follow it there.
     conn.execute("SET LOCAL TimeZone = 'UTC'")
     conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_SEED_LOCK_KEY,))
+    if lock:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_SEED_LOCK_KEY,))
 
 
 def _use_schema(conn: psycopg.Connection, schema: str) -> None:
@@ -401,10 +414,15 @@ def _seed_objects(
         progress.warn(f"--force: replacing objects this tool does not own: {', '.join(sorted(existing))}")
     fingerprint = input_fingerprint(as_of)
     complete = owned and all(name in existing for name in (*TABLES, *VIEWS))
-    before = data_checksum(conn)[0] if complete else None
+    now = data_checksum(conn) if complete else None
+    before = now[0] if now is not None else None
     if complete and not reset:
         meta = _read_meta(conn)
-        if meta is not None and meta.checksum == before and _stored_fingerprint(conn) == fingerprint:
+        if (
+            meta is not None
+            and _damage(existing, meta, now) is None
+            and _stored_fingerprint(conn) == fingerprint
+        ):
             progress.info("the demo data is already in place for this as-of date")
             return False, meta.counts, meta.checksum
     _require_create_privilege(conn, schema)
@@ -416,6 +434,23 @@ def _seed_objects(
     checksum, counts = data_checksum(conn)
     _finish_meta(conn, checksum=checksum, counts=counts)
     return checksum != before, counts, checksum
+
+
+def _damage(existing: dict[str, str], meta: SeedStatus, now: tuple[str, dict[str, int]] | None) -> str | None:
+    """What differs from what the seed left (`meta`): a missing table or view, or rows changed (`now` is
+    `data_checksum` of the tables, None when some are missing); None when it is intact."""
+    missing = [name for name in (*TABLES, *VIEWS) if name not in existing]
+    if missing or now is None:
+        return f"missing {', '.join(missing)}"
+    checksum, counts = now
+    if checksum == meta.checksum:
+        return None
+    changed = [table for table in TABLES if counts.get(table) != meta.counts.get(table)]
+    if changed:
+        return "row counts changed in " + ", ".join(
+            f"{table} ({meta.counts.get(table, 0)} -> {counts.get(table, 0)})" for table in changed
+        )
+    return "rows were edited since (the checksum differs)"
 
 
 def _current_schema(conn: psycopg.Connection) -> str:

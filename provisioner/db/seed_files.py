@@ -18,8 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provisioner.errors import ProvisionError
+from provisioner.resources import shipped_path
 
-SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
+SEEDS_DIR = shipped_path("seeds")
 TELEMETRY_FILE = "telemetry.yaml"
 # End-of-day reading time of the daily telemetry.
 TELEMETRY_TIME = time(18, 0)

@@ -7,6 +7,7 @@ repeat is harmless (GET/PUT/DELETE on a dropped connection or 502/503/504), neve
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from provisioner.errors import (
     MetabaseAuthError,
     MetabaseError,
     MetabaseNotFound,
+    MetabaseRefused,
     MetabaseUnreachable,
 )
 from provisioner.metabase.models import (
@@ -606,21 +608,62 @@ def _unexpected(method: str, path: str, problem: str) -> MetabaseError:
     )
 
 
+_ADDRESS_HINT = (
+    "or point at it with --metabase-url, METABASE_URL or --target; `provision status` shows what runs"
+)
+
+
 def _unreachable(
     base_url: str, method: str, path: str, exc: requests.RequestException, secrets: Iterable[str]
 ) -> MetabaseUnreachable:
-    kind = "timed out talking" if isinstance(exc, requests.Timeout) else "could not connect"
-    detail = _clip(redact(str(exc), list(secrets)))
-    hint = (
-        "is Metabase running? Start it (`provision demo` or `provision stack up`) or fix "
-        "--metabase-url / METABASE_URL"
-    )
+    """The error for a request that got no answer, in words: what was tried and what to check.
+
+    Raises nothing; requests' own text (urllib3's pool and retry wording) is replaced by the cause.
+    """
+    cause = _root_cause(exc)
+    if isinstance(cause, ConnectionRefusedError):
+        return MetabaseRefused(
+            f"nothing answers at {base_url}: the connection was refused ({method} {path})",
+            hint=f"is Metabase running there? Start it (`provision up` or `provision demo`), {_ADDRESS_HINT}",
+            method=method,
+            path=path,
+        )
+    if isinstance(cause, socket.gaierror):
+        return MetabaseRefused(
+            f"the host of {base_url} is not known: its name does not resolve ({method} {path})",
+            hint=f"check the address for typos, {_ADDRESS_HINT}",
+            method=method,
+            path=path,
+        )
+    if isinstance(exc, requests.Timeout):
+        problem = "did not answer in time"
+    elif isinstance(cause, OSError) and cause.strerror:
+        problem = f"broke the connection ({cause.strerror.lower()})"
+    else:
+        problem = f"could not connect ({_clip(redact(str(cause), list(secrets)))})"
+    hint = f"is Metabase running and reachable? Check it with `provision status`, {_ADDRESS_HINT}"
     if method not in IDEMPOTENT_METHODS:
         # A POST is never retried blindly: it may have been applied before the connection broke.
         hint += "; the change may or may not have been applied: re-running converges either way"
     return MetabaseUnreachable(
-        f"{method} {path}: {kind} to Metabase at {base_url} ({type(exc).__name__}: {detail})",
-        hint=hint,
-        method=method,
-        path=path,
+        f"{method} {path}: Metabase at {base_url} {problem}", hint=hint, method=method, path=path
     )
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The socket error under requests' and urllib3's wrappers, or the innermost exception found."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    innermost = exc
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (ConnectionRefusedError, socket.gaierror)):
+            return current
+        innermost = current
+        # urllib3 keeps the cause in `reason` (MaxRetryError) or in args (ProtocolError), and chains it.
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        pending += [item for item in linked if isinstance(item, BaseException)]
+    return innermost

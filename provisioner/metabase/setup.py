@@ -28,6 +28,7 @@ from provisioner.errors import (
     MetabaseAuthError,
     MetabaseError,
     MetabaseNotFound,
+    MetabaseRefused,
     MetabaseUnreachable,
 )
 from provisioner.metabase.client import MetabaseClient
@@ -131,8 +132,13 @@ def wait_for_health(
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
     poll_s: float = HEALTH_POLL_S,
+    refused_is_final: bool = False,
 ) -> None:
-    """Return once /api/health says ok; raises MetabaseUnreachable at the deadline or if it is no Metabase."""
+    """Return once /api/health says ok; raises MetabaseUnreachable at the deadline or if it is no Metabase.
+
+    `refused_is_final`: for a command that did not start Metabase, nothing listening (MetabaseRefused)
+    fails at once instead of being waited for.
+    """
     seen: list[str] = []  # what each poll saw; progress reports each change
 
     def healthy() -> bool | None:
@@ -150,7 +156,9 @@ def wait_for_health(
         except MetabaseUnreachable as exc:
             # Nothing listening yet, or a proxy's 502/503/504: keep waiting. Any other answer
             # (an HTML page, a 404) means this URL is not a Metabase: waiting will not help.
-            if exc.status not in (None, 502, 503, 504):
+            if exc.status not in (None, 502, 503, 504) or (
+                refused_is_final and isinstance(exc, MetabaseRefused)
+            ):
                 raise
             now = "not answering yet"
         if not seen or seen[-1] != now:
@@ -196,6 +204,7 @@ def open_client(
         allow_setup=False,
         timeout_s=timeout_s,
         create_key=not read_only,
+        refused_is_final=True,  # no command that opens a client this way has just started Metabase
     )
 
 
@@ -221,10 +230,12 @@ def prepare_metabase(
     progress: Progress,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
+    just_started: bool = False,
 ) -> AuthenticatedClient:
     """What `setup_metabase` does, returning the authenticated client still open for the next steps.
 
-    The demo reuses it for connect and dashboards: one health check and one login per run.
+    The demo reuses it for connect and dashboards: one health check and one login per run. With
+    `just_started`, a refused connection is waited for; otherwise it fails at once.
     """
     return _open(
         settings,
@@ -233,6 +244,7 @@ def prepare_metabase(
         sleep=sleep,
         allow_setup=True,
         timeout_s=settings.health_timeout_s,
+        refused_is_final=not just_started,
     )
 
 
@@ -262,10 +274,18 @@ def _open(
     allow_setup: bool,
     timeout_s: float,
     create_key: bool = True,
+    refused_is_final: bool = False,
 ) -> AuthenticatedClient:
     client = MetabaseClient(settings.metabase_url, timeout_s=settings.http_timeout_s, sleep=sleep)
     try:
-        wait_for_health(client, timeout_s=timeout_s, progress=progress, clock=clock, sleep=sleep)
+        wait_for_health(
+            client,
+            timeout_s=timeout_s,
+            progress=progress,
+            clock=clock,
+            sleep=sleep,
+            refused_is_final=refused_is_final,
+        )
         return _authenticate(client, settings, progress, allow_setup, create_key)
     except BaseException:
         client.close()

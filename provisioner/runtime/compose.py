@@ -146,10 +146,10 @@ def parse_ps_output(text: str) -> list[ComposeService]:
 
 
 def compose_file() -> Path:
-    """The repository's docker-compose.yml; raises EnvironmentProblem if it is missing."""
-    from provisioner.resources import project_path
+    """The shipped docker-compose.yml; raises EnvironmentProblem if it is missing."""
+    from provisioner.resources import require_shipped
 
-    return project_path(COMPOSE_FILE_NAME)
+    return require_shipped(COMPOSE_FILE_NAME)
 
 
 # A line about one image layer ("3f4ca61aafcd Downloading [==>   ]"): dozens per image, no news.

@@ -89,19 +89,27 @@ class LocalRuntime:
         """
         from provisioner.runtime.warehouse import resolve_warehouse
 
-        warehouse = resolve_warehouse(self.settings, start=True, progress=progress)
         pid = self.running_pid()
         spawned = pid is None
-        if pid is not None:
-            port = self.port()
-            progress.info(f"Metabase already runs (pid {pid}) on port {port}")
-        else:
-            port = self._choose_port()
-            command = self.command(port)
-            app_db = self._ensure_app_database(warehouse.dsn.get_secret_value(), progress)
-            pid = self._spawn(command, self._environment(port, app_db), progress)
-        url = f"http://{HOST}:{port}"
-        self._wait_healthy(url, pid, progress)
+        # The command first: a missing jar or Java is reported before PostgreSQL is started for it.
+        port = self._choose_port() if pid is None else self.port()
+        command = self.command(port) if pid is None else None
+        warehouse = resolve_warehouse(self.settings, start=True, progress=progress)
+        try:
+            if pid is not None:
+                progress.info(f"Metabase already runs (pid {pid}) on port {port}")
+            else:
+                assert command is not None
+                app_db = self._ensure_app_database(warehouse.dsn.get_secret_value(), progress)
+                pid = self._spawn(command, self._environment(port, app_db), progress)
+            url = f"http://{HOST}:{port}"
+            self._wait_healthy(url, pid, progress)
+        except ProvisionError as exc:
+            if warehouse.started:
+                exc.hint = (f"{exc.hint}; " if exc.hint else "") + (
+                    "the embedded PostgreSQL started for it still runs: `provision down` stops it"
+                )
+            raise
         return Endpoints(
             metabase_url=url,
             warehouse_dsn=None if warehouse.embedded else warehouse.dsn,

@@ -88,7 +88,7 @@ class EmbeddedPostgres:
         """(pid, port) from postmaster.pid, or None if there is none or it is incomplete."""
         try:
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
-        except (FileNotFoundError, PermissionError):
+        except OSError:  # none, unreadable, or the state directory is under a file: not running
             return None
         if len(lines) < 4 or not lines[0].strip().isdigit() or not lines[3].strip().isdigit():
             return None
@@ -120,8 +120,11 @@ class EmbeddedPostgres:
                     hint="run `provision db stop` first to move it to another port",
                 )
             return info
+        self._remove_leftovers()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.initialized:
+            # No PG_VERSION: what is there is no cluster (an initdb or a delete that was cut short).
+            shutil.rmtree(self.data_dir, ignore_errors=True)
             self._initdb(password)
         self._remove_stale_pid_file()
         chosen = self._choose_port(port)
@@ -155,9 +158,25 @@ class EmbeddedPostgres:
         return True
 
     def destroy(self) -> None:
-        """Stop the server and delete its data directory."""
+        """Stop the server and delete its data directory.
+
+        The directory is first renamed aside, in one step, then deleted: a delete interrupted midway
+        (Ctrl-C during `demo --fresh`) leaves no half-deleted cluster for the next start to trip on.
+        """
         self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.root.exists():
+            doomed = self._doomed_dir()
+            os.replace(self.root, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        self._remove_leftovers()
+
+    def _doomed_dir(self) -> Path:
+        return self.root.with_name(f".{self.root.name}.deleting-{os.getpid()}")
+
+    def _remove_leftovers(self) -> None:
+        """Finish deleting what an interrupted `destroy` renamed aside."""
+        for leftover in self.root.parent.glob(f".{self.root.name}.deleting-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     # -- internals --------------------------------------------------------------------------
 

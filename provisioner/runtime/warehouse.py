@@ -67,15 +67,25 @@ def resolve_warehouse(
     Raises DatabaseError when it is not running and `start` is False, or when it cannot be reached.
     """
     progress = progress or NullProgress()
+    if start:
+        # Before any server or database is touched: what the run stores afterwards must have a place.
+        StateDir(settings.home).check_usable()
     if settings.database_url is not None:
         return _external(settings.database_url)
     server = _server(settings)
     running = server.running()
     if running is None and not start:
         # Checked before the password: only looking must never generate and store one.
+        if not server.root.exists():
+            raise DatabaseError(
+                f"no demo warehouse in {settings.home}: no demo was started with this state directory",
+                hint="run the command in the demo's folder (or one below it), set PROVISION_HOME to its "
+                ".provision directory, or start one here with `provision demo` or `provision db start`",
+            )
         raise DatabaseError(
-            "the embedded PostgreSQL is not running",
-            hint="start it with `provision db start` (or pass --database-url to use your own PostgreSQL)",
+            f"the embedded PostgreSQL of the demo in {settings.home} is not running",
+            hint="start it with `provision db start` or `provision demo` (or pass --database-url to use "
+            "your own PostgreSQL)",
         )
     password = _superuser_password(settings, server)
     started = False

@@ -121,18 +121,26 @@ def check(spec: DashboardSpec, locator: Locator) -> list[SpecError]:
     placements = place(spec)
     for index, here in enumerate(placements):
         for other_index in range(index):
-            if here.overlaps(placements[other_index]):
+            there = placements[other_index]
+            if here.overlaps(there):
                 errors.append(
                     locator.error(
                         ("cards", index, "at"),
-                        f"overlaps {describe(spec, other_index)} "
-                        f"(rows {here.row}-{here.row + here.height - 1}, "
-                        f"cols {here.col}-{here.col + here.width - 1})",
+                        f"this card ({_extent(here)}) overlaps {describe(spec, other_index)} "
+                        f"({_extent(there)})",
                         hint="move one of them (row/col) or shrink it (width/height)",
                     )
                 )
                 break
     return errors
+
+
+def _extent(placement: Placement) -> str:
+    """Where a card sits, as rows and columns (first-last, 0-based as in `at:`)."""
+    return (
+        f"rows {placement.row}-{placement.row + placement.height - 1}, "
+        f"cols {placement.col}-{placement.col + placement.width - 1}"
+    )
 
 
 def describe(spec: DashboardSpec, index: int) -> str:

@@ -347,10 +347,8 @@ def _load_one(path: Path, environ: Mapping[str, str] | None) -> LoadedFile:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 0)
-        problem = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
-        raise SpecErrors([SpecError(path, line, "(file)", problem, column=column)]) from exc
+        line, column, problem, hint = yaml_problem(exc, text)
+        raise SpecErrors([SpecError(path, line, "(file)", problem, column=column, hint=hint)]) from exc
     if node is None:
         raise SpecErrors(
             [SpecError(path, 1, "(file)", "the file is empty", hint="start from dashboards/*.yaml")]
@@ -382,6 +380,65 @@ def _load_one(path: Path, environ: Mapping[str, str] | None) -> LoadedFile:
     if errors:
         raise SpecErrors(sorted(errors, key=lambda e: (e.line, e.column)))
     return loaded
+
+
+def yaml_problem(exc: yaml.YAMLError, text: str) -> tuple[int, int, str, str | None]:
+    """(line, column, problem, hint) of a YAML syntax error, in words a person reads, with the line shown.
+
+    PyYAML says what its parser expected ("expected <block end>, but found '<block mapping start>'");
+    the usual cause, a line indented unlike its neighbours, is named instead.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError) or (exc.problem_mark or exc.context_mark) is None:
+        return 1, 0, f"not valid YAML: {exc}", None
+    mark = exc.problem_mark or exc.context_mark
+    assert mark is not None
+    lines = text.splitlines()
+    number, column = mark.line + 1, mark.column + 1
+    said, context = exc.problem or "", exc.context or ""
+    start = exc.context_mark
+
+    def shown(at: int) -> str:
+        return f"`{lines[at - 1].strip()}`" if 0 < at <= len(lines) else "the end of the file"
+
+    indent_hint = "indent each key like the keys beside it (spaces, the same number per level)"
+    if said.startswith("expected <block end>"):
+        return (
+            number,
+            column,
+            f"not valid YAML: the indentation is off at line {number}: {shown(number)}",
+            indent_hint,
+        )
+    if said.startswith("mapping values are not allowed"):
+        before = next((i for i in range(number - 1, 0, -1) if lines[i - 1].strip()), 0)
+        deeper = before > 0 and _indent(lines[number - 1]) > _indent(lines[before - 1])
+        if deeper and not lines[before - 1].rstrip().endswith(":"):
+            problem = f"not valid YAML: line {number} is indented deeper than line {before}: {shown(number)}"
+            return number, column, problem, indent_hint
+        problem = f"not valid YAML: a `: ` inside a value at line {number}: {shown(number)}"
+        return number, column, problem, 'put the value in quotes, e.g. name: "Sales: EU"'
+    if "'\\t'" in said:
+        return (
+            number,
+            column,
+            f"not valid YAML: a tab at line {number}: {shown(number)}",
+            "indent with spaces",
+        )
+    if said.startswith("could not find expected ':'") and start is not None:
+        at = start.line + 1
+        return (
+            at,
+            1,
+            f"not valid YAML: line {at} is not `key: value`: {shown(at)}",
+            "add the `:` after the key",
+        )
+    if "quoted scalar" in context and start is not None:
+        at = start.line + 1
+        return at, start.column + 1, f"not valid YAML: the quote opened at line {at} is never closed", None
+    return number, column, f"not valid YAML: {said or exc} at line {number}: {shown(number)}", None
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
 
 
 def dashboard_files(paths: Iterable[Path]) -> list[Path]:
