@@ -32,6 +32,7 @@ from pathlib import Path
 from provisioner.errors import ApplyBusy, MetabaseError, MetabaseNotFound
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import CollectionItem, Dashboard, DashboardCreate
+from provisioner.processes import pid_alive
 from provisioner.progress import NullProgress, Progress
 from provisioner.state import write_private
 
@@ -217,18 +218,8 @@ class _Notes:
                 with suppress(OSError):
                     file.unlink()
                 continue
-            if url.rstrip("/") != self.metabase_url.rstrip("/") or not (abandoned or not _running(pid)):
+            if url.rstrip("/") != self.metabase_url.rstrip("/") or not (abandoned or not pid_alive(pid)):
                 continue
             if _remove_named(client, name):
                 progress.info(f"removed the apply lock {name!r} an earlier apply from here left behind")
                 self.drop(name)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

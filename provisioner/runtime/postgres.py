@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from provisioner.errors import DatabaseError, EnvironmentProblem
+from provisioner.processes import pid_alive
 
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
@@ -101,7 +102,7 @@ class EmbeddedPostgres:
         is. A dead pid is left alone: PostgreSQL clears that case itself.
         """
         recorded = self._pid_file()
-        if recorded is not None and _pid_alive(recorded[0]) and not _is_postgres(recorded[0]):
+        if recorded is not None and pid_alive(recorded[0]) and not _is_postgres(recorded[0]):
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -329,20 +330,10 @@ def _make_traversable(path: Path, owner: str | None) -> None:
 
 def _is_postgres(pid: int) -> bool:
     """Whether `pid` is a live PostgreSQL process (where /proc can tell; elsewhere, whether it lives)."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
     except OSError:
         return True  # no procfs (macOS): a live pid is the best evidence there is
     return argv0.rsplit(b"/", 1)[-1].startswith((b"postgres", b"postmaster"))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
