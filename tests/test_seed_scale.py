@@ -243,6 +243,7 @@ def test_the_keys_and_indexes_are_the_curated_demos(db, seeded_database: SeededD
     with psycopg.connect(seeded_database.owner_dsn) as curated:
         expected = curated.execute(query).fetchall()
     assert db.execute(query).fetchall() == expected
+    assert any(name == "raw_telemetry_reading_date_idx" for _, name, _, _ in expected)
 
 
 # -- determinism, laziness --------------------------------------------------------------------
