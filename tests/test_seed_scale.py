@@ -25,7 +25,7 @@ from provisioner.cli.app import app
 from provisioner.db.schema import TABLES, VIEWS
 from provisioner.db.seed import SeedResult, seed_database, seed_status
 from provisioner.db.seed_scale import CuratedDemo, copied_rows, copied_telemetry, customer_name
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, DatabaseError
 from tests.db_fixtures import SEEDED_AS_OF, SeededDatabase
 
 SCALE = 3
@@ -343,3 +343,73 @@ def test_seed_cli_reports_the_scale(pg_dsn: str) -> None:
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("Seeded the demo warehouse as of 2026-01-31 at scale 2: 24 tables")
     assert "generating and loading 2 blocks" in result.stderr
+
+
+def test_a_row_that_breaks_a_key_fails_the_seed_when_keys_are_built_and_writes_nothing(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import provisioner.db.seed_scale as seed_scale
+
+    real = seed_scale.copied_rows
+
+    def twice_the_first_customer(demo: CuratedDemo, table: str, scale: int):  # type: ignore[no-untyped-def]
+        rows = list(real(demo, table, scale))
+        return rows + rows[:1] if table == "customers" else rows
+
+    monkeypatch.setattr(seed_scale, "copied_rows", twice_the_first_customer)
+    with pytest.raises(DatabaseError) as caught:
+        seed_database(pg_dsn, as_of=SEEDED_AS_OF, reader_password="pw-broken-123", scale=2)
+    assert "building their keys" in caught.value.message and "customers" in caught.value.message
+    assert "nothing was written" in (caught.value.hint or "")
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
+
+
+# -- what the benchmark times -----------------------------------------------------------------
+
+
+def test_every_demo_card_and_model_runs_as_sql_within_metabases_row_limits(db) -> None:
+    from provisioner.spec import load_paths
+    from provisioner.sqlcheck import BARE_ROWS_LIMIT, SUMMARIZED_ROWS_LIMIT, questions_sql
+
+    loaded = load_paths([Path(__file__).resolve().parent.parent / "dashboards"], environ={})
+    cards = questions_sql(loaded, db)
+    db.rollback()
+    assert Counter(c.type for c in cards) == {"model": 8, "question": 27}
+    limits = {c.key: c.row_limit for c in cards}
+    assert limits["models/asset-telemetry"] == BARE_ROWS_LIMIT
+    assert limits["asset-telemetry/utilisation-over-time"] == SUMMARIZED_ROWS_LIMIT
+    empty = [c.key for c in cards if not db.execute(f"SELECT * FROM ({c.sql}) AS card LIMIT 1").fetchall()]
+    assert empty == []
+
+
+def test_the_benchmark_reports_its_figures_as_rows_another_report_can_include(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "seed_bench.py"
+    spec = importlib.util.spec_from_file_location("seed_bench", path)
+    assert spec is not None and spec.loader is not None
+    bench_module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "seed_bench", bench_module)  # dataclasses look their module up
+    spec.loader.exec_module(bench_module)
+    split = {"healthy": 500, "at_risk": 500, "delinquent": 500}
+    bench = bench_module.SeedBench(
+        seeds=[bench_module.SeedRun(100, 8.0, 1_500_000, 1_083_860, 2.5, 1.0, 53.2, split)],
+        copy=bench_module.CopyComparison(100, 1_083_654, 77.0, 0.6, 1.6, 1.2),
+        cards_scale=100,
+        cards=[bench_module.CardTiming("asset-telemetry/utilisation-over-time", "Average", 412.0, 730)],
+    )
+    rows = bench_module.table_rows(bench)
+    assert [measure for measure, _, _ in rows] == [
+        "`seed --scale 100`",
+        "telemetry load vs plain `COPY FROM STDIN` (N = 100)",
+        "slowest demo card (N = 100)",
+    ]
+    assert "188 k rows/s" in rows[0][1] and "split 500/500/500" in rows[0][1]
+    assert rows[1][1].startswith("75 %") and rows[1][2] == "≥ 70 %"
+    assert "412 ms" in rows[2][1]
+    assert "| `seed --scale 100` |" in bench_module.markdown(bench)
+    assert bench_module.to_json(bench)["copy"]["throughput_pct"] == 75.0
