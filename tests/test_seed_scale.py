@@ -413,3 +413,28 @@ def test_the_benchmark_reports_its_figures_as_rows_another_report_can_include(
     assert "412 ms" in rows[2][1]
     assert "| `seed --scale 100` |" in bench_module.markdown(bench)
     assert bench_module.to_json(bench)["copy"]["throughput_pct"] == 75.0
+
+
+# -- hosted: a schema of its own, a transaction pooler --------------------------------------------
+
+
+def test_scale_in_a_schema_of_its_own_builds_its_keys_there(pg_dsn: str) -> None:
+    result = seed_database(
+        pg_dsn, as_of=SEEDED_AS_OF, reader_password="pw-schema-123", schema="fleet", scale=2
+    )
+    assert (result.schema_name, result.scale, result.counts["accounts"]) == ("fleet", 2, 30)
+    with psycopg.connect(pg_dsn) as conn:
+        keys = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE connamespace = 'fleet'::regnamespace AND contype = 'f'"
+        ).fetchone()
+        public = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+    assert keys is not None and keys[0] > 20
+    assert public == (0,)
+
+
+def test_scale_through_a_transaction_pooler(pg_dsn: str, pgbouncer) -> None:  # type: ignore[no-untyped-def]
+    pooled = pgbouncer.dsn(pg_dsn)
+    first = seed_database(pooled, as_of=SEEDED_AS_OF, reader_password="pw-pooled-123", scale=2)
+    again = seed_database(pooled, as_of=SEEDED_AS_OF, reader_password="pw-pooled-123")
+    assert (first.scale, first.counts["accounts"]) == (2, 30)
+    assert (again.changed, again.scale, again.checksum) == (False, 2, first.checksum)
