@@ -311,6 +311,14 @@ def test_reseed_keeps_the_scale_and_another_scale_rebuilds(pg_dsn: str) -> None:
     assert _rows_digest(pg_dsn) == CURATED_DIGEST
 
 
+def test_a_damaged_demo_is_rebuilt_at_its_scale(pg_dsn: str) -> None:
+    seed_database(pg_dsn, as_of=SEEDED_AS_OF, reader_password="pw-damage-123", scale=2)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("DROP VIEW v_poi_summary")
+    repaired = seed_database(pg_dsn, as_of=SEEDED_AS_OF, reader_password="pw-damage-123")
+    assert (repaired.changed, repaired.scale, repaired.counts["accounts"]) == (True, 2, 30)
+
+
 @pytest.mark.parametrize("value", [0, -1, 10_001, "1.5", "ten", "", "1e3"])
 def test_a_scale_out_of_range_is_refused_before_connecting(value: object) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -428,14 +428,15 @@ def _seed_objects(
             )
         progress.warn(f"--force: replacing objects this tool does not own: {', '.join(sorted(existing))}")
     complete = owned and all(name in existing for name in (*TABLES, *VIEWS))
-    meta = _read_meta(conn) if complete else None
+    meta = _read_meta(conn) if owned else None
     if scale is None:
         scale = meta.scale if meta is not None else 1
         if scale > 1:
             progress.info(f"keeping the demo's scale, {scale} (--scale 1 returns to the curated demo)")
     fingerprint = input_fingerprint(as_of, scale)
     # At another scale the data differs for sure: no need to read it all first.
-    before = data_checksum(conn)[0] if meta is not None and meta.scale == scale else None
+    same_scale = complete and meta is not None and meta.scale == scale
+    before = data_checksum(conn)[0] if same_scale else None
     unchanged = meta is not None and meta.checksum == before and _stored_fingerprint(conn) == fingerprint
     if meta is not None and unchanged and not reset:
         progress.info("the demo data is already in place for this as-of date and scale")

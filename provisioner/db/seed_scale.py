@@ -29,7 +29,6 @@ from typing import Any
 from provisioner.db.seed_files import LOAD_ORDER, TableRows, TelemetrySeries, load_table, load_telemetry
 from provisioner.db.seed_files import telemetry_series as read_telemetry_series
 
-BLOCK_ACCOUNTS = 15
 # The largest --scale accepted: 150,000 accounts and about 110 million telemetry rows.
 MAX_SCALE = 10_000
 TELEMETRY_DAYS = 730  # two years of daily readings per copied asset
@@ -113,17 +112,6 @@ def copied_telemetry(demo: CuratedDemo, scale: int) -> Iterator[str]:
         block = _Block(number, template)
         for position, series in enumerate(demo.series):
             yield _asset_telemetry(series, block, position, calendar)
-
-
-def telemetry_rows_per_block(demo: CuratedDemo) -> int:
-    """The readings of one copied block: every day of two years per asset, less curated days without one."""
-    total = 0
-    for s in demo.series:
-        first_curated = s.first_day_offset_days + TELEMETRY_DAYS - 1
-        total += max(0, min(first_curated, TELEMETRY_DAYS))
-        for index, (hours, fuel) in enumerate(zip(s.operating_hours, s.fuel_level_pct, strict=True)):
-            total += hours is not None and fuel is not None and 0 <= first_curated + index < TELEMETRY_DAYS
-    return total
 
 
 # -- the template and the blocks --------------------------------------------------------------
