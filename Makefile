@@ -43,5 +43,10 @@ e2e-docker: install-dev
 bench: install-dev
 	$(BIN)/python benchmarks/demo_bench.py
 
+# provision seed --scale 1, 10, 100: wall time, rows/s, memory, COPY throughput, every demo card timed.
+.PHONY: bench-seed
+bench-seed: install-dev
+	$(BIN)/python benchmarks/seed_bench.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

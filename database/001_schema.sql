@@ -22,13 +22,15 @@ CREATE TABLE provision_meta (
     tool                text NOT NULL CHECK (tool = 'metabase-provisioner'),
     tool_version        text NOT NULL,
     as_of               date NOT NULL,
+    -- copies of the curated demo (`provision seed --scale N`): 15 × scale accounts
+    scale               integer NOT NULL DEFAULT 1 CHECK (scale >= 1),
     input_fingerprint   text NOT NULL,
     checksum            text NOT NULL,
     counts              jsonb NOT NULL,
     seeded_at           timestamptz NOT NULL
 );
 COMMENT ON TABLE provision_meta IS
-    'Ownership marker of metabase-provisioner: one row (tool version, as-of date, data checksum, seeded_at). The tool only rebuilds objects it owns.';
+    'Ownership marker of metabase-provisioner: one row (tool version, as-of date, scale, data checksum, seeded_at). The tool only rebuilds objects it owns.';
 
 -- ── master data ─────────────────────────────────────────────────────────────────────────────
 
@@ -88,13 +90,14 @@ CREATE TABLE assets (
     asset_model_id          integer NOT NULL REFERENCES asset_models (id),
     serial_number           text NOT NULL UNIQUE,
     manufactured_year       integer NOT NULL CHECK (manufactured_year BETWEEN 1990 AND 2100),
-    telemetry_pattern       text NOT NULL UNIQUE,
+    -- distinct among the curated 15; each `--scale` copy of an asset repeats its pattern
+    telemetry_pattern       text NOT NULL,
     telemetry_description   text NOT NULL,
     -- target of the composite key events (asset_id, account_id) → an event's asset and account agree
     UNIQUE (id, account_id)
 );
 CREATE INDEX assets_asset_model_id_idx ON assets (asset_model_id);
-COMMENT ON TABLE assets IS 'Financed machines fitted with telematics; each shows a distinct telemetry pattern.';
+COMMENT ON TABLE assets IS 'Financed machines fitted with telematics; each of the 15 telemetry patterns shows on one asset per 15 accounts.';
 
 CREATE TABLE entity_identifiers (
     id                  integer PRIMARY KEY,
@@ -177,6 +180,9 @@ CREATE TABLE raw_telemetry (
     longitude           numeric(9, 6) NOT NULL CHECK (longitude BETWEEN -180 AND 180),
     UNIQUE (asset_id, recorded_at)
 );
+-- The day v_asset_telemetry_dashboard.reading_date shows, which dashboards filter on: a week of two years'
+-- readings is then a range of this index, not a scan of the table (`provision seed --scale`).
+CREATE INDEX raw_telemetry_reading_date_idx ON raw_telemetry (((recorded_at AT TIME ZONE 'UTC')::date));
 COMMENT ON TABLE raw_telemetry IS
     'End-of-day telematics reading per asset: hour meter, hours operated that day, fuel, position.';
 

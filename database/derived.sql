@@ -53,30 +53,39 @@ CROSS JOIN LATERAL (
 ) d
 WHERE snap.snapshot_on >= a.opened_on;
 
--- Weekly roll-ups of daily operating hours and utilisation.
+-- Weekly roll-ups of daily operating hours and utilisation, from one pass over the telemetry: utilisation
+-- is operating hours × 100 / 8 exactly, so its sum, average, minimum and maximum are those of the hours
+-- times 12.5.
 INSERT INTO metric_aggregates
     (asset_id, metric_definition_id, period, period_start, sample_count, value_sum, value_avg, value_min,
      value_max)
 SELECT
-    rt.asset_id,
+    w.asset_id,
     md.id,
     'week',
-    date_trunc('week', rt.recorded_at AT TIME ZONE 'UTC')::date,
-    count(*),
-    round(sum(x.value), 2),
-    round(avg(x.value), 2),
-    round(min(x.value), 2),
-    round(max(x.value), 2)
-FROM raw_telemetry rt
+    w.week_start,
+    w.readings,
+    round(w.hours_sum * x.factor, 2),
+    round(w.hours_avg * x.factor, 2),
+    round(w.hours_min * x.factor, 2),
+    round(w.hours_max * x.factor, 2)
+FROM (
+    SELECT
+        rt.asset_id,
+        date_trunc('week', rt.recorded_at AT TIME ZONE 'UTC')::date AS week_start,
+        count(*) AS readings,
+        sum(rt.operating_hours) AS hours_sum,
+        avg(rt.operating_hours) AS hours_avg,
+        min(rt.operating_hours) AS hours_min,
+        max(rt.operating_hours) AS hours_max
+    FROM raw_telemetry rt
+    GROUP BY rt.asset_id, date_trunc('week', rt.recorded_at AT TIME ZONE 'UTC')
+) w
 CROSS JOIN metric_definitions md
 CROSS JOIN LATERAL (
-    SELECT CASE md.code
-        WHEN 'operating_hours_daily' THEN rt.operating_hours
-        ELSE rt.operating_hours / 8.0 * 100
-    END AS value
+    SELECT CASE md.code WHEN 'operating_hours_daily' THEN 1 ELSE 100 / 8.0 END AS factor
 ) x
-WHERE md.code IN ('operating_hours_daily', 'utilisation_pct')
-GROUP BY rt.asset_id, md.id, date_trunc('week', rt.recorded_at AT TIME ZONE 'UTC');
+WHERE md.code IN ('operating_hours_daily', 'utilisation_pct');
 
 -- How often and how long each asset visits each POI.
 INSERT INTO poi_visit_patterns
@@ -94,6 +103,8 @@ CROSS JOIN provision_meta m
 GROUP BY pv.poi_id, pv.asset_id, m.as_of;
 
 -- Per asset: last report, this week's and last week's utilisation, latest indicator, open events.
+-- Days are UTC days, written as ranges of recorded_at so each asset's readings come from the index on
+-- (asset_id, recorded_at).
 INSERT INTO asset_current_state
     (asset_id, as_of, last_seen_at, latitude, longitude, engine_hours_total, operating_hours_7d,
      utilisation_7d_pct, utilisation_prior_7d_pct, latest_indicator_score, open_events)
@@ -114,19 +125,23 @@ CROSS JOIN provision_meta m
 JOIN LATERAL (
     SELECT rt.recorded_at, rt.latitude, rt.longitude, rt.engine_hours_total
     FROM raw_telemetry rt
-    WHERE rt.asset_id = s.id AND (rt.recorded_at AT TIME ZONE 'UTC')::date <= m.as_of
+    WHERE rt.asset_id = s.id AND rt.recorded_at < (m.as_of + 1)::timestamp AT TIME ZONE 'UTC'
     ORDER BY rt.recorded_at DESC
     LIMIT 1
 ) last ON true
 LEFT JOIN LATERAL (
     SELECT sum(rt.operating_hours) AS hours, round(avg(rt.operating_hours) / 8 * 100, 1) AS utilisation
     FROM raw_telemetry rt
-    WHERE rt.asset_id = s.id AND (rt.recorded_at AT TIME ZONE 'UTC')::date BETWEEN m.as_of - 6 AND m.as_of
+    WHERE rt.asset_id = s.id
+      AND rt.recorded_at >= (m.as_of - 6)::timestamp AT TIME ZONE 'UTC'
+      AND rt.recorded_at < (m.as_of + 1)::timestamp AT TIME ZONE 'UTC'
 ) wk ON true
 LEFT JOIN LATERAL (
     SELECT round(avg(rt.operating_hours) / 8 * 100, 1) AS utilisation
     FROM raw_telemetry rt
-    WHERE rt.asset_id = s.id AND (rt.recorded_at AT TIME ZONE 'UTC')::date BETWEEN m.as_of - 13 AND m.as_of - 7
+    WHERE rt.asset_id = s.id
+      AND rt.recorded_at >= (m.as_of - 13)::timestamp AT TIME ZONE 'UTC'
+      AND rt.recorded_at < (m.as_of - 6)::timestamp AT TIME ZONE 'UTC'
 ) prior ON true
 LEFT JOIN LATERAL (
     SELECT iv.score

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from provisioner.db.hosted import role_of_login
 from provisioner.db.roles import READER_ROLE
-from provisioner.db.seed import SeedResult, seed_database
+from provisioner.db.seed import SeedResult, check_scale, seed_database
 from provisioner.progress import NullProgress, Progress
 from provisioner.runtime.warehouse import resolve_warehouse
 from provisioner.state import ReaderLogin, StateDir
@@ -32,12 +32,16 @@ def seed(
     port: int | None,
     progress: Progress | None = None,
     schema: str | None = None,
+    scale: int | None = None,
 ) -> SeedResult:
     """Seed the configured warehouse (starting the embedded one if needed) and store the reader's password.
 
-    `schema`: where the demo goes (see `seed_database`). Raises ConfigError (a bad schema name),
+    `schema`: where the demo goes; `scale`: copies of the curated demo, None for the demo's current scale
+    (see `seed_database`). Raises ConfigError (a bad schema name or scale, before anything starts),
     DatabaseError, OwnershipError, EnvironmentProblem (embedded port in use).
     """
+    if scale is not None:
+        check_scale(scale)
     progress = progress or NullProgress()
     warehouse = resolve_warehouse(settings, port=port, progress=progress)
     state = StateDir(settings.home)
@@ -62,6 +66,7 @@ def seed(
         progress=progress,
         reader_role=role,
         schema=schema,
+        scale=scale,
     )
     if password is not None:
         with state.edit_credentials() as credentials:

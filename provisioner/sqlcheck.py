@@ -310,3 +310,49 @@ def _viz_errors(
         for viz_key, column in card.viz.columns()
         if column not in returned
     ]
+
+
+# Metabase's row limits for a question run in its UI: 2,000 rows unsummarized (a SQL question counts as
+# that), 10,000 summarized (its `max-results-bare-rows` and `max-results`).
+BARE_ROWS_LIMIT = 2_000
+SUMMARIZED_ROWS_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class CardSql:
+    """A question of the files as the SQL Metabase would run for it, without dashboard filters."""
+
+    key: str  # `file-key/question-key`
+    name: str
+    type: str  # question, model or metric
+    sql: str
+    row_limit: int  # the rows Metabase's UI fetches at most
+
+
+def questions_sql(loaded: list[LoadedFile], conn: psycopg.Connection) -> list[CardSql]:
+    """The SQL of every question of `loaded` that compiles on the database of `conn` (models included): a
+    query-builder question as `mbql/sql.py` writes it, a SQL question with its tags' defaults and without
+    its optional clauses. For timing questions on real data; `check_sql` reports the ones left out.
+
+    Raises psycopg.Error when the catalog cannot be read.
+    """
+    schema = PostgresSchema.read(conn)
+    compiled = compile_questions(loaded, schema)
+    sources = _Sources(conn, schema, loaded, compiled)
+    found: list[CardSql] = []
+    for item in loaded:
+        for _, question in item.spec.located_questions():
+            key = f"{item.spec.key}/{question.key}"
+            try:
+                source = sources(key)
+            except _SourceFailed:
+                continue
+            if isinstance(source, NativeSource):
+                found.append(CardSql(key, question.name, question.type, source.sql, BARE_ROWS_LIMIT))
+            elif source is not None:
+                last = source["stages"][-1]
+                summarized = bool(last.get("aggregation") or last.get("breakout"))
+                limit = SUMMARIZED_ROWS_LIMIT if summarized else BARE_ROWS_LIMIT
+                sql = to_sql(source, schema, sources)
+                found.append(CardSql(key, question.name, question.type, sql, limit))
+    return found

@@ -115,7 +115,7 @@ def test_failed_rebuild_keeps_the_previous_data(pg_dsn: str, monkeypatch: pytest
     first = seed_database(pg_dsn, as_of=AS_OF, reader_password="pw-six-12345", reader_role=role)
     before = _rows_checksum(pg_dsn)
 
-    def broken(conn: psycopg.Connection, as_of: date, progress: object) -> None:
+    def broken(conn: psycopg.Connection, as_of: date, progress: object, scale: int) -> None:
         conn.execute("INSERT INTO oems (id, name, country) VALUES (1, 'duplicate', 'x'), (1, 'again', 'y')")
 
     monkeypatch.setattr(seed_module, "_load_seed_files", broken)

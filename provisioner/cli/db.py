@@ -64,13 +64,24 @@ def seed_command(
             "on Supabase `asset_finance`; else the current schema, normally public).",
         ),
     ] = None,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            "--scale",
+            metavar="N",
+            help="N copies of the demo's 15 accounts, each asset with two years of daily telemetry, for load "
+            "tests (default: the scale already seeded, else 1: the curated demo).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create and fill the demo warehouse (24 tables, 8 views): embedded PostgreSQL unless --database-url."""
+    from provisioner.db.seed import check_scale
     from provisioner.seeding import seed
 
     output = output_for(ctx, json_output)
     as_of_date = parse_as_of(as_of)
+    copies = None if scale is None else check_scale(scale)
     settings = settings_for(
         use_target=False, database_url=database_url, reader_database_url=reader_database_url
     )
@@ -87,6 +98,7 @@ def seed_command(
         port=port,
         progress=output.progress,
         schema=schema,
+        scale=copies,
     )
     output.result(result.model_dump(mode="json"), lambda: _seed_text(result))
 
@@ -135,8 +147,9 @@ def url_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
 def _seed_text(result: SeedResult) -> str:
     rows = sum(result.counts.values())
     verb = "Seeded" if result.changed else "Already up to date:"
+    scale = "" if result.scale == 1 else f" at scale {result.scale}"
     lines = [
-        f"{verb} the demo warehouse as of {result.as_of}: {len(result.counts)} tables, {rows} rows",
+        f"{verb} the demo warehouse as of {result.as_of}{scale}: {len(result.counts)} tables, {rows} rows",
         f"  database: {result.database}",
         f"  schema: {result.schema_name}",
         f"  checksum: {result.checksum[:16]}",

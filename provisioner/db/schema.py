@@ -46,6 +46,16 @@ TABLES: tuple[str, ...] = (
     "collection_actions",
 )
 
+# Computed by DERIVED_SQL from the others, in its order.
+DERIVED_TABLES: tuple[str, ...] = (
+    "delinquency_history",
+    "metric_aggregates",
+    "poi_visit_patterns",
+    "asset_current_state",
+    "account_current_state",
+    "customer_current_state",
+)
+
 VIEWS: tuple[str, ...] = (
     "v_portfolio_overview",
     "v_account_risk_dashboard",

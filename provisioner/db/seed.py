@@ -1,19 +1,24 @@
 """Seed the demo warehouse: schema, views, mock data, derived snapshots, reader role, in ONE transaction.
 
-Idempotent: a second run with the same as-of date changes nothing. Safe on someone else's database:
-`provision_meta` marks the objects as ours, and same-named objects we do not own are never dropped
-without `--force`.
+Idempotent: a second run with the same as-of date and scale changes nothing. Safe on someone else's
+database: `provision_meta` marks the objects as ours, and same-named objects we do not own are never
+dropped without `--force`. `scale` N > 1 adds N - 1 copies of the curated demo (`seed_scale`), loaded
+with COPY into tables whose keys are built after the load (`bulk_load`).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from contextlib import nullcontext
 from datetime import date, datetime
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, computed_field
 
 from provisioner import __version__
+from provisioner.db.bulk_load import copy_rows, copy_text, keys_built_after
 from provisioner.db.connection import connect, first_line
 from provisioner.db.hosted import (
     DEDICATED_SCHEMA,
@@ -29,6 +34,7 @@ from provisioner.db.roles import (
 )
 from provisioner.db.schema import (
     DERIVED_SQL,
+    DERIVED_TABLES,
     META_TABLE,
     TABLES,
     VIEWS,
@@ -36,15 +42,8 @@ from provisioner.db.schema import (
     run_sql_file,
     schema_files,
 )
-from provisioner.db.seed_files import (
-    LOAD_ORDER,
-    TableRows,
-    files_fingerprint,
-    load_table,
-    load_telemetry,
-    seed_files,
-)
-from provisioner.errors import DatabaseError, OwnershipError
+from provisioner.db.seed_files import TELEMETRY_COLUMNS, files_fingerprint, seed_files
+from provisioner.errors import ConfigError, DatabaseError, OwnershipError
 from provisioner.progress import NullProgress, Progress
 from provisioner.redact import redact_dsn
 
@@ -78,6 +77,7 @@ class SeedStatus(BaseModel):
     # Why the data is not what the seed left (a view dropped, rows changed); None when it is. The same
     # check makes `demo` reseed, so status and doctor say "seeded" exactly when demo would change nothing.
     damage: str | None = None
+    scale: int = 1
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -91,8 +91,9 @@ class SeedStatus(BaseModel):
             return f"damaged since the seed as of {self.as_of}: {self.damage}"
         rows = sum(self.counts.values())
         where = "" if self.schema_name == "public" else f" in schema {self.schema_name}"
+        scale = "" if self.scale == 1 else f" at scale {self.scale}"
         return (
-            f"seeded as of {self.as_of}{where}: {len(self.counts)} tables, {rows} rows "
+            f"seeded as of {self.as_of}{where}{scale}: {len(self.counts)} tables, {rows} rows "
             f"(tool {self.tool_version})"
         )
 
@@ -122,6 +123,7 @@ class SeedResult(BaseModel):
     database: str  # redacted DSN
     schema_name: str = "public"
     data_api: DataApiOutcome | None = None
+    scale: int = 1  # copies of the curated demo: 15 × scale accounts
 
 
 def seed_database(
@@ -134,18 +136,24 @@ def seed_database(
     progress: Progress | None = None,
     reader_role: str = READER_ROLE,
     schema: str | None = None,
+    scale: int | None = None,
 ) -> SeedResult:
     """Create and fill the demo warehouse at `dsn` for `as_of` in one transaction; set up the reader role.
+
+    `scale`: how many copies of the curated demo (1: the curated 15 accounts; `seed_scale`); None keeps
+    the scale the demo was seeded at, else 1. Another scale than the demo's rebuilds it.
 
     `schema` holds the demo (created when missing). Without it: the schema already holding the demo, else
     on a Supabase-like database (roles `anon` and `authenticated`) a schema of its own, else the current
     schema (normally `public`). Where those roles exist, their grants on the demo objects are revoked.
-    Raises ConfigError (a schema name that cannot hold the demo), DatabaseError (cannot connect, no CREATE
-    privilege, PostgreSQL older than 13, a statement failed: nothing is written) and OwnershipError
-    (same-named objects we do not own, without `force`).
+    Raises ConfigError (a schema name that cannot hold the demo, a scale out of range), DatabaseError
+    (cannot connect, no CREATE privilege, PostgreSQL older than 13, a statement failed: nothing is
+    written) and OwnershipError (same-named objects we do not own, without `force`).
     """
     import psycopg
 
+    if scale is not None:
+        check_scale(scale)
     progress = progress or NullProgress()
     where = redact_dsn(dsn)
     progress.step(f"Seeding the demo warehouse in {where} (as of {as_of})")
@@ -155,8 +163,8 @@ def seed_database(
             _prepare_session(conn)
             roles = data_api_roles(conn)
             target, dedicated = _choose_schema(conn, schema, roles, progress)
-            changed, counts, checksum = _seed_objects(
-                conn, as_of=as_of, reset=reset, force=force, progress=progress
+            changed, counts, checksum, scale = _seed_objects(
+                conn, as_of=as_of, reset=reset, force=force, progress=progress, scale=scale
             )
             reader = ensure_reader(
                 conn, role=reader_role, password=reader_password, objects=(*TABLES, *VIEWS), progress=progress
@@ -185,7 +193,23 @@ def seed_database(
         database=where,
         schema_name=target,
         data_api=data_api,
+        scale=scale,
     )
+
+
+def check_scale(scale: object) -> int:
+    """`scale` as a whole number of copies from 1 to MAX_SCALE (text is parsed); raises ConfigError."""
+    from provisioner.db.seed_scale import MAX_SCALE
+
+    text = str(scale).strip()
+    number = int(text) if text.lstrip("+").isdigit() else 0
+    if not 1 <= number <= MAX_SCALE:
+        raise ConfigError(
+            f"--scale must be a whole number from 1 to {MAX_SCALE}, got {text!r}",
+            hint="1 is the curated demo (15 accounts); --scale 100 gives 1,500 accounts and about "
+            "1.1 million telemetry rows",
+        )
+    return number
 
 
 def seed_status(dsn: str) -> SeedStatus | None:
@@ -217,27 +241,30 @@ def seed_status(dsn: str) -> SeedStatus | None:
 def data_checksum(conn: psycopg.Connection) -> tuple[str, dict[str, int]]:
     """A sha256 over every row of the 24 tables, and the row count of each.
 
-    Rows are compared as text in a fixed order, so the caller's session must use UTC and ISO dates.
+    Each row is hashed as text and the hashes summed: one pass, no sort, no string of the whole table
+    (at --scale 1000 the telemetry alone would pass PostgreSQL's 1 GB limit). The text of a row depends
+    on the session's time zone and date style, so the caller's session must use UTC and ISO dates.
     """
     from psycopg import sql
 
     digest = hashlib.sha256()
     counts: dict[str, int] = {}
     for table in TABLES:
-        count, rows_md5 = conn.execute(  # type: ignore[misc]
-            sql.SQL(
-                "SELECT count(*), COALESCE(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {} t"
-            ).format(sql.Identifier(table))
+        count, rows_hash = conn.execute(  # type: ignore[misc]
+            sql.SQL("SELECT count(*), COALESCE(sum(hashtextextended(t::text, 0)), 0) FROM {} t").format(
+                sql.Identifier(table)
+            )
         ).fetchone()
         counts[table] = int(count)
-        digest.update(f"{table}\0{count}\0{rows_md5}\n".encode())
+        digest.update(f"{table}\0{count}\0{rows_hash}\n".encode())
     return digest.hexdigest(), counts
 
 
-def input_fingerprint(as_of: date) -> str:
-    """A sha256 over the tool version, the as-of date, the SQL files and the seed files."""
+def input_fingerprint(as_of: date, scale: int = 1) -> str:
+    """A sha256 over the tool version, the as-of date, the scale, the SQL files and the seed files."""
     files = files_fingerprint([*schema_files(), DERIVED_SQL, *seed_files()])
-    return hashlib.sha256(f"{TOOL_NAME}\0{__version__}\0{as_of.isoformat()}\0{files}".encode()).hexdigest()
+    inputs = f"{TOOL_NAME}\0{__version__}\0{as_of.isoformat()}\0{scale}\0{files}"
+    return hashlib.sha256(inputs.encode()).hexdigest()
 
 
 def demo_schemas(conn: psycopg.Connection) -> list[str]:
@@ -398,9 +425,10 @@ def _close_data_api(
 
 
 def _seed_objects(
-    conn: psycopg.Connection, *, as_of: date, reset: bool, force: bool, progress: Progress
-) -> tuple[bool, dict[str, int], str]:
-    """(changed, counts, checksum) after making the demo objects hold the data for `as_of`."""
+    conn: psycopg.Connection, *, as_of: date, reset: bool, force: bool, progress: Progress, scale: int | None
+) -> tuple[bool, dict[str, int], str, int]:
+    """(changed, counts, checksum, scale) after making the demo objects hold the data for `as_of` at
+    `scale` (None: the scale of the demo there, else 1)."""
     schema = _current_schema(conn)
     existing = _existing_objects(conn, schema)
     owned = _owns_schema(conn)
@@ -412,28 +440,32 @@ def _seed_objects(
                 hint="seed another database, or pass --force to drop and replace them",
             )
         progress.warn(f"--force: replacing objects this tool does not own: {', '.join(sorted(existing))}")
-    fingerprint = input_fingerprint(as_of)
     complete = owned and all(name in existing for name in (*TABLES, *VIEWS))
-    now = data_checksum(conn) if complete else None
-    before = now[0] if now is not None else None
-    if complete and not reset:
-        meta = _read_meta(conn)
-        if (
-            meta is not None
-            and _damage(existing, meta, now) is None
-            and _stored_fingerprint(conn) == fingerprint
-        ):
-            progress.info("the demo data is already in place for this as-of date")
-            return False, meta.counts, meta.checksum
+    meta = _read_meta(conn) if owned else None
+    if scale is None:
+        scale = meta.scale if meta is not None else 1
+        if scale > 1:
+            progress.info(f"keeping the demo's scale, {scale} (--scale 1 returns to the curated demo)")
+    fingerprint = input_fingerprint(as_of, scale)
+    # At another scale the data differs for sure: no need to read it all first.
+    same_scale = complete and meta is not None and meta.scale == scale
+    before = data_checksum(conn)[0] if same_scale else None
+    unchanged = meta is not None and meta.checksum == before and _stored_fingerprint(conn) == fingerprint
+    if meta is not None and unchanged and not reset:
+        progress.info("the demo data is already in place for this as-of date and scale")
+        return False, meta.counts, meta.checksum, scale
     _require_create_privilege(conn, schema)
     _drop_objects(conn, existing)
     apply_schema(conn)
-    _write_meta(conn, as_of=as_of, fingerprint=fingerprint)
-    _load_seed_files(conn, as_of, progress)
-    _derive_tables(conn)
+    _write_meta(conn, as_of=as_of, fingerprint=fingerprint, scale=scale)
+    _load_seed_files(conn, as_of, progress, scale)
+    # At scale the derived tables' foreign keys, checked row by row, would take most of the time.
+    with keys_built_after(conn, DERIVED_TABLES) if scale > 1 else nullcontext():
+        _derive_tables(conn)
+    _analyze(conn, DERIVED_TABLES)
     checksum, counts = data_checksum(conn)
     _finish_meta(conn, checksum=checksum, counts=counts)
-    return checksum != before, counts, checksum
+    return checksum != before, counts, checksum, scale
 
 
 def _damage(existing: dict[str, str], meta: SeedStatus, now: tuple[str, dict[str, int]] | None) -> str | None:
@@ -500,12 +532,17 @@ def _owns_schema(conn: psycopg.Connection, schema: str | None = None) -> bool:
 
 
 def _read_meta(conn: psycopg.Connection) -> SeedStatus | None:
+    # A demo seeded before --scale existed has no scale column: read the row as JSON, where it is absent.
     row = conn.execute(
-        f"SELECT tool_version, as_of, checksum, counts, seeded_at, current_schema() FROM {META_TABLE}"
+        f"""
+        SELECT tool_version, as_of, checksum, counts, seeded_at, current_schema(),
+               COALESCE((to_jsonb(m) ->> 'scale')::integer, 1)
+        FROM {META_TABLE} m
+        """
     ).fetchone()
     if row is None:
         return None
-    version, as_of, checksum, counts, seeded_at, schema = row
+    version, as_of, checksum, counts, seeded_at, schema, scale = row
     return SeedStatus(
         tool_version=version,
         as_of=as_of,
@@ -513,6 +550,7 @@ def _read_meta(conn: psycopg.Connection) -> SeedStatus | None:
         counts=counts,
         seeded_at=seeded_at,
         schema_name=schema,
+        scale=scale,
     )
 
 
@@ -561,14 +599,15 @@ def _drop_objects(conn: psycopg.Connection, existing: dict[str, str]) -> None:
             ) from exc
 
 
-def _write_meta(conn: psycopg.Connection, *, as_of: date, fingerprint: str) -> None:
+def _write_meta(conn: psycopg.Connection, *, as_of: date, fingerprint: str, scale: int) -> None:
     # Written before the data: derived.sql reads the as-of date from here.
     conn.execute(
         f"""
-        INSERT INTO {META_TABLE} (tool, tool_version, as_of, input_fingerprint, checksum, counts, seeded_at)
-        VALUES (%s, %s, %s, %s, 'pending', '{{}}', now())
+        INSERT INTO {META_TABLE}
+            (tool, tool_version, as_of, scale, input_fingerprint, checksum, counts, seeded_at)
+        VALUES (%s, %s, %s, %s, %s, 'pending', '{{}}', now())
         """,
-        (TOOL_NAME, __version__, as_of, fingerprint),
+        (TOOL_NAME, __version__, as_of, scale, fingerprint),
     )
 
 
@@ -578,34 +617,47 @@ def _finish_meta(conn: psycopg.Connection, *, checksum: str, counts: dict[str, i
     conn.execute(f"UPDATE {META_TABLE} SET checksum = %s, counts = %s", (checksum, Jsonb(counts)))
 
 
-def _load_seed_files(conn: psycopg.Connection, as_of: date, progress: Progress) -> None:
-    """Insert every seeds/ file into its table (raw_telemetry expanded from telemetry.yaml)."""
-    batches = [load_table(table, filename, as_of) for table, filename in LOAD_ORDER]
-    batches.append(load_telemetry(as_of))
-    for batch in batches:
-        _insert(conn, batch)
-    progress.info(f"loaded {sum(len(b.rows) for b in batches)} rows from seeds/")
-
-
-def _insert(conn: psycopg.Connection, batch: TableRows) -> None:
+def _load_seed_files(conn: psycopg.Connection, as_of: date, progress: Progress, scale: int = 1) -> None:
+    """COPY every seeds/ file into its table (raw_telemetry expanded from telemetry.yaml), then the
+    `scale` - 1 copies of it; refresh the planner's statistics of the loaded tables."""
     import psycopg
-    from psycopg import sql
 
-    if not batch.rows:
-        return
-    statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        sql.Identifier(batch.table),
-        sql.SQL(", ").join(sql.Identifier(c) for c in batch.columns),
-        sql.SQL(", ").join(sql.Placeholder() for _ in batch.columns),
-    )
+    from provisioner.db.seed_scale import CuratedDemo, copied_rows, copied_telemetry
+
+    demo = CuratedDemo.load(as_of)
+    tables = [*demo.tables, "raw_telemetry"]
+    if scale > 1:
+        progress.info(f"generating and loading {scale} blocks of 15 accounts (two years of daily telemetry)")
+    loaded = 0
+    table = tables[0]
     try:
-        with conn.cursor() as cur:
-            cur.executemany(statement, batch.rows)
+        # At scale 1 the keys are checked as rows arrive: a damaged seeds/ file names its table at once.
+        with keys_built_after(conn, tables) if scale > 1 else nullcontext():
+            for table, rows in demo.tables.items():
+                loaded += copy_rows(
+                    conn, table, rows.columns, chain(rows.rows, copied_rows(demo, table, scale))
+                )
+            table = "raw_telemetry"
+            loaded += copy_rows(conn, table, TELEMETRY_COLUMNS, demo.telemetry.rows)
+            if scale > 1:
+                loaded += copy_text(conn, table, TELEMETRY_COLUMNS, copied_telemetry(demo, scale))
+                progress.info(f"loaded {loaded} rows; building keys and indexes")
+            table = "the demo tables (building their keys)"
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"loading seeds into {batch.table} failed: {first_line(exc)}",
+            f"loading seeds into {table} failed: {first_line(exc)}",
             hint="nothing was written; the seeds/ files of this checkout may be damaged (git restore seeds)",
         ) from exc
+    _analyze(conn, [*tables, META_TABLE])
+    progress.info(f"loaded {loaded} rows from seeds/" + (f" and {scale - 1} copies" if scale > 1 else ""))
+
+
+def _analyze(conn: psycopg.Connection, tables: Iterable[str]) -> None:
+    """Statistics for the planner: tables made in this transaction have none until autovacuum's first
+    visit, and derived.sql and the first dashboards at scale would be planned blind."""
+    from psycopg import sql
+
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
 
 
 def _derive_tables(conn: psycopg.Connection) -> None:

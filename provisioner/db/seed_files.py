@@ -77,6 +77,17 @@ class _Move(_Position):
     from_offset_days: int
 
 
+class TelemetryHistory(BaseModel):
+    """An asset's normal working week before its curated days: what `--scale` copies report for two years."""
+
+    model_config = ConfigDict(extra="forbid")
+    hours_per_day: float = Field(ge=0, le=24)
+    # 5: Monday to Friday, 6: to Saturday, 7: every day; fewer: that many days a week at random.
+    days_per_week: int = Field(ge=0, le=7)
+    # The share the hours rise in high season and fall in low season (a sine over the year).
+    seasonal_swing: float = Field(default=0.1, ge=0, le=0.9)
+
+
 class TelemetrySeries(BaseModel):
     """One asset's daily telemetry in telemetry.yaml."""
 
@@ -90,6 +101,7 @@ class TelemetrySeries(BaseModel):
     operating_hours: list[float | None]
     fuel_level_pct: list[float | None]
     moves: list[_Move] = []
+    history: TelemetryHistory
 
 
 def seed_files() -> list[Path]:
@@ -114,30 +126,38 @@ def load_table(table: str, filename: str, as_of: date) -> TableRows:
     return TableRows(table, columns, [tuple(r.get(c) for c in columns) for r in converted])
 
 
-def load_telemetry(as_of: date) -> TableRows:
-    """raw_telemetry rows expanded from telemetry.yaml (one reading a day); raises SeedDataError."""
+TELEMETRY_COLUMNS = (
+    "id",
+    "asset_id",
+    "recorded_at",
+    "engine_hours_total",
+    "operating_hours",
+    "fuel_level_pct",
+    "latitude",
+    "longitude",
+)
+
+
+def telemetry_series() -> list[TelemetrySeries]:
+    """The series of telemetry.yaml, one per asset; raises SeedDataError."""
     path = SEEDS_DIR / TELEMETRY_FILE
     try:
         series = [TelemetrySeries.model_validate(item) for item in _read_records(path)]
     except ValidationError as exc:
         raise SeedDataError(f"{TELEMETRY_FILE}: {exc.errors()[0]['msg']}", hint=_DAMAGED) from exc
-    columns = (
-        "id",
-        "asset_id",
-        "recorded_at",
-        "engine_hours_total",
-        "operating_hours",
-        "fuel_level_pct",
-        "latitude",
-        "longitude",
-    )
-    rows: list[tuple[Any, ...]] = []
     for s in series:
         if len(s.operating_hours) != len(s.fuel_level_pct):
             raise SeedDataError(
                 f"{TELEMETRY_FILE}: asset {s.asset_id}: operating_hours and fuel_level_pct differ in length",
                 hint=_DAMAGED,
             )
+    return series
+
+
+def load_telemetry(as_of: date, series: list[TelemetrySeries] | None = None) -> TableRows:
+    """raw_telemetry rows expanded from telemetry.yaml (one reading a day); raises SeedDataError."""
+    rows: list[tuple[Any, ...]] = []
+    for s in telemetry_series() if series is None else series:
         meter = s.engine_hours_start
         for day, (hours, fuel) in enumerate(zip(s.operating_hours, s.fuel_level_pct, strict=True)):
             if hours is None or fuel is None:
@@ -159,7 +179,7 @@ def load_telemetry(as_of: date) -> TableRows:
                     position.longitude,
                 )
             )
-    return TableRows("raw_telemetry", columns, rows)
+    return TableRows("raw_telemetry", TELEMETRY_COLUMNS, rows)
 
 
 _DAMAGED = "the seeds/ folder of this checkout is damaged: restore it with git"
