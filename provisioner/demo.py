@@ -84,6 +84,8 @@ def run_demo(
     runtime: Runtime,
     fresh: bool = False,
     as_of: date | None = None,
+    schema: str | None = None,
+    scale: int | None = None,
     dashboards_dir: Path | None = None,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -133,6 +135,8 @@ def run_demo(
                 force=False,
                 port=None,
                 progress=progress,
+                schema=schema,
+                scale=scale,
             )
             out["changed"] = seeded.changed
             if seeded.reader.fallback_warning:

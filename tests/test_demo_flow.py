@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from provisioner.cli.app import app
 from provisioner.config import Settings
+from provisioner.db.seed import seed_status
 from provisioner.demo import run_demo
 from provisioner.errors import MetabaseError
 from provisioner.progress import RecordingProgress
@@ -263,3 +264,34 @@ def test_external_demo_converges_and_fresh_keeps_what_the_tool_did_not_create(
             "notes_of_the_customer",
         )
         assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (15,)
+
+
+@pytest.mark.slow
+def test_demo_at_scale_in_its_own_schema_answers_every_card(
+    external: Settings, fake_metabase, pg_dsn: str
+) -> None:
+    result = run_demo(
+        external,
+        runtime=ExternalRuntime(external),
+        schema="demo_at_scale",
+        scale=2,
+        progress=RecordingProgress(),
+        sleep=_short_sleep,
+    )
+
+    assert result.failed_cards == []
+    status = seed_status(pg_dsn)
+    assert status is not None and (status.scale, status.schema_name) == (2, "demo_at_scale")
+    assert status.counts["accounts"] == 30
+    # A re-run without the options keeps both, and changes nothing.
+    again = run_demo(
+        external, runtime=ExternalRuntime(external), progress=RecordingProgress(), sleep=_short_sleep
+    )
+    assert again.changed is False
+
+
+def test_demo_refuses_a_bad_scale_before_anything_starts(clean_environ: Path) -> None:
+    outcome = CliRunner().invoke(app, ["demo", "--runtime", "external", "--scale", "0"])
+    assert outcome.exit_code == 3
+    assert "--scale must be a whole number" in outcome.stderr
+    assert not (clean_environ / "credentials.json").exists()

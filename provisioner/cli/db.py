@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provisioner.cli.context import JsonOption, output_for, settings_for
-from provisioner.cli.options import AsOfOption, DatabaseUrlOption, parse_as_of
+from provisioner.cli.options import AsOfOption, DatabaseUrlOption, ScaleOption, SchemaOption, parse_as_of
 from provisioner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -55,24 +55,8 @@ def seed_command(
     port: PortOption = None,
     database_url: DatabaseUrlOption = None,
     reader_database_url: ReaderDatabaseUrlOption = None,
-    schema: Annotated[
-        str | None,
-        typer.Option(
-            "--schema",
-            # The Supabase default is db.hosted.DEDICATED_SCHEMA, named here: importing it would slow --help.
-            help="Schema for the demo objects, created when missing (default: where the demo already is; "
-            "on Supabase `asset_finance`; else the current schema, normally public).",
-        ),
-    ] = None,
-    scale: Annotated[
-        str | None,
-        typer.Option(
-            "--scale",
-            metavar="N",
-            help="N copies of the demo's 15 accounts, each asset with two years of daily telemetry, for load "
-            "tests (default: the scale already seeded, else 1: the curated demo).",
-        ),
-    ] = None,
+    schema: SchemaOption = None,
+    scale: ScaleOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create and fill the demo warehouse (24 tables, 8 views): embedded PostgreSQL unless --database-url."""

@@ -15,6 +15,8 @@ from provisioner.cli.options import (
     MetabaseJarOption,
     NameOption,
     RuntimeOption,
+    ScaleOption,
+    SchemaOption,
     parse_as_of,
     runtime_settings,
 )
@@ -44,6 +46,8 @@ def demo_command(
     runtime: RuntimeOption = None,
     name: NameOption = None,
     as_of: AsOfOption = None,
+    schema: SchemaOption = None,
+    scale: ScaleOption = None,
     metabase_url: MetabaseAddressOption = None,
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
@@ -51,11 +55,13 @@ def demo_command(
     json_output: JsonOption = False,
 ) -> None:
     """One command, a working demo: start, seed, set up Metabase, connect, apply the dashboards."""
+    from provisioner.db.seed import check_scale
     from provisioner.demo import run_demo
     from provisioner.stack import select_runtime
 
     output = output_for(ctx, json_output)
     as_of_date = parse_as_of(as_of)
+    copies = None if scale is None else check_scale(scale)
     settings = runtime_settings(
         runtime=runtime,
         name=name,
@@ -65,7 +71,13 @@ def demo_command(
         metabase_command=metabase_command,
     )
     result = run_demo(
-        settings, runtime=select_runtime(settings), fresh=fresh, as_of=as_of_date, progress=output.progress
+        settings,
+        runtime=select_runtime(settings),
+        fresh=fresh,
+        as_of=as_of_date,
+        schema=schema,
+        scale=copies,
+        progress=output.progress,
     )
     ok = not result.failed_cards
     output.result(result.model_dump(mode="json"), lambda: describe(result), ok=ok, exit_code=0 if ok else 1)
@@ -78,6 +90,8 @@ def reset_command(
     runtime: RuntimeOption = None,
     name: NameOption = None,
     as_of: AsOfOption = None,
+    schema: SchemaOption = None,
+    scale: ScaleOption = None,
     metabase_url: MetabaseAddressOption = None,
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
@@ -91,6 +105,8 @@ def reset_command(
         runtime=runtime,
         name=name,
         as_of=as_of,
+        schema=schema,
+        scale=scale,
         metabase_url=metabase_url,
         database_url=database_url,
         metabase_jar=metabase_jar,

@@ -118,6 +118,24 @@ def runtime_settings(
 
 
 AS_OF_RANGE = (date(1900, 1, 1), date(2999, 12, 31))
+SchemaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--schema",
+        # The Supabase default is db.hosted.DEDICATED_SCHEMA, named here: importing it would slow --help.
+        help="Schema for the demo objects, created when missing (default: where the demo already is; "
+        "on Supabase `asset_finance`; else the current schema, normally public).",
+    ),
+]
+ScaleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scale",
+        metavar="N",
+        help="N copies of the demo's 15 accounts, each asset with two years of daily telemetry, for load "
+        "tests (default: the scale already seeded, else 1: the curated demo).",
+    ),
+]
 AsOfOption = Annotated[
     str | None,
     typer.Option(
