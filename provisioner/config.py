@@ -17,6 +17,7 @@ from provisioner.errors import ConfigError
 
 DEFAULT_METABASE_URL = "http://localhost:3000"
 DEFAULT_STACK_NAME = "metabase-demo"
+DEFAULT_CONCURRENCY = 8  # requests to Metabase in flight at once (observe.py, apply.py)
 
 # Environment variable → Settings field.
 ENV_VARS: dict[str, str] = {
@@ -32,6 +33,7 @@ ENV_VARS: dict[str, str] = {
     "METABASE_COMMAND": "metabase_command",
     "PROVISION_RUNTIME": "runtime",
     "PROVISION_NAME": "stack_name",
+    "PROVISION_CONCURRENCY": "concurrency",
 }
 
 # Settings field → its command-line flag, where it differs from `--field-name`; None: environment only.
@@ -68,6 +70,7 @@ class Settings(BaseModel):
         default=None, description="starts Metabase instead of `java -jar`; placeholders {port}, {state_dir}"
     )
     stop_timeout_s: float = 30.0
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
 
     @field_validator("metabase_url")
     @classmethod

@@ -12,19 +12,28 @@ collections and one GET per dashboard, each checked to be unarchived, in a colle
 YAML's top-level ones and still carrying its key. The shortcut sees only those dashboards and their
 cards, so its state is marked partial, and a plan from it that would create anything (where the full
 read might adopt what an interrupted run left) is computed again from the full read.
+
+Reads that do not depend on each other are made together, up to the client's `concurrency` at once
+(parallel.py): the dashboards, the items of each collection, the cards, each database's metadata. What
+is read, and the state made of it, is the same at any concurrency.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from provisioner.desired import DesiredDashboard
 from provisioner.errors import MetabaseError, MetabaseNotFound, SpecError, SpecErrors
 from provisioner.identity import dashboard_key_of, identity_of
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import Card, Collection, Dashboard, Database, DatabaseMetadata
+from provisioner.parallel import map_ordered, run_each
 from provisioner.spec import LoadedFile
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -102,11 +111,11 @@ def resolve_databases(
     if errors:
         raise SpecErrors(errors)
     known_by_id = {m.id: m for m in known}
-    metadata = {
-        db_id: known_by_id.get(db_id) or client.database_metadata(db_id)
-        for db_id in sorted(set(ids.values()))
-    }
-    return ids, metadata
+    db_ids = sorted(set(ids.values()))
+    read = map_ordered(
+        lambda db_id: known_by_id.get(db_id) or client.database_metadata(db_id), db_ids, client.concurrency
+    )
+    return ids, dict(zip(db_ids, read, strict=True))
 
 
 @dataclass(frozen=True)
@@ -171,30 +180,52 @@ def _observe_known(
     what it was."""
     managed = _managed_collection_ids(wanted, paths)
     state = ActualState(complete=False)
-    for d in wanted.dashboards:
-        try:
-            dashboard = client.get_dashboard(known_ids[d.key])
-        except MetabaseNotFound:
-            return None
+
+    def dashboard(d: DesiredDashboard) -> Dashboard:
+        found = client.get_dashboard(known_ids[d.key])
         if (
-            dashboard.archived
-            or dashboard.collection_id not in managed
-            or dashboard_key_of(dashboard, keys_by_param) != d.key
+            found.archived
+            or found.collection_id not in managed
+            or dashboard_key_of(found, keys_by_param) != d.key
         ):
-            return None
-        state.dashboards[d.key] = dashboard
-        _add_cards(state, dashboard)
-    for ident in wanted.standalone_cards:
-        if ident in state.cards:
-            continue
-        try:
-            card = client.get_card(known_cards[ident])
-        except MetabaseNotFound:
-            return None
-        if card.archived or card.collection_id not in managed or identity_of(card) != ident:
-            return None
-        state.cards[ident] = card
+            raise _NotAsRemembered
+        return found
+
+    dashboards = _all_as_remembered(dashboard, wanted.dashboards, client.concurrency)
+    if dashboards is None:
+        return None
+    for d, found in zip(wanted.dashboards, dashboards, strict=True):
+        state.dashboards[d.key] = found
+        _add_cards(state, found)
+
+    def card(ident: str) -> Card:
+        found = client.get_card(known_cards[ident])
+        if found.archived or found.collection_id not in managed or identity_of(found) != ident:
+            raise _NotAsRemembered
+        return found
+
+    idents = [ident for ident in wanted.standalone_cards if ident not in state.cards]
+    cards = _all_as_remembered(card, idents, client.concurrency)
+    if cards is None:
+        return None
+    state.cards.update(zip(idents, cards, strict=True))
     return state
+
+
+class _NotAsRemembered(Exception):
+    """A remembered object is gone, archived, moved out of the managed collections or no longer ours."""
+
+
+def _all_as_remembered(read: Callable[[T], R], items: Sequence[T], concurrency: int) -> list[R] | None:
+    """`read(item)` for each item, or None as soon as one is not as remembered (the rest is not read)."""
+    found: list[R] = []
+    for done in run_each(read, items, concurrency):
+        if done is None or isinstance(done.error, _NotAsRemembered | MetabaseNotFound):
+            return None
+        if done.error is not None:
+            raise done.error
+        found.append(done.value)  # type: ignore[arg-type]
+    return found
 
 
 def _add_cards(state: ActualState, dashboard: Dashboard) -> set[int]:
@@ -222,21 +253,32 @@ def _observe_all(
     # Every collection under the top-level collections the YAML names: a dashboard moved to a sibling
     # collection (in the YAML or by a person) is still found, and prune sees what left the YAML.
     managed = _managed_collection_ids(wanted, paths)
-    for path, coll in sorted(paths.items(), key=lambda item: item[0]):
-        if coll.id not in managed or not isinstance(coll.id, int):
-            continue
-        for item in client.collection_items(coll.id, models=("card", "dataset", "metric", "dashboard")):
+    collections = [
+        (path, coll.id)
+        for path, coll in sorted(paths.items(), key=lambda item: item[0])
+        if coll.id in managed and isinstance(coll.id, int)
+    ]
+    items = map_ordered(
+        lambda coll_id: client.collection_items(coll_id, models=("card", "dataset", "metric", "dashboard")),
+        [coll_id for _path, coll_id in collections],
+        client.concurrency,
+    )
+    dashboard_ids: list[tuple[tuple[str, ...], int]] = []
+    for (path, _coll_id), listed in zip(collections, items, strict=True):
+        for item in listed:
             if item.model in ("card", "dataset", "metric"):
                 card_item_ids.append(item.id)
             elif item.model == "dashboard":
-                dashboard = client.get_dashboard(item.id)
-                key = dashboard_key_of(dashboard, keys_by_param)
-                seen_card_ids |= _add_cards(state, dashboard)
-                if key is None:
-                    if not dashboard.dashcards:
-                        empty.append((path, dashboard))
-                elif key not in state.dashboards or dashboard.id < state.dashboards[key].id:
-                    state.dashboards[key] = dashboard
+                dashboard_ids.append((path, item.id))
+    dashboards = map_ordered(client.get_dashboard, [i for _path, i in dashboard_ids], client.concurrency)
+    for (path, _id), dashboard in zip(dashboard_ids, dashboards, strict=True):
+        key = dashboard_key_of(dashboard, keys_by_param)
+        seen_card_ids |= _add_cards(state, dashboard)
+        if key is None:
+            if not dashboard.dashcards:
+                empty.append((path, dashboard))
+        elif key not in state.dashboards or dashboard.id < state.dashboards[key].id:
+            state.dashboards[key] = dashboard
     # A run interrupted between creating a dashboard and filling it leaves it empty and unmarked:
     # adopt it by name and collection rather than create a duplicate.
     for d in wanted.dashboards:
@@ -249,10 +291,9 @@ def _observe_all(
             state.dashboards[d.key] = match
     # Cards in our collections that are on no managed dashboard: read each once to see whether it is
     # ours (a run interrupted before its dashboard was filled, or a card removed from the YAML).
-    for card_id in card_item_ids:
-        if card_id not in seen_card_ids:
-            card = client.get_card(card_id)
-            ident = identity_of(card)
-            if ident is not None:
-                state.cards.setdefault(ident, card)
+    unseen = [card_id for card_id in card_item_ids if card_id not in seen_card_ids]
+    for card in map_ordered(client.get_card, unseen, client.concurrency):
+        ident = identity_of(card)
+        if ident is not None:
+            state.cards.setdefault(ident, card)
     return state

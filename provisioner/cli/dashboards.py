@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from provisioner.cli.context import JsonOption, output_for, settings_for
-from provisioner.cli.options import MetabaseAddressOption
+from provisioner.cli.options import ConcurrencyOption, MetabaseAddressOption
 
 dashboards_app = typer.Typer(no_args_is_help=True, help="Dashboards as YAML: validate, plan, apply, export.")
 
@@ -56,13 +56,14 @@ def plan_command(
         typer.Option("--out", help="Save the plan (and the files it was made from) for `apply FILE`."),
     ] = None,
     metabase_url: MetabaseAddressOption = None,
+    concurrency: ConcurrencyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show what `apply` would change; changes nothing. Exit 2 when changes are pending."""
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
-    settings = settings_for(metabase_url=metabase_url)
+    settings = settings_for(metabase_url=metabase_url, concurrency=concurrency)
     plan = dashboards.plan(settings, _paths(paths), prune=prune, out=out, progress=output.progress)
     output.result(plan.to_dict(), plan.describe)
     if plan.has_changes:
@@ -93,6 +94,7 @@ def apply_command(
     ] = False,
     backup_dir: BackupDirOption = None,
     metabase_url: MetabaseAddressOption = None,
+    concurrency: ConcurrencyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create or update collections, cards and dashboards; unchanged objects are not touched.
@@ -102,7 +104,7 @@ def apply_command(
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
-    settings = settings_for(metabase_url=metabase_url)
+    settings = settings_for(metabase_url=metabase_url, concurrency=concurrency)
     result = dashboards.apply(
         settings, _paths(paths), prune=prune, force=force, backup_dir=backup_dir, progress=output.progress
     )

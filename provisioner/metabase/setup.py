@@ -245,7 +245,12 @@ def _open(
     timeout_s: float,
     create_key: bool = True,
 ) -> AuthenticatedClient:
-    client = MetabaseClient(settings.metabase_url, timeout_s=settings.http_timeout_s, sleep=sleep)
+    client = MetabaseClient(
+        settings.metabase_url,
+        timeout_s=settings.http_timeout_s,
+        sleep=sleep,
+        concurrency=settings.concurrency,
+    )
     try:
         wait_for_health(client, timeout_s=timeout_s, progress=progress, clock=clock, sleep=sleep)
         return _authenticate(client, settings, progress, allow_setup, create_key)
