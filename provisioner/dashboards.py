@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner import plan_file, sqlcheck
+from provisioner import plan_file
 from provisioner.apply import ApplyResult, execute
 from provisioner.apply_lock import ApplyLock, remove_abandoned
 from provisioner.backup import RestoreResult, new_backup_dir, start_backup
@@ -20,7 +20,6 @@ from provisioner.backup import restore as restore_backup
 from provisioner.compare import Reader
 from provisioner.desired import desired_state
 from provisioner.errors import ConfigError, SpecErrors
-from provisioner.export import ExportResult, export_dashboards
 from provisioner.id_cache import IdCache
 from provisioner.metabase.models import Card, Dashboard
 from provisioner.observe import ActualState, Wanted, observe, resolve_databases
@@ -33,6 +32,7 @@ from provisioner.translate import MetadataSchema
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
+    from provisioner.export import ExportResult
     from provisioner.metabase.client import MetabaseClient
     from provisioner.metabase.models import DatabaseMetadata
 
@@ -90,6 +90,8 @@ def validate(
     )
     if database_url:
         progress.step("Preparing every card's SQL on PostgreSQL (read only, nothing executed)")
+        from provisioner import sqlcheck  # psycopg: loaded only when SQL is checked (`plan` never does)
+
         errors = sqlcheck.check_sql(loaded, database_url)
         if errors:
             raise SpecErrors(sorted(errors, key=lambda e: (str(e.path), e.line, e.column)))
@@ -446,4 +448,6 @@ def export(
     """
     progress = progress or NullProgress()
     with _metabase(settings, client, progress, read_only=True) as mb:
+        from provisioner.export import export_dashboards
+
         return export_dashboards(mb, dashboards, out_dir=out_dir, force=force, progress=progress)
