@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 
 import pytest
 
@@ -318,3 +319,18 @@ def test_versions_above_the_range_warn_and_proceed() -> None:
 def test_unparseable_versions_warn() -> None:
     assert parse_major("vUNKNOWN") is None
     assert "cannot read" in (check_version(None).warning or "")
+
+
+def test_an_answer_is_kept_as_sent_apart_from_the_model_made_of_it() -> None:
+    answer = json.loads((RECORDED / "dashboard/2.json").read_text())
+    dashboard = Dashboard.model_validate(answer)
+    assert dashboard.raw == answer
+    card = next(d.card for d in dashboard.dashcards if d.card is not None)
+    card.visualization_settings.setdefault("graph.dimensions", []).append("changed")
+    answer["dashcards"][0]["size_x"] = -1
+    kept = json.loads((RECORDED / "dashboard/2.json").read_text())
+    assert dashboard.raw == kept  # neither the model nor the answer shares anything with what was kept
+    assert card.raw == next(d["card"] for d in kept["dashcards"] if d.get("card"))
+    # what is not plain JSON is still copied (deep-copied instead)
+    unusual = Card.model_validate({**kept["dashcards"][0]["card"], "extra": OrderedDict(a=[1])})
+    assert unusual.raw["extra"] == {"a": [1]}
