@@ -483,7 +483,7 @@ class _KeepsRaw(_Read):
 
 def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
     """A deep copy of an answer: decoded JSON is copied by marshal (in C, about four times faster than
-    `copy.deepcopy`, which a plan of 100 dashboards spent a quarter of its time in); anything else as before."""
+    `copy.deepcopy`, where a plan of 100 dashboards spent a quarter of its time); anything else as before."""
     try:
         copied: dict[str, Any] = marshal.loads(marshal.dumps(data))
     except ValueError:  # an object marshal does not know (a model, a subclass of dict...)
