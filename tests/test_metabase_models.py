@@ -334,3 +334,23 @@ def test_an_answer_is_kept_as_sent_apart_from_the_model_made_of_it() -> None:
     # what is not plain JSON is still copied (deep-copied instead)
     unusual = Card.model_validate({**kept["dashcards"][0]["card"], "extra": OrderedDict(a=[1])})
     assert unusual.raw["extra"] == {"a": [1]}
+
+
+def test_plain_copies_are_deep_and_keep_every_type() -> None:
+    import datetime as dt
+    from enum import StrEnum
+
+    from provisioner.mbql.normal import copy_plain
+
+    class Kind(StrEnum):
+        MODEL = "model"
+
+    shared = ["field", {"base-type": "type/Integer"}, ["orders", "id"]]
+    value = {"a": [shared, shared], "b": (1, 2.5, True, None), "c": {7: "x"}}
+    copied = copy_plain(value)
+    assert copied == value and copied["a"][0] is not shared and copied["a"][0][2] is not shared[2]
+    assert copied["a"][0] is copied["a"][1]  # shared stays shared, as with copy.deepcopy
+    assert copied["b"][2] is True and isinstance(copied["b"], tuple)
+    unusual = {"on": dt.date(2026, 1, 31), "kind": Kind.MODEL}  # what marshal cannot copy: deep-copied
+    again = copy_plain(unusual)
+    assert again == unusual and type(again["kind"]) is Kind and again is not unusual
