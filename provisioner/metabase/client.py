@@ -3,8 +3,9 @@
 One `requests.Session` per client, a timeout on every call, retries with backoff only where a
 repeat is harmless: GET/PUT/DELETE on a dropped connection or a 429/502/503/504 answer, and any method
 on a 429 (see `_may_retry`). A `Retry-After` header sets the wait. The client may be shared by
-`concurrency` threads at once (observe.py and apply.py read and write in parallel): its connection pool
-holds that many connections, and its request counters are kept under a lock.
+threads (observe.py and apply.py read and write in parallel): it never has more than `concurrency`
+requests in flight, its connection pool holds that many connections, its request counters are kept
+under a lock.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -125,6 +126,8 @@ class MetabaseClient:
         self.request_count = 0
         self.request_counts: Counter[str] = Counter()
         self._counting = threading.Lock()
+        # However many threads share the client, at most `concurrency` requests are in flight at once.
+        self._slots = _Slots(concurrency)
 
     # --- lifecycle and auth ---
 
@@ -187,14 +190,15 @@ class MetabaseClient:
             last = attempt == attempts - 1
             self._count(method)
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    json=payload,
-                    params=params,
-                    timeout=self.timeout_s,
-                    allow_redirects=False,  # see error_for_response: a redirect is a wrong address
-                )
+                with self._slots:
+                    response = self._session.request(
+                        method,
+                        url,
+                        json=payload,
+                        params=params,
+                        timeout=self.timeout_s,
+                        allow_redirects=False,  # see error_for_response: a redirect is a wrong address
+                    )
             except requests.RequestException as exc:
                 # A POST whose connection broke may have been applied: never sent twice.
                 if not last and method in IDEMPOTENT_METHODS:
@@ -231,9 +235,10 @@ class MetabaseClient:
         # 503 with a JSON status is an answer here, not an error: read it without retrying.
         self._count("GET")
         try:
-            response = self._session.get(
-                f"{self.base_url}{path}", timeout=self.timeout_s, allow_redirects=False
-            )
+            with self._slots:
+                response = self._session.get(
+                    f"{self.base_url}{path}", timeout=self.timeout_s, allow_redirects=False
+                )
         except requests.RequestException as exc:
             raise _unreachable(self.base_url, "GET", path, exc, self._secrets) from exc
         if response.status_code == 503:
@@ -396,6 +401,46 @@ class MetabaseClient:
     def delete_dashboard(self, dashboard_id: int) -> None:
         """Delete a dashboard for good (only the apply lock's own, see apply_lock.py); 404 if gone."""
         self._request("DELETE", f"/api/dashboard/{dashboard_id}")
+
+
+class _Slots:
+    """At most `size` holders at once, each slot granted in the order it was asked for.
+
+    `threading.Semaphore` lets a thread that has just released take the slot back ahead of those waiting:
+    a thread of a busy pool would get every slot in turn, and a read made beside the pool (the metadata
+    planning needs first) would wait until the pool has nothing left to do. Here a slot released goes
+    straight to the longest waiter.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._free = size
+        self._waiting: deque[threading.Lock] = deque()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting.append(gate)
+        try:
+            gate.acquire()  # released by the holder that hands its slot over
+        except BaseException:  # interrupted while waiting: leave the queue, or give back the slot handed
+            with self._lock:
+                if gate in self._waiting:
+                    self._waiting.remove(gate)
+                    raise
+            self.__exit__()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._free += 1
 
 
 # --- retries and error mapping (module level: tests and other adapters use them) ---------------
