@@ -22,7 +22,7 @@ from provisioner.desired import desired_state
 from provisioner.errors import ConfigError, SpecErrors
 from provisioner.id_cache import IdCache
 from provisioner.metabase.models import Card, Dashboard
-from provisioner.observe import ActualState, Wanted, observe, resolve_databases
+from provisioner.observe import ActualState, EarlyReads, Wanted, observe, resolve_databases
 from provisioner.plan import Plan, build_plan
 from provisioner.progress import NullProgress, Progress
 from provisioner.spec import LoadedFile, json_schema, load_paths
@@ -134,25 +134,28 @@ def _compute_plan(
     prune_scope: set[str] | None = None,
 ) -> _Computed:
     start = client.request_count
-    database_ids, metadata = resolve_databases(client, loaded, known=databases)
-    state = desired_state(loaded, database_ids, metadata)
-    if state.errors:
-        raise SpecErrors(sorted(state.errors, key=lambda e: (str(e.path), e.line, e.column)))
-    on_dashboards = {d.card_ident for dash in state.dashboards for d in dash.dashcards if d.card_ident}
-    wanted = Wanted(
-        dashboards=state.dashboards,
-        standalone_cards=[c.ident for c in state.cards if c.ident not in on_dashboards],
-        collection_paths=[item.spec.collection_path for item in loaded],
-    )
-    reader = Reader(schemas={db_id: MetadataSchema(m) for db_id, m in metadata.items()})
     # Pruning must see everything that left the YAML: never through the remembered ids.
-    remembered = cache is not None and not prune
-    actual = observe(
-        client,
-        wanted,
-        cache.dashboards(metabase_url) if cache is not None and remembered else None,
-        cache.cards(metabase_url) if cache is not None and remembered else None,
-    )
+    known_ids = cache.dashboards(metabase_url) if cache is not None and not prune else {}
+    known_cards = cache.cards(metabase_url) if cache is not None and not prune else {}
+    keys = [item.spec.key for item in loaded if isinstance(item.spec, DashboardSpec)]
+    # Read while the databases' metadata is read and the desired state built: the list of collections, and
+    # when every dashboard is remembered (observe then reads them by id), those and the remembered cards.
+    shortcut = all(k in known_ids for k in keys)
+    early_ids = [known_ids[k] for k in keys] if shortcut else []
+    early_cards = list(known_cards.values()) if shortcut else []
+    with EarlyReads(client, early_ids, early_cards) as early:
+        database_ids, metadata = resolve_databases(client, loaded, known=databases)
+        state = desired_state(loaded, database_ids, metadata)
+        if state.errors:
+            raise SpecErrors(sorted(state.errors, key=lambda e: (str(e.path), e.line, e.column)))
+        on_dashboards = {d.card_ident for dash in state.dashboards for d in dash.dashcards if d.card_ident}
+        wanted = Wanted(
+            dashboards=state.dashboards,
+            standalone_cards=[c.ident for c in state.cards if c.ident not in on_dashboards],
+            collection_paths=[item.spec.collection_path for item in loaded],
+        )
+        reader = Reader(schemas={db_id: MetadataSchema(m) for db_id, m in metadata.items()})
+        actual = observe(client, wanted, known_ids or None, known_cards or None, early)
 
     def plan_from(actual: ActualState) -> Plan:
         reader.card_keys = {card.id: ident for ident, card in actual.cards.items()}

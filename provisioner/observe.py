@@ -14,14 +14,18 @@ cards, so its state is marked partial, and a plan from it that would create anyt
 read might adopt what an interrupted run left) is computed again from the full read.
 
 Reads that do not depend on each other are made together, up to the client's `concurrency` at once
-(parallel.py): the dashboards, the items of each collection, the cards, each database's metadata. What
-is read, and the state made of it, is the same at any concurrency.
+(parallel.py): the dashboards, the items of each collection, the cards, each database's metadata. The
+list of collections and the remembered dashboards need nothing from the YAML's desired state, so planning
+starts them before it reads the databases' metadata and builds that state (`EarlyReads`). What is read,
+and the state made of it, is the same at any concurrency.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TypeVar
 
 from provisioner.desired import DesiredDashboard
@@ -131,20 +135,80 @@ class Wanted:
         return {p[0] for p in self.collection_paths}
 
 
+class EarlyReads:
+    """The first reads of `observe`, started before they are needed: the list of collections, and the
+    dashboards and cards by their remembered ids, on threads of their own while the caller reads the
+    databases' metadata and builds the desired state. Each answer is used once (a later ask reads again);
+    what is not used by the end costs only its request. With a concurrency of 1 (or `start=False`)
+    nothing is read early: each read is made when asked for.
+    """
+
+    def __init__(
+        self,
+        client: MetabaseClient,
+        dashboard_ids: Sequence[int] = (),
+        card_ids: Sequence[int] = (),
+        *,
+        start: bool = True,
+    ) -> None:
+        self._client = client
+        self._pool: ThreadPoolExecutor | None = None
+        self._collections: Future[list[Collection]] | None = None
+        self._dashboards: dict[int, Future[Dashboard]] = {}
+        self._cards: dict[int, Future[Card]] = {}
+        if start and client.concurrency > 1:
+            self._pool = ThreadPoolExecutor(client.concurrency, thread_name_prefix="provision-early")
+            self._collections = self._pool.submit(client.list_collections)
+            for dashboard_id in dict.fromkeys(dashboard_ids):
+                self._dashboards[dashboard_id] = self._pool.submit(client.get_dashboard, dashboard_id)
+            for card_id in dict.fromkeys(card_ids):
+                self._cards[card_id] = self._pool.submit(client.get_card, card_id)
+
+    def collections(self) -> list[Collection]:
+        """Every collection, as `MetabaseClient.list_collections`."""
+        early, self._collections = self._collections, None
+        return early.result() if early is not None else self._client.list_collections()
+
+    def dashboard(self, dashboard_id: int) -> Dashboard:
+        """One dashboard, as `MetabaseClient.get_dashboard` (MetabaseNotFound included)."""
+        early = self._dashboards.pop(dashboard_id, None)
+        return early.result() if early is not None else self._client.get_dashboard(dashboard_id)
+
+    def card(self, card_id: int) -> Card:
+        """One card, as `MetabaseClient.get_card` (MetabaseNotFound included)."""
+        early = self._cards.pop(card_id, None)
+        return early.result() if early is not None else self._client.get_card(card_id)
+
+    def stop(self) -> None:
+        """Start no further read, and wait for those under way."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> EarlyReads:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 def observe(
     client: MetabaseClient,
     wanted: Wanted,
     known_ids: Mapping[str, int] | None = None,
     known_cards: Mapping[str, int] | None = None,
+    early: EarlyReads | None = None,
 ) -> ActualState:
     """The managed collections, cards and dashboards that exist now (no writes).
 
     `known_ids` (dashboard id by key) and `known_cards` (standalone card id by identity) allow the
     shortcut described above; they are never trusted unchecked, and the full read is made whenever the
-    shortcut does not hold.
+    shortcut does not hold. `early` holds reads started beforehand.
     """
     start = client.request_count
-    paths = collection_paths(client.list_collections())
+    early = early if early is not None else EarlyReads(client, start=False)
+    paths = collection_paths(early.collections())
     within: set[tuple[str, ...]] = set()
     for path in wanted.collection_paths:
         for depth in range(1, len(path) + 1):
@@ -155,8 +219,9 @@ def observe(
     if all(d.key in known_ids for d in wanted.dashboards) and all(
         c in known_cards for c in wanted.standalone_cards
     ):
-        state = _observe_known(client, wanted, paths, keys_by_param, known_ids, known_cards)
+        state = _observe_known(client, wanted, paths, keys_by_param, known_ids, known_cards, early)
     if state is None:
+        early.stop()  # what the shortcut would have read: the full read reads for itself
         state = _observe_all(client, wanted, paths, keys_by_param)
     state.collections = {p: c for p, c in paths.items() if p in within}
     state.requests = client.request_count - start
@@ -175,6 +240,7 @@ def _observe_known(
     keys_by_param: dict[str, str],
     known_ids: Mapping[str, int],
     known_cards: Mapping[str, int],
+    early: EarlyReads,
 ) -> ActualState | None:
     """The remembered dashboards, their cards and the standalone cards, or None as soon as one is not
     what it was."""
@@ -182,7 +248,7 @@ def _observe_known(
     state = ActualState(complete=False)
 
     def dashboard(d: DesiredDashboard) -> Dashboard:
-        found = client.get_dashboard(known_ids[d.key])
+        found = early.dashboard(known_ids[d.key])
         if (
             found.archived
             or found.collection_id not in managed
@@ -199,7 +265,7 @@ def _observe_known(
         _add_cards(state, found)
 
     def card(ident: str) -> Card:
-        found = client.get_card(known_cards[ident])
+        found = early.card(known_cards[ident])
         if found.archived or found.collection_id not in managed or identity_of(found) != ident:
             raise _NotAsRemembered
         return found
