@@ -508,12 +508,20 @@ def _writes(
 ) -> None:
     """Send the writes of `actions` in waves: each wave holds every write that does not wait for another
     still to be sent (`waits_for(action, the keys of those waiting)`), sent together; with a concurrency of
-    1, one write at a time in plan order, as before there were waves.
+    1, one write at a time in plan order, as before there were waves. Each write's `label` is reported
+    as it goes out.
 
     `written` hears of each write that succeeded, in plan order, before the error of the first that failed
     (in plan order) is raised: what exists is noted for the backup, and no further wave starts. A POST is
     never sent twice; re-running finds what was written (observe.py) and converges.
     """
+
+    def send(item: tuple[int, Action]) -> W:
+        said = label(item[1])
+        if said:
+            progress.info(said)  # from the write's own thread, as it goes out
+        return write(item)
+
     pending = list(actions)
     while pending:
         waiting = {action.key for _index, action in pending}
@@ -524,12 +532,8 @@ def _writes(
             wave = pending[:1]
         sent = {index for index, _action in wave}
         pending = [item for item in pending if item[0] not in sent]
-        for _index, action in wave:
-            said = label(action)
-            if said:
-                progress.info(said)
         first_error: Exception | None = None
-        for (index, action), done in zip(wave, run_each(write, wave, concurrency), strict=True):
+        for (index, action), done in zip(wave, run_each(send, wave, concurrency), strict=True):
             if done is None:
                 continue
             if done.error is not None:

@@ -191,6 +191,27 @@ def test_every_concurrency_plans_the_same_and_one_at_a_time_never_overlaps(
         assert not eight.has_changes
 
 
+def test_the_collections_and_remembered_dashboards_are_read_while_the_metadata_is(shop: Shop) -> None:
+    assert shop.apply().ok
+    shop.fake.latency_s = 0.1
+    for concurrency in (1, 8):
+        shop.fake.clear_requests()
+        assert not shop.plan(concurrency=concurrency).has_changes
+        paths = [r.path for r in shop.fake.requests]
+        metadata = next(i for i, p in enumerate(paths) if p.endswith("/metadata"))
+        early = [i for i, p in enumerate(paths) if p == "/api/collection" or p.startswith("/api/dashboard/")]
+        assert len(early) == 3
+        # one at a time: metadata, then collections, then each dashboard; at 8: all four went out at once
+        assert (max(early) < metadata) == (concurrency == 8), paths
+
+
+def test_a_client_shared_by_many_threads_keeps_to_its_concurrency(fake_metabase: FakeMetabase) -> None:
+    fake_metabase.latency_s = 0.05
+    with MetabaseClient(fake_metabase.url, concurrency=3) as client:
+        map_ordered(lambda _n: client.session_properties(), list(range(12)), concurrency=12)
+    assert fake_metabase.max_in_flight == 3
+
+
 def test_parallel_writes_wait_for_what_they_are_built_on(shop: Shop) -> None:
     shop.fake.latency_s = 0.05
     result = shop.apply(concurrency=8)
