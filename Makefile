@@ -35,8 +35,9 @@ lint: install-dev
 e2e-docker: install-dev
 	bash scripts/e2e-docker.sh
 
+# Figures, not a gate: prints one table and writes it into the README's Performance section.
 bench: install-dev
-	$(BIN)/python benchmarks/demo_bench.py
+	$(BIN)/python benchmarks/demo_bench.py --readme
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
