@@ -319,11 +319,11 @@ def execute(
     )
 
     new_dashboards: list[tuple[int, Action]] = []
-    for _index, action in indexed:
+    for index, action in indexed:
         if action.kind != "dashboard" or action.action == "archive":
             continue
         if action.action == "create":
-            new_dashboards.append((_index, action))
+            new_dashboards.append((index, action))
         else:
             dashboards[action.desired.key] = action.actual
             writer.dashboard_ids[action.desired.key] = action.actual.id
@@ -356,7 +356,7 @@ def execute(
     )
 
     # Cards: one built on a model or question written by this apply waits until that one is written.
-    for _index, action in indexed:
+    for _index, action in indexed:  # the cards that exist already
         if action.kind == "card" and action.action != "archive" and action.id is not None:
             writer.card_ids[action.desired.ident] = action.id
     changed: dict[int, tuple[DesiredCard, Card]] = {}
