@@ -40,8 +40,9 @@ lint: install-dev
 e2e-docker: install-dev
 	bash scripts/e2e-docker.sh
 
+# Figures, not a gate: prints one table and writes it into the README's Performance section.
 bench: install-dev
-	$(BIN)/python benchmarks/demo_bench.py
+	$(BIN)/python benchmarks/demo_bench.py --readme
 
 # provision seed --scale 1, 10, 100: wall time, rows/s, memory, COPY throughput, every demo card timed.
 .PHONY: bench-seed

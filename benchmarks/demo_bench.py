@@ -1,12 +1,15 @@
-"""Benchmark of the tool itself (not a test): the local runtime with the fake Metabase as a process.
+"""Benchmark of the tool itself (not a test: it reports figures and gates nothing), as one table.
 
-Reports the wall time of a cold `provision demo` and of a no-op re-run, the HTTP requests a
-no-op re-run sends (counted in-process, as the fake process logs nothing), `provision --help`
-start-up time, and the peak memory of the `provision` process. The fake answers at once, but the
-tool still polls health and sync at Metabase's intervals, so wall times include those waits; the
-CPU seconds are the tool's own work: seeding, planning, HTTP round trips, Python start-up.
+The local runtime with the fake Metabase as a process: a cold `provision demo`, a no-op re-run, the no-op
+`dashboards plan` at 5 and 100 dashboards with Metabase 0 and 100 ms away (plan_bench.py), `provision seed`,
+`provision --help`, and the peak memory of the `provision` processes. The fake answers at once unless told
+to wait, but `demo` still polls health and sync at Metabase's intervals, so its wall time includes those
+waits; the CPU seconds are the tool's own work (start-up, YAML, planning, HTTP), never the fake's.
 
-    .venv/bin/python benchmarks/demo_bench.py [--runs 5] [--json]
+    .venv/bin/python benchmarks/demo_bench.py [--runs 3] [--json] [--readme]
+
+`--readme` also writes the table into README.md between its `bench:start` and `bench:end` markers
+(`make bench` does).
 """
 
 from __future__ import annotations
@@ -14,146 +17,128 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shlex
-import statistics
+import platform
+import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-PROVISION = [sys.executable, "-m", "provisioner"]
-PYTHON = shlex.quote(sys.executable)
-FAKE_COMMAND = f"{PYTHON} -m tests.fake_metabase --port {{port}} --state-file {{state_dir}}/fake-state.json"
+from _measure import PROVISION, ROOT, Run, environment, median_run, run
+from plan_bench import measure_plans
 
-
-def _environment(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("METABASE_", "DATABASE_", "PROVISION_"))}
-    env.update(PROVISION_HOME=str(home), PYTHONPATH=str(ROOT), PROVISION_RUNTIME="local")
-    env["METABASE_COMMAND"] = FAKE_COMMAND
-    return env
+README = ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+# `provision seed --scale N` (N times the demo's data) is being built separately: its rows wait for it.
+SEED_SCALES_PENDING = (10, 100)
 
 
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _run(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """(wall seconds, result); the CPU seconds of the run are kept in `_run.cpu_s`."""
-    started, cpu_before = time.perf_counter(), _cpu_s()
-    done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    _run.cpu_s = _cpu_s() - cpu_before  # type: ignore[attr-defined]
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"{shlex.join(args)} failed with exit {done.returncode}")
-    return elapsed, done
-
-
-# What the target "at most 2 + dashboards + models requests beyond health and login" leaves out: the health
-# poll, and the login: setup state and version (session properties), the key or session check.
-_HEALTH_AND_LOGIN = ("/api/health", "/api/session/properties", "/api/session", "/api/user/current")
-
-
-def _count_noop_requests(env: dict[str, str]) -> tuple[list[str], bool]:
-    """(the paths requested, changed) of one more `demo` run in this process, against the running fake."""
-    import requests
-
-    sys.path.insert(0, str(ROOT))
-    from provisioner.config import Settings
-    from provisioner.demo import run_demo
-    from provisioner.stack import select_runtime
-
-    settings = Settings.load(env, cwd=ROOT)
-    original = requests.Session.request
-    sent: list[str] = []
-
-    def counting(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        sent.append(f"{method} {urlsplit(url).path}")
-        return original(self, method, url, *args, **kwargs)
-
-    requests.Session.request = counting  # type: ignore[method-assign]
-    try:
-        result = run_demo(settings, runtime=select_runtime(settings))
-    finally:
-        requests.Session.request = original  # type: ignore[method-assign]
-    return sent, result.changed
+def _compile_bytecode(env: dict[str, str]) -> None:
+    """Bytecode for every module first, as `pip install` leaves it: no run pays for compiling."""
+    subprocess.run([PROVISION[0], "-m", "compileall", "-q", str(ROOT / "provisioner")], env=env, check=True)
 
 
 def bench(runs: int) -> dict[str, Any]:
-    """Measure everything once (the --help start-up `runs` times) and return the numbers."""
+    """Measure everything once (the plans, seed and `--help` `runs` times) and return the figures."""
     with tempfile.TemporaryDirectory(prefix="provision-bench-") as tmp:
         home = Path(tmp) / "home"
-        env = _environment(home)
+        env = environment(home)
+        _compile_bytecode(env)
         try:
-            cold_s, cold = _run([*PROVISION, "demo", "--json"], env)
-            cold_cpu_s = _run.cpu_s  # type: ignore[attr-defined]
-            rerun_s, rerun = _run([*PROVISION, "demo", "--json"], env)
-            rerun_cpu_s = _run.cpu_s  # type: ignore[attr-defined]
-            rerun_paths, counted_changed = _count_noop_requests(env)
+            cold = run(["demo", "--json"], env)
+            noop = median_run(["demo", "--json"], env, runs)
+            demo = json.loads(noop.stdout)
+            if demo.get("changed"):
+                raise SystemExit("the re-run of the demo changed something: not a no-op")
+            plans = measure_plans(home, demo["metabase_url"], runs, Path(tmp))
+            seed = median_run(["seed", "--reset", "--json"], env, runs)
         finally:
-            subprocess.run(
-                [*PROVISION, "down", "--volumes"], env=env, cwd=ROOT, capture_output=True, check=False
-            )
-        # ru_maxrss of waited-for children: the largest `provision` process (KiB on Linux).
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        help_s = [_run([*PROVISION, "--help"], env)[0] for _ in range(runs)]
-    cold_result = json.loads(cold.stdout)
-    rerun_result = json.loads(rerun.stdout)
-    dashboards = len(rerun_result.get("dashboards", []))
-    models = sum(p.read_text().count("    type: model\n") for p in (ROOT / "dashboards").glob("*.yaml"))
-    beyond = [p for p in rerun_paths if p.split(" ", 1)[1] not in _HEALTH_AND_LOGIN]
+            run(["down", "--volumes"], env)
+        help_run = median_run(["--help"], env, max(runs, 5))
+    rows: list[tuple[str, Run | None, str]] = [
+        ("cold `provision demo`", cold, "most of the wall time is Metabase's start and sync polls"),
+        ("no-op `provision demo`", noop, "0 writes"),
+    ]
+    for key, measured in plans.items():
+        count, latency_ms, *one_at_a_time = key
+        name = f"no-op `dashboards plan`, {count} dashboards, {latency_ms} ms away"
+        if one_at_a_time:
+            rows.append((f"{name}, `--concurrency 1`", measured, "one request at a time, as before (1 run)"))
+        else:
+            rows.append((name, measured, "target < 3 s" if (count, latency_ms) == (100, 100) else ""))
+    rows.append(("`provision seed`, N = 1 (the demo's data)", seed, "`--reset`: dropped and rebuilt"))
+    for scale in SEED_SCALES_PENDING:
+        rows.append((f"`provision seed`, N = {scale}", None, "pending: `seed --scale` is not built yet"))
+    rows.append(("`provision --help`", help_run, ""))
+    measured_runs = [r for _name, r, _note in rows if r is not None]
     return {
-        "cold_demo_s": round(cold_s, 2),
-        # CPU of the provision process (and pg_ctl/initdb it waits for): the tool's own work, without
-        # the time it spends waiting for Metabase to start and sync.
-        "cold_demo_cpu_s": round(cold_cpu_s, 2),
-        "noop_rerun_cpu_s": round(rerun_cpu_s, 2),
-        "cold_demo_steps_s": {s["name"]: s["seconds"] for s in cold_result.get("steps", [])},
-        "noop_rerun_s": round(rerun_s, 2),
-        "noop_rerun_changed": bool(rerun_result.get("changed")) or counted_changed,
-        "noop_rerun_requests": len(rerun_paths),
-        "noop_rerun_requests_beyond_health_and_login": len(beyond),
-        # Each dashboard comes with its questions; each model is kept on no dashboard and read by id.
-        "noop_rerun_request_target": 2 + dashboards + models,
-        "noop_rerun_paths": rerun_paths,
-        "help_startup_s_median": round(statistics.median(help_s), 3),
-        "help_startup_s_min": round(min(help_s), 3),
-        "peak_rss_mib": round(peak_kib / 1024, 1),
+        "machine": f"{os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}",
+        "runs": runs,
+        "rows": [
+            {
+                "name": name,
+                "note": note,
+                **({} if r is None else {k: v for k, v in vars(r).items() if k != "stdout"}),
+            }
+            for name, r, note in rows
+        ],
+        "peak_rss_mib": max(r.peak_rss_mib for r in measured_runs),
     }
 
 
+def _figures(measured: Run | None) -> dict[str, Any]:
+    return {} if measured is None else {k: v for k, v in vars(measured).items() if k != "stdout"}
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str, unit: str = "") -> str:
+    return format(row[key], fmt) + unit if key in row else "—"
+
+
+def table(report: dict[str, Any]) -> str:
+    """The figures as one markdown table, with how they were measured."""
+    lines = [
+        "| | wall | CPU of the tool | requests | peak memory | |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in report["rows"]:
+        lines.append(
+            f"| {row['name']} | {_cell(row, 'wall_s', '.2f', ' s')} | {_cell(row, 'cpu_s', '.2f', ' s')} "
+            f"| {_cell(row, 'requests', 'd')} | {_cell(row, 'peak_rss_mib', '.0f', ' MiB')} | {row['note']} |"
+        )
+    peak = f"{report['peak_rss_mib']:.0f} MiB"
+    lines.append(f"| peak memory, any `provision` process | | | | {peak} | target < 150 MB |")
+    lines.append("")
+    lines.append(
+        f"Measured by `make bench` on {report['machine']}; the median of {report['runs']} runs "
+        "(`--help`: of 5 or more), the default concurrency of 8."
+    )
+    return "\n".join(lines)
+
+
+def write_readme(text: str) -> None:
+    """Put `text` between the README's bench markers; raises SystemExit if they are missing."""
+    readme = README.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), flags=re.S)
+    if not pattern.search(readme):
+        raise SystemExit(f"README.md has no {START} ... {END} markers")
+    README.write_text(pattern.sub(lambda _m: f"{START}\n{text}\n{END}", readme))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the report; exit 1 if the re-run changed anything."""
+    """Run the benchmark, print the table (or JSON), and with --readme write it into README.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="how often to time `provision --help`")
-    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs of each measured no-op (the median is shown)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--readme", action="store_true", help="also write the table into README.md")
     args = parser.parse_args(argv)
     report = bench(args.runs)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print("provision demo, local runtime, fake Metabase as a process")
-        print(
-            f"  cold demo             {report['cold_demo_s']:8.2f} s  "
-            f"(tool's own CPU {report['cold_demo_cpu_s']:.2f} s; the rest is waiting for Metabase)"
-        )
-        for step, seconds in report["cold_demo_steps_s"].items():
-            print(f"    {step:<19} {seconds:8.2f} s")
-        print(
-            f"  no-op re-run          {report['noop_rerun_s']:8.2f} s  "
-            f"(CPU {report['noop_rerun_cpu_s']:.2f} s, {report['noop_rerun_requests']} requests, "
-            f"{report['noop_rerun_requests_beyond_health_and_login']} beyond health and login; "
-            f"target at most {report['noop_rerun_request_target']})"
-        )
-        print(f"  provision --help      {report['help_startup_s_median']:8.3f} s  (median of {args.runs})")
-        print(f"  peak memory           {report['peak_rss_mib']:8.1f} MiB")
-    return 0 if report["noop_rerun_changed"] is False else 1
+    print(json.dumps(report, indent=2) if args.json else table(report))
+    if args.readme:
+        write_readme(table(report))
+    return 0
 
 
 if __name__ == "__main__":

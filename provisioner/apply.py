@@ -2,14 +2,16 @@
 
 Order matters for recovery: collections, then cards (found again by their key if a run dies), then
 each dashboard (created with its filters, which identify it, then filled by one PUT of the whole
-dashboard: tabs, dashcards and filters). Unchanged objects get no request at all.
+dashboard: tabs, dashcards and filters). Unchanged objects get no request at all. Writes that depend
+on nothing still unwritten go out together (the cards of different dashboards, the PUTs of different
+dashboards), up to the client's `concurrency` at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from provisioner.compare import Reader, card_differences, dashboard_differences, kept_tab
 from provisioner.desired import DesiredCard, DesiredDashboard
@@ -33,6 +35,7 @@ from provisioner.metabase.models import (
     ResultColumn,
     Tab,
 )
+from provisioner.parallel import map_ordered, run_each
 from provisioner.plan import Action, Plan
 from provisioner.progress import NullProgress, Progress
 from provisioner.translate import MetadataSchema, to_ids
@@ -253,106 +256,168 @@ def execute(
 
     `created(kind, id, key, name)` hears of each object as soon as it exists (the backup notes them).
 
-    Order: collections; new dashboards (created with their filters, which identify them, so that their
-    questions can be saved inside them); cards, every model or question before those built on it; then
-    one PUT per dashboard (tabs, placements, filter wiring); archives last.
+    Order: collections, each after its parent; new dashboards (created with their filters, which identify
+    them, so that their questions can be saved inside them); cards, every model or question after those it
+    is built on; then one PUT per dashboard (tabs, placements, filter wiring); archives last. Within each
+    step the writes that do not depend on each other are sent together, up to the client's `concurrency`
+    at once (`_writes`); outcomes are recorded in plan order all the same.
     """
     progress = progress or NullProgress()
     start = client.request_count
-    outcomes: list[Outcome] = []
+    concurrency = client.concurrency
     collection_ids: dict[tuple[str, ...], int] = {}
     writer = _Writer(reader, [a.desired for a in plan.actions if a.kind == "card" and a.desired is not None])
-    changed_cards: list[tuple[DesiredCard, Card]] = []
-    written_dashboards: list[tuple[DesiredDashboard, int]] = []
     dashboards: dict[str, Dashboard] = {}
     url_of = f"{metabase_url.rstrip('/')}/dashboard/"
+    # The outcome of each action (by its position in the plan): recorded in plan order at the end.
+    outcomes: dict[int, Outcome] = {}
 
-    def record(action: Action, object_id: int | None, url: str | None = None) -> None:
-        outcomes.append(
-            Outcome(
-                action.kind, _DONE[action.action], action.key, action.name, object_id, action.changes, url
-            )
+    def record(index: int, object_id: int | None, url: str | None = None) -> None:
+        action = plan.actions[index]
+        outcomes[index] = Outcome(
+            action.kind, _DONE[action.action], action.key, action.name, object_id, action.changes, url
         )
 
     def noted(kind: Literal["collection", "card", "dashboard"], object_id: int, action: Action) -> None:
         if created is not None:
             created(kind, object_id, action.key, action.name)
 
-    for action in plan.actions:
+    indexed = list(enumerate(plan.actions))
+
+    # Collections: a new one waits for its parent only when that is new too.
+    new_collections: list[tuple[int, Action]] = []
+    for index, action in indexed:
         if action.kind != "collection":
             continue
-        path: tuple[str, ...] = action.desired
         if action.action == "create":
-            progress.info(f"creating collection {action.key}")
-            made_collection: Collection = client.create_collection(
-                CollectionCreate(name=path[-1], parent_id=collection_ids.get(path[:-1]))
-            )
-            assert isinstance(made_collection.id, int)
-            collection_ids[path] = made_collection.id
-            noted("collection", made_collection.id, action)
-            record(action, made_collection.id)
+            new_collections.append((index, action))
         else:
             assert action.id is not None
-            collection_ids[path] = action.id
-            record(action, action.id)
+            collection_ids[action.desired] = action.id
+            record(index, action.id)
 
-    for action in plan.actions:
+    def create_collection(item: tuple[int, Action]) -> Collection:
+        path: tuple[str, ...] = item[1].desired
+        return client.create_collection(
+            CollectionCreate(name=path[-1], parent_id=collection_ids.get(path[:-1]))
+        )
+
+    def collection_made(index: int, action: Action, made: Collection) -> None:
+        assert isinstance(made.id, int)
+        collection_ids[action.desired] = made.id
+        noted("collection", made.id, action)
+        record(index, made.id)
+
+    _writes(
+        new_collections,
+        waits_for=lambda action, waiting: "/".join(action.desired[:-1]) in waiting,
+        label=lambda action: f"creating collection {action.key}",
+        write=create_collection,
+        written=collection_made,
+        concurrency=concurrency,
+        progress=progress,
+    )
+
+    new_dashboards: list[tuple[int, Action]] = []
+    for index, action in indexed:
         if action.kind != "dashboard" or action.action == "archive":
             continue
-        desired: DesiredDashboard = action.desired
         if action.action == "create":
-            progress.info(f"creating dashboard {action.name}")
-            # Created with its filters: their deterministic ids identify it should a later write fail.
-            dashboards[desired.key] = client.create_dashboard(
-                DashboardCreate(
-                    name=desired.name,
-                    description=desired.description,
-                    collection_id=collection_ids.get(desired.collection_path),
-                    parameters=desired.parameters,
-                )
-            )
-            noted("dashboard", dashboards[desired.key].id, action)
+            new_dashboards.append((index, action))
         else:
-            dashboards[desired.key] = action.actual
-        writer.dashboard_ids[desired.key] = dashboards[desired.key].id
+            dashboards[action.desired.key] = action.actual
+            writer.dashboard_ids[action.desired.key] = action.actual.id
 
-    for action in plan.actions:
+    def create_dashboard(item: tuple[int, Action]) -> Dashboard:
+        desired: DesiredDashboard = item[1].desired
+        # Created with its filters: their deterministic ids identify it should a later write fail.
+        return client.create_dashboard(
+            DashboardCreate(
+                name=desired.name,
+                description=desired.description,
+                collection_id=collection_ids.get(desired.collection_path),
+                parameters=desired.parameters,
+            )
+        )
+
+    def dashboard_made(_index: int, action: Action, made: Dashboard) -> None:
+        dashboards[action.desired.key] = made
+        writer.dashboard_ids[action.desired.key] = made.id
+        noted("dashboard", made.id, action)
+
+    _writes(
+        new_dashboards,
+        waits_for=lambda _action, _waiting: False,
+        label=lambda action: f"creating dashboard {action.name}",
+        write=create_dashboard,
+        written=dashboard_made,
+        concurrency=concurrency,
+        progress=progress,
+    )
+
+    # Cards: one built on a model or question written by this apply waits until that one is written.
+    for _index, action in indexed:  # the cards that exist already
         if action.kind == "card" and action.action != "archive" and action.id is not None:
             writer.card_ids[action.desired.ident] = action.id
-    for action in plan.actions:
+    changed: dict[int, tuple[DesiredCard, Card]] = {}
+    card_writes: list[tuple[int, Action]] = []
+    for index, action in indexed:
         if action.kind != "card" or action.action == "archive":
             continue
+        if action.action in ("create", "update"):
+            card_writes.append((index, action))
+        else:
+            assert action.id is not None
+            record(index, action.id)
+
+    def write_card(item: tuple[int, Action]) -> Card:
+        action = item[1]
         card: DesiredCard = action.desired
         collection_id = collection_ids.get(card.collection_path)
         if action.action == "create":
-            progress.info(f"creating {card.type} {action.name}")
-            made = client.create_card(writer.create(card, collection_id))
-            noted("card", made.id, action)
-            writer.card_ids[card.ident] = made.id
-            reader.card_keys[made.id] = card.ident
-            changed_cards.append((card, made))
-            record(action, made.id)
-        elif action.action == "update":
-            assert action.id is not None
-            progress.info(f"updating {card.type} {action.name}: {', '.join(action.changes)}")
-            updated = client.update_card(action.id, writer.update(card, collection_id, action.changes))
-            changed_cards.append((card, updated))
-            record(action, action.id)
-        else:
-            assert action.id is not None
-            record(action, action.id)
+            return client.create_card(writer.create(card, collection_id))
+        assert action.id is not None
+        return client.update_card(action.id, writer.update(card, collection_id, action.changes))
 
-    for action in plan.actions:
-        if action.kind != "dashboard" or action.action in ("archive", "unchanged"):
-            if action.kind == "dashboard" and action.action == "unchanged":
-                record(action, action.id, f"{url_of}{action.id}")
-            continue
-        desired = action.desired
+    def card_written(index: int, action: Action, card: Card) -> None:
+        desired: DesiredCard = action.desired
+        if action.action == "create":
+            noted("card", card.id, action)
+            writer.card_ids[desired.ident] = card.id
+            reader.card_keys[card.id] = desired.ident
+        changed[index] = (desired, card)
+        record(index, card.id if action.action == "create" else action.id)
+
+    def card_label(action: Action) -> str:
+        card: DesiredCard = action.desired
+        if action.action == "create":
+            return f"creating {card.type} {action.name}"
+        return f"updating {card.type} {action.name}: {', '.join(action.changes)}"
+
+    _writes(
+        card_writes,
+        waits_for=lambda action, waiting: any(source in waiting for source in action.desired.sources),
+        label=card_label,
+        write=write_card,
+        written=card_written,
+        concurrency=concurrency,
+        progress=progress,
+    )
+
+    # One PUT per dashboard: the whole dashboard (tabs, dashcards, filters), each independent of the others.
+    dashboard_writes: list[tuple[int, Action]] = []
+    for index, action in indexed:
+        if action.kind == "dashboard" and action.action == "unchanged":
+            record(index, action.id, f"{url_of}{action.id}")
+        elif action.kind == "dashboard" and action.action != "archive":
+            dashboard_writes.append((index, action))
+
+    def put_dashboard(item: tuple[int, Action]) -> Dashboard:
+        action = item[1]
+        desired: DesiredDashboard = action.desired
         actual = dashboards[desired.key]
-        if action.action == "update":
-            progress.info(f"updating dashboard {action.name}: {', '.join(action.changes)}")
         tabs, dashcards = dashcards_body(desired, actual, writer.card_ids, writer.target)
-        client.update_dashboard(
+        return client.update_dashboard(
             actual.id,
             DashboardUpdate(
                 name=desired.name,
@@ -365,36 +430,118 @@ def execute(
                 **({"archived": False} if "archived" in action.changes else {}),
             ),
         )
-        written_dashboards.append((desired, actual.id))
-        record(action, actual.id, f"{url_of}{actual.id}")
 
-    for action in plan.actions:
-        if action.action != "archive":
-            continue
+    written_dashboards: dict[int, tuple[DesiredDashboard, int]] = {}
+
+    def dashboard_put(index: int, action: Action, _answer: Dashboard) -> None:
+        dashboard_id = dashboards[action.desired.key].id
+        written_dashboards[index] = (action.desired, dashboard_id)
+        record(index, dashboard_id, f"{url_of}{dashboard_id}")
+
+    _writes(
+        dashboard_writes,
+        waits_for=lambda _action, _waiting: False,
+        label=lambda action: (
+            f"updating dashboard {action.name}: {', '.join(action.changes)}"
+            if action.action == "update"
+            else None
+        ),
+        write=put_dashboard,
+        written=dashboard_put,
+        concurrency=concurrency,
+        progress=progress,
+    )
+
+    def archive(item: tuple[int, Action]) -> object:
+        action = item[1]
         assert action.id is not None
-        progress.info(f"archiving {action.kind} {action.name}")
         if action.kind == "card":
-            client.update_card(action.id, CardUpdate(archived=True))
-        else:
-            client.update_dashboard(action.id, DashboardUpdate(archived=True))
-        record(action, action.id)
+            return client.update_card(action.id, CardUpdate(archived=True))
+        return client.update_dashboard(action.id, DashboardUpdate(archived=True))
 
-    result = ApplyResult(outcomes)
+    _writes(
+        [(index, action) for index, action in indexed if action.action == "archive"],
+        waits_for=lambda _action, _waiting: False,
+        label=lambda action: f"archiving {action.kind} {action.name}",
+        write=archive,
+        written=lambda index, action, _answer: record(index, action.id),
+        concurrency=concurrency,
+        progress=progress,
+    )
+
+    result = ApplyResult([outcomes[i] for i in sorted(outcomes)])
+    changed_cards = [changed[i] for i in sorted(changed)]
     for card, written in changed_cards:
         collection_id = collection_ids.get(card.collection_path)
         home = writer.dashboard_ids.get(card.dashboard_key) if card.dashboard_key else None
         for diff in card_differences(card, written, collection_id, reader, home):
             result.verify_problems.append(f"card {card.name!r} (id {written.id}) differs after apply: {diff}")
-    for desired, dashboard_id in written_dashboards:
-        result.verify_problems += _verify(client, desired, dashboard_id, collection_ids, reader)
+    read_back = map_ordered(
+        lambda written: _verify(client, *written, collection_ids, reader),
+        [written_dashboards[i] for i in sorted(written_dashboards)],
+        concurrency,
+    )
+    for problems in read_back:
+        result.verify_problems += problems
     if run_cards:
-        for card, written in changed_cards:
-            answer = client.run_card(written.id)
+        answers = map_ordered(lambda changed: client.run_card(changed[1].id), changed_cards, concurrency)
+        for (card, written), answer in zip(changed_cards, answers, strict=True):
             if not answer.ok:
                 said = (answer.error or "").strip().splitlines() or [answer.status or "failed"]
                 result.failed_queries.append(FailedQuery(card.ident, card.name, written.id, said[0][:300]))
     result.requests = client.request_count - start
     return result
+
+
+W = TypeVar("W")
+
+
+def _writes(
+    actions: list[tuple[int, Action]],
+    *,
+    waits_for: Callable[[Action, set[str]], bool],
+    label: Callable[[Action], str | None],
+    write: Callable[[tuple[int, Action]], W],
+    written: Callable[[int, Action, W], None],
+    concurrency: int,
+    progress: Progress,
+) -> None:
+    """Send the writes of `actions` in waves: each wave holds every write that does not wait for another
+    still to be sent (`waits_for(action, the keys of those waiting)`), sent together; with a concurrency of
+    1, one write at a time in plan order, as before there were waves. Each write's `label` is reported
+    as it goes out.
+
+    `written` hears of each write that succeeded, in plan order, before the error of the first that failed
+    (in plan order) is raised: what exists is noted for the backup, and no further wave starts. A POST is
+    never sent twice; re-running finds what was written (observe.py) and converges.
+    """
+
+    def send(item: tuple[int, Action]) -> W:
+        said = label(item[1])
+        if said:
+            progress.info(said)  # from the write's own thread, as it goes out
+        return write(item)
+
+    pending = list(actions)
+    while pending:
+        waiting = {action.key for _index, action in pending}
+        wave = [item for item in pending if not waits_for(item[1], waiting - {item[1].key})]
+        # Plan order already puts every write after those it waits for: one at a time, that order is kept
+        # (and a cycle the plan should never hold is written as it comes).
+        if concurrency == 1 or not wave:
+            wave = pending[:1]
+        sent = {index for index, _action in wave}
+        pending = [item for item in pending if item[0] not in sent]
+        first_error: Exception | None = None
+        for (index, action), done in zip(wave, run_each(send, wave, concurrency), strict=True):
+            if done is None:
+                continue
+            if done.error is not None:
+                first_error = first_error or done.error
+                continue
+            written(index, action, done.value)  # type: ignore[arg-type]
+        if first_error is not None:
+            raise first_error
 
 
 def _verify(

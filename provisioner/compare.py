@@ -42,26 +42,36 @@ class Reader:
         except TranslateError:
             return UNREADABLE
 
-    def target(self, target: list[Any], card: Card | None) -> list[Any]:
-        """A dashboard filter's target with names (and without the default stage number)."""
-        stage_number = (
-            target[2].get("stage-number", 0) if len(target) > 2 and isinstance(target[2], dict) else 0
-        )
-        ref = target[1] if len(target) > 1 else None
-        if not (isinstance(ref, list) and ref and ref[0] == "field"):
-            return [target[0], ref] if stage_number == 0 else [target[0], ref, {"stage-number": stage_number}]
-        normal = normal_ref(ref)
+    def targets(self, targets: list[list[Any]], card: Card | None) -> list[list[Any]]:
+        """Dashboard filters' targets on one card with names (and without the default stage number)."""
         schema = self.schemas.get(card.database_id or -1) if card is not None else None
-        query = self.query(card) if card is not None else None
-        stage = query["stages"][0] if isinstance(query, dict) and query.get("stages") else {}
-        if schema is not None:
-            with contextlib.suppress(TranslateError):  # a field gone from the metadata reads as a change
-                normal = field_to_names(normal, schema, stage)
-        return (
-            ["dimension", normal]
-            if stage_number == 0
-            else ["dimension", normal, {"stage-number": stage_number}]
-        )
+        stage: Any = None  # the card's first stage, read once for all its targets (reading it is the cost)
+        out = []
+        for target in targets:
+            stage_number = (
+                target[2].get("stage-number", 0) if len(target) > 2 and isinstance(target[2], dict) else 0
+            )
+            ref = target[1] if len(target) > 1 else None
+            if not (isinstance(ref, list) and ref and ref[0] == "field"):
+                out.append(
+                    [target[0], ref]
+                    if stage_number == 0
+                    else [target[0], ref, {"stage-number": stage_number}]
+                )
+                continue
+            normal = normal_ref(ref)
+            if stage is None:
+                query = self.query(card) if card is not None else None
+                stage = query["stages"][0] if isinstance(query, dict) and query.get("stages") else {}
+            if schema is not None:
+                with contextlib.suppress(TranslateError):  # a field gone from the metadata reads as a change
+                    normal = field_to_names(normal, schema, stage)
+            out.append(
+                ["dimension", normal]
+                if stage_number == 0
+                else ["dimension", normal, {"stage-number": stage_number}]
+            )
+        return out
 
 
 def tag_canon(tag: TemplateTag) -> dict[str, Any]:
@@ -273,7 +283,8 @@ def _actual_dashcards(desired: DesiredDashboard, actual: Dashboard, reader: Read
     out = []
     for d in actual.dashcards:
         ident = (identity_of(d.card) or f"card:{d.card.id}") if d.card is not None else None
-        mappings = [(m.parameter_id, reader.target(m.target, d.card)) for m in d.parameter_mappings]
+        targets = reader.targets([m.target for m in d.parameter_mappings], d.card)
+        mappings = [(m.parameter_id, t) for m, t in zip(d.parameter_mappings, targets, strict=True)]
         out.append(
             _dashcard_canon(
                 ident,

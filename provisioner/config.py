@@ -17,6 +17,7 @@ from provisioner.errors import ConfigError
 
 DEFAULT_METABASE_URL = "http://localhost:3000"
 DEFAULT_STACK_NAME = "metabase-demo"
+DEFAULT_CONCURRENCY = 8  # requests to Metabase in flight at once (observe.py, apply.py)
 
 # Environment variable → Settings field.
 ENV_VARS: dict[str, str] = {
@@ -33,6 +34,7 @@ ENV_VARS: dict[str, str] = {
     "PROVISION_RUNTIME": "runtime",
     "PROVISION_NAME": "stack_name",
     "PROVISION_TARGET": "target",
+    "PROVISION_CONCURRENCY": "concurrency",
 }
 
 # Settings field → its command-line flag, where it differs from `--field-name`; None: environment only.
@@ -78,6 +80,7 @@ class Settings(BaseModel):
     project_file: Path | None = None
     dashboards: tuple[Path, ...] = Field(default=(), description="dashboard paths when none are given")
     variables: dict[str, str] = Field(default_factory=dict, description="`${VAR}` values of the target")
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
 
     @field_validator("metabase_url")
     @classmethod

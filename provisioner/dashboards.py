@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner import plan_file, sqlcheck
+from provisioner import plan_file
 from provisioner.apply import ApplyResult, execute
 from provisioner.apply_lock import ApplyLock, remove_abandoned
 from provisioner.backup import RestoreResult, new_backup_dir, start_backup
@@ -20,10 +20,9 @@ from provisioner.backup import restore as restore_backup
 from provisioner.compare import Reader
 from provisioner.desired import desired_state
 from provisioner.errors import ConfigError, EnvironmentProblem, SpecErrors
-from provisioner.export import ExportResult, export_dashboards
 from provisioner.id_cache import IdCache
 from provisioner.metabase.models import Card, Dashboard
-from provisioner.observe import ActualState, Wanted, observe, resolve_databases
+from provisioner.observe import ActualState, EarlyReads, Wanted, observe, resolve_databases
 from provisioner.plan import Plan, build_plan
 from provisioner.progress import NullProgress, Progress
 from provisioner.spec import LoadedFile, json_schema, load_paths
@@ -33,6 +32,7 @@ from provisioner.translate import MetadataSchema
 
 if TYPE_CHECKING:
     from provisioner.config import Settings
+    from provisioner.export import ExportResult
     from provisioner.metabase.client import MetabaseClient
     from provisioner.metabase.models import DatabaseMetadata
 
@@ -90,6 +90,8 @@ def validate(
     )
     if database_url:
         progress.step("Preparing every card's SQL on PostgreSQL (read only, nothing executed)")
+        from provisioner import sqlcheck  # psycopg: loaded only when SQL is checked (`plan` never does)
+
         errors = sqlcheck.check_sql(loaded, database_url)
         if errors:
             raise SpecErrors(sorted(errors, key=lambda e: (str(e.path), e.line, e.column)))
@@ -132,25 +134,28 @@ def _compute_plan(
     prune_scope: set[str] | None = None,
 ) -> _Computed:
     start = client.request_count
-    database_ids, metadata = resolve_databases(client, loaded, known=databases)
-    state = desired_state(loaded, database_ids, metadata)
-    if state.errors:
-        raise SpecErrors(sorted(state.errors, key=lambda e: (str(e.path), e.line, e.column)))
-    on_dashboards = {d.card_ident for dash in state.dashboards for d in dash.dashcards if d.card_ident}
-    wanted = Wanted(
-        dashboards=state.dashboards,
-        standalone_cards=[c.ident for c in state.cards if c.ident not in on_dashboards],
-        collection_paths=[item.spec.collection_path for item in loaded],
-    )
-    reader = Reader(schemas={db_id: MetadataSchema(m) for db_id, m in metadata.items()})
     # Pruning must see everything that left the YAML: never through the remembered ids.
-    remembered = cache is not None and not prune
-    actual = observe(
-        client,
-        wanted,
-        cache.dashboards(metabase_url) if cache is not None and remembered else None,
-        cache.cards(metabase_url) if cache is not None and remembered else None,
-    )
+    known_ids = cache.dashboards(metabase_url) if cache is not None and not prune else {}
+    known_cards = cache.cards(metabase_url) if cache is not None and not prune else {}
+    keys = [item.spec.key for item in loaded if isinstance(item.spec, DashboardSpec)]
+    # Read while the databases' metadata is read and the desired state built: the list of collections, and
+    # when every dashboard is remembered (observe then reads them by id), those and the remembered cards.
+    shortcut = all(k in known_ids for k in keys)
+    early_ids = [known_ids[k] for k in keys] if shortcut else []
+    early_cards = list(known_cards.values()) if shortcut else []
+    with EarlyReads(client, early_ids, early_cards) as early:
+        database_ids, metadata = resolve_databases(client, loaded, known=databases)
+        state = desired_state(loaded, database_ids, metadata)
+        if state.errors:
+            raise SpecErrors(sorted(state.errors, key=lambda e: (str(e.path), e.line, e.column)))
+        on_dashboards = {d.card_ident for dash in state.dashboards for d in dash.dashcards if d.card_ident}
+        wanted = Wanted(
+            dashboards=state.dashboards,
+            standalone_cards=[c.ident for c in state.cards if c.ident not in on_dashboards],
+            collection_paths=[item.spec.collection_path for item in loaded],
+        )
+        reader = Reader(schemas={db_id: MetadataSchema(m) for db_id, m in metadata.items()})
+        actual = observe(client, wanted, known_ids or None, known_cards or None, early)
 
     def plan_from(actual: ActualState) -> Plan:
         reader.card_keys = {card.id: ident for ident, card in actual.cards.items()}
@@ -445,4 +450,6 @@ def export(
     """
     progress = progress or NullProgress()
     with _metabase(settings, client, progress, read_only=True) as mb:
+        from provisioner.export import export_dashboards
+
         return export_dashboards(mb, dashboards, out_dir=out_dir, force=force, progress=progress)

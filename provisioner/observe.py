@@ -12,19 +12,32 @@ collections and one GET per dashboard, each checked to be unarchived, in a colle
 YAML's top-level ones and still carrying its key. The shortcut sees only those dashboards and their
 cards, so its state is marked partial, and a plan from it that would create anything (where the full
 read might adopt what an interrupted run left) is computed again from the full read.
+
+Reads that do not depend on each other are made together, up to the client's `concurrency` at once
+(parallel.py): the dashboards, the items of each collection, the cards, each database's metadata. The
+list of collections and the remembered dashboards need nothing from the YAML's desired state, so planning
+starts them before it reads the databases' metadata and builds that state (`EarlyReads`). What is read,
+and the state made of it, is the same at any concurrency.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TypeVar
 
 from provisioner.desired import DesiredDashboard
 from provisioner.errors import MetabaseError, MetabaseNotFound, SpecError, SpecErrors
 from provisioner.identity import dashboard_key_of, identity_of
 from provisioner.metabase.client import MetabaseClient
 from provisioner.metabase.models import Card, Collection, Dashboard, Database, DatabaseMetadata
+from provisioner.parallel import map_ordered, run_each
 from provisioner.spec import LoadedFile
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -102,11 +115,11 @@ def resolve_databases(
     if errors:
         raise SpecErrors(errors)
     known_by_id = {m.id: m for m in known}
-    metadata = {
-        db_id: known_by_id.get(db_id) or client.database_metadata(db_id)
-        for db_id in sorted(set(ids.values()))
-    }
-    return ids, metadata
+    db_ids = sorted(set(ids.values()))
+    read = map_ordered(
+        lambda db_id: known_by_id.get(db_id) or client.database_metadata(db_id), db_ids, client.concurrency
+    )
+    return ids, dict(zip(db_ids, read, strict=True))
 
 
 @dataclass(frozen=True)
@@ -122,20 +135,80 @@ class Wanted:
         return {p[0] for p in self.collection_paths}
 
 
+class EarlyReads:
+    """The first reads of `observe`, started before they are needed: the list of collections, and the
+    dashboards and cards by their remembered ids, on threads of their own while the caller reads the
+    databases' metadata and builds the desired state. Each answer is used once (a later ask reads again);
+    what is not used by the end costs only its request. With a concurrency of 1 (or `start=False`)
+    nothing is read early: each read is made when asked for.
+    """
+
+    def __init__(
+        self,
+        client: MetabaseClient,
+        dashboard_ids: Sequence[int] = (),
+        card_ids: Sequence[int] = (),
+        *,
+        start: bool = True,
+    ) -> None:
+        self._client = client
+        self._pool: ThreadPoolExecutor | None = None
+        self._collections: Future[list[Collection]] | None = None
+        self._dashboards: dict[int, Future[Dashboard]] = {}
+        self._cards: dict[int, Future[Card]] = {}
+        if start and client.concurrency > 1:
+            self._pool = ThreadPoolExecutor(client.concurrency, thread_name_prefix="provision-early")
+            self._collections = self._pool.submit(client.list_collections)
+            for dashboard_id in dict.fromkeys(dashboard_ids):
+                self._dashboards[dashboard_id] = self._pool.submit(client.get_dashboard, dashboard_id)
+            for card_id in dict.fromkeys(card_ids):
+                self._cards[card_id] = self._pool.submit(client.get_card, card_id)
+
+    def collections(self) -> list[Collection]:
+        """Every collection, as `MetabaseClient.list_collections`."""
+        early, self._collections = self._collections, None
+        return early.result() if early is not None else self._client.list_collections()
+
+    def dashboard(self, dashboard_id: int) -> Dashboard:
+        """One dashboard, as `MetabaseClient.get_dashboard` (MetabaseNotFound included)."""
+        early = self._dashboards.pop(dashboard_id, None)
+        return early.result() if early is not None else self._client.get_dashboard(dashboard_id)
+
+    def card(self, card_id: int) -> Card:
+        """One card, as `MetabaseClient.get_card` (MetabaseNotFound included)."""
+        early = self._cards.pop(card_id, None)
+        return early.result() if early is not None else self._client.get_card(card_id)
+
+    def stop(self) -> None:
+        """Start no further read, and wait for those under way."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> EarlyReads:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 def observe(
     client: MetabaseClient,
     wanted: Wanted,
     known_ids: Mapping[str, int] | None = None,
     known_cards: Mapping[str, int] | None = None,
+    early: EarlyReads | None = None,
 ) -> ActualState:
     """The managed collections, cards and dashboards that exist now (no writes).
 
     `known_ids` (dashboard id by key) and `known_cards` (standalone card id by identity) allow the
     shortcut described above; they are never trusted unchecked, and the full read is made whenever the
-    shortcut does not hold.
+    shortcut does not hold. `early` holds reads started beforehand.
     """
     start = client.request_count
-    paths = collection_paths(client.list_collections())
+    early = early if early is not None else EarlyReads(client, start=False)
+    paths = collection_paths(early.collections())
     within: set[tuple[str, ...]] = set()
     for path in wanted.collection_paths:
         for depth in range(1, len(path) + 1):
@@ -146,8 +219,9 @@ def observe(
     if all(d.key in known_ids for d in wanted.dashboards) and all(
         c in known_cards for c in wanted.standalone_cards
     ):
-        state = _observe_known(client, wanted, paths, keys_by_param, known_ids, known_cards)
+        state = _observe_known(client, wanted, paths, keys_by_param, known_ids, known_cards, early)
     if state is None:
+        early.stop()  # what the shortcut would have read: the full read reads for itself
         state = _observe_all(client, wanted, paths, keys_by_param)
     state.collections = {p: c for p, c in paths.items() if p in within}
     state.requests = client.request_count - start
@@ -166,35 +240,58 @@ def _observe_known(
     keys_by_param: dict[str, str],
     known_ids: Mapping[str, int],
     known_cards: Mapping[str, int],
+    early: EarlyReads,
 ) -> ActualState | None:
     """The remembered dashboards, their cards and the standalone cards, or None as soon as one is not
     what it was."""
     managed = _managed_collection_ids(wanted, paths)
     state = ActualState(complete=False)
-    for d in wanted.dashboards:
-        try:
-            dashboard = client.get_dashboard(known_ids[d.key])
-        except MetabaseNotFound:
-            return None
+
+    def dashboard(d: DesiredDashboard) -> Dashboard:
+        found = early.dashboard(known_ids[d.key])
         if (
-            dashboard.archived
-            or dashboard.collection_id not in managed
-            or dashboard_key_of(dashboard, keys_by_param) != d.key
+            found.archived
+            or found.collection_id not in managed
+            or dashboard_key_of(found, keys_by_param) != d.key
         ):
-            return None
-        state.dashboards[d.key] = dashboard
-        _add_cards(state, dashboard)
-    for ident in wanted.standalone_cards:
-        if ident in state.cards:
-            continue
-        try:
-            card = client.get_card(known_cards[ident])
-        except MetabaseNotFound:
-            return None
-        if card.archived or card.collection_id not in managed or identity_of(card) != ident:
-            return None
-        state.cards[ident] = card
+            raise _NotAsRemembered
+        return found
+
+    dashboards = _all_as_remembered(dashboard, wanted.dashboards, client.concurrency)
+    if dashboards is None:
+        return None
+    for d, found in zip(wanted.dashboards, dashboards, strict=True):
+        state.dashboards[d.key] = found
+        _add_cards(state, found)
+
+    def card(ident: str) -> Card:
+        found = early.card(known_cards[ident])
+        if found.archived or found.collection_id not in managed or identity_of(found) != ident:
+            raise _NotAsRemembered
+        return found
+
+    idents = [ident for ident in wanted.standalone_cards if ident not in state.cards]
+    cards = _all_as_remembered(card, idents, client.concurrency)
+    if cards is None:
+        return None
+    state.cards.update(zip(idents, cards, strict=True))
     return state
+
+
+class _NotAsRemembered(Exception):
+    """A remembered object is gone, archived, moved out of the managed collections or no longer ours."""
+
+
+def _all_as_remembered(read: Callable[[T], R], items: Sequence[T], concurrency: int) -> list[R] | None:
+    """`read(item)` for each item, or None as soon as one is not as remembered (the rest is not read)."""
+    found: list[R] = []
+    for done in run_each(read, items, concurrency):
+        if done is None or isinstance(done.error, _NotAsRemembered | MetabaseNotFound):
+            return None
+        if done.error is not None:
+            raise done.error
+        found.append(done.value)  # type: ignore[arg-type]
+    return found
 
 
 def _add_cards(state: ActualState, dashboard: Dashboard) -> set[int]:
@@ -222,21 +319,32 @@ def _observe_all(
     # Every collection under the top-level collections the YAML names: a dashboard moved to a sibling
     # collection (in the YAML or by a person) is still found, and prune sees what left the YAML.
     managed = _managed_collection_ids(wanted, paths)
-    for path, coll in sorted(paths.items(), key=lambda item: item[0]):
-        if coll.id not in managed or not isinstance(coll.id, int):
-            continue
-        for item in client.collection_items(coll.id, models=("card", "dataset", "metric", "dashboard")):
+    collections = [
+        (path, coll.id)
+        for path, coll in sorted(paths.items(), key=lambda item: item[0])
+        if coll.id in managed and isinstance(coll.id, int)
+    ]
+    items = map_ordered(
+        lambda coll_id: client.collection_items(coll_id, models=("card", "dataset", "metric", "dashboard")),
+        [coll_id for _path, coll_id in collections],
+        client.concurrency,
+    )
+    dashboard_ids: list[tuple[tuple[str, ...], int]] = []
+    for (path, _coll_id), listed in zip(collections, items, strict=True):
+        for item in listed:
             if item.model in ("card", "dataset", "metric"):
                 card_item_ids.append(item.id)
             elif item.model == "dashboard":
-                dashboard = client.get_dashboard(item.id)
-                key = dashboard_key_of(dashboard, keys_by_param)
-                seen_card_ids |= _add_cards(state, dashboard)
-                if key is None:
-                    if not dashboard.dashcards:
-                        empty.append((path, dashboard))
-                elif key not in state.dashboards or dashboard.id < state.dashboards[key].id:
-                    state.dashboards[key] = dashboard
+                dashboard_ids.append((path, item.id))
+    dashboards = map_ordered(client.get_dashboard, [i for _path, i in dashboard_ids], client.concurrency)
+    for (path, _id), dashboard in zip(dashboard_ids, dashboards, strict=True):
+        key = dashboard_key_of(dashboard, keys_by_param)
+        seen_card_ids |= _add_cards(state, dashboard)
+        if key is None:
+            if not dashboard.dashcards:
+                empty.append((path, dashboard))
+        elif key not in state.dashboards or dashboard.id < state.dashboards[key].id:
+            state.dashboards[key] = dashboard
     # A run interrupted between creating a dashboard and filling it leaves it empty and unmarked:
     # adopt it by name and collection rather than create a duplicate.
     for d in wanted.dashboards:
@@ -249,10 +357,9 @@ def _observe_all(
             state.dashboards[d.key] = match
     # Cards in our collections that are on no managed dashboard: read each once to see whether it is
     # ours (a run interrupted before its dashboard was filled, or a card removed from the YAML).
-    for card_id in card_item_ids:
-        if card_id not in seen_card_ids:
-            card = client.get_card(card_id)
-            ident = identity_of(card)
-            if ident is not None:
-                state.cards.setdefault(ident, card)
+    unseen = [card_id for card_id in card_item_ids if card_id not in seen_card_ids]
+    for card in map_ordered(client.get_card, unseen, client.concurrency):
+        ident = identity_of(card)
+        if ident is not None:
+            state.cards.setdefault(ident, card)
     return state

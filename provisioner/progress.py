@@ -15,7 +15,7 @@ class Progress(Protocol):
         """A new step starts (e.g. "Seeding database")."""
 
     def info(self, message: str) -> None:
-        """Detail within the current step."""
+        """Detail within the current step (from several threads at once: apply's parallel writes)."""
 
     def warn(self, message: str) -> None:
         """Something the user should know but that does not stop the run."""

@@ -146,6 +146,30 @@ def test_demo_reapply_writes_nothing_and_plans_clean(demo: Any) -> None:
     assert not plan.has_changes
 
 
+def test_the_demo_plans_the_same_one_request_at_a_time_and_eight_at_once(demo: Any, tmp_path: Path) -> None:
+    fake, _client, settings, _result = demo
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for path in DEMO.glob("*.yaml"):  # one dashboard and one model renamed: a plan with changes
+        text = (
+            path.read_text()
+            .replace("name: Locations", "name: Places")
+            .replace("name: Portfolio\n", "name: Book\n")
+        )
+        (changed / path.name).write_text(text)
+    clone = Settings.load({}, cwd=tmp_path / "clone", metabase_url=fake.url)
+    for directory in (DEMO, changed):
+        for where in (settings, clone):  # the remembered ids, and a fresh clone's full read
+            plans = []
+            for concurrency in (1, 8):
+                with MetabaseClient(fake.url, concurrency=concurrency) as client:
+                    client.use_session(fake.admin_session())
+                    plans.append(dashboards.plan(where, [directory], client=client, environ={}))
+            one, eight = plans
+            assert one.to_dict() == eight.to_dict() and one.requests == eight.requests
+            assert one.has_changes == (directory == changed)
+
+
 def test_one_dashboard_file_reads_the_models_it_is_built_on(demo: Any) -> None:
     _fake, client, settings, _result = demo
     plan = dashboards.plan(settings, [DEMO / "5-locations.yaml"], client=client, environ={})

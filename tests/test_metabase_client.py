@@ -11,7 +11,7 @@ import responses
 from responses import matchers
 
 from provisioner.errors import MetabaseAuthError, MetabaseError, MetabaseNotFound, MetabaseUnreachable
-from provisioner.metabase.client import MetabaseClient
+from provisioner.metabase.client import MAX_RETRY_AFTER_S, MetabaseClient
 from provisioner.metabase.models import (
     CardCreate,
     CollectionCreate,
@@ -457,6 +457,94 @@ def test_post_is_never_retried(client: MetabaseClient, sleeps: Sleeps) -> None:
         client.run_card(1)
     assert client.request_counts["POST"] == 2 and sleeps.calls == []
     assert "may or may not have been applied" in (caught.value.hint or "")
+
+
+@responses.activate
+def test_retry_after_in_seconds_sets_the_wait(client: MetabaseClient, sleeps: Sleeps) -> None:
+    responses.get(f"{URL}/api/card/1", status=503, headers={"Retry-After": "7"}, body="busy", **PLAIN)
+    responses.get(f"{URL}/api/card/1", status=429, headers={"Retry-After": "2"}, body="slow down", **PLAIN)
+    responses.get(f"{URL}/api/card/1", json=recorded("card/30.json"))
+    assert client.get_card(1).name == "Dummy"
+    assert sleeps.calls == [7.0, 2.0]
+
+
+@responses.activate
+def test_retry_after_as_an_http_date_waits_until_then(sleeps: Sleeps) -> None:
+    now = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+    responses.get(
+        f"{URL}/api/card/1",
+        status=503,
+        headers={"Retry-After": "Thu, 28 May 2026 20:26:52 GMT"},
+        body="busy",
+        **PLAIN,
+    )
+    responses.get(f"{URL}/api/card/1", json=recorded("card/30.json"))
+    with MetabaseClient(URL, sleep=sleeps, wall_clock=lambda: now) as mb:
+        mb.get_card(1)
+    assert sleeps.calls == [12.0]
+
+
+@responses.activate
+def test_a_long_or_unreadable_retry_after_is_capped_or_falls_back_to_backoff(
+    client: MetabaseClient, sleeps: Sleeps
+) -> None:
+    responses.get(f"{URL}/api/card/1", status=503, headers={"Retry-After": "3600"}, body="x", **PLAIN)
+    responses.get(f"{URL}/api/card/1", status=503, headers={"Retry-After": "soon"}, body="x", **PLAIN)
+    responses.get(f"{URL}/api/card/1", json=recorded("card/30.json"))
+    client.get_card(1)
+    assert sleeps.calls == [MAX_RETRY_AFTER_S, 1.0]  # the second attempt's backoff
+
+
+@responses.activate
+def test_a_rate_limited_post_is_retried_after_the_wait_asked(client: MetabaseClient, sleeps: Sleeps) -> None:
+    # A 429 comes from a rate limiter before any handler ran: the collection was not made, so sending the
+    # POST again cannot make it twice.
+    responses.post(
+        f"{URL}/api/collection", status=429, headers={"Retry-After": "3"}, body="Too many", **PLAIN
+    )
+    responses.post(f"{URL}/api/collection", json={"id": 5, "name": "Demo", "location": "/"})
+    assert client.create_collection(CollectionCreate(name="Demo")).id == 5
+    assert client.request_counts["POST"] == 2 and sleeps.calls == [3.0]
+
+
+@responses.activate
+def test_a_post_answered_503_is_not_retried_even_with_retry_after(
+    client: MetabaseClient, sleeps: Sleeps
+) -> None:
+    # A proxy may answer 503 after Metabase made the collection: sending it again could make a second one.
+    responses.post(
+        f"{URL}/api/collection", status=503, headers={"Retry-After": "1"}, body="unavailable", **PLAIN
+    )
+    with pytest.raises(MetabaseUnreachable):
+        client.create_collection(CollectionCreate(name="Demo"))
+    assert client.request_counts["POST"] == 1 and sleeps.calls == []
+
+
+@responses.activate
+def test_rate_limiting_that_outlasts_the_retries_says_to_lower_the_concurrency(
+    client: MetabaseClient, sleeps: Sleeps
+) -> None:
+    responses.get(f"{URL}/api/card/1", status=429, body="Too many requests", **PLAIN)
+    with pytest.raises(MetabaseUnreachable) as caught:
+        client.get_card(1)
+    assert client.request_count == 4 and caught.value.status == 429
+    assert "--concurrency" in (caught.value.hint or "")
+
+
+@responses.activate
+def test_the_client_counts_every_request_sent_from_many_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    responses.get(f"{URL}/api/card/1", json=recorded("card/30.json"))
+    with MetabaseClient(URL, concurrency=16) as mb, ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda _i: mb.get_card(1), range(400)))
+        assert mb.request_count == 400 and mb.request_counts["GET"] == 400
+        assert mb._session.get_adapter(URL).poolmanager.connection_pool_kw["maxsize"] == 16
+
+
+def test_a_concurrency_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        MetabaseClient(URL, concurrency=0)
 
 
 @responses.activate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 
 import pytest
 
@@ -318,3 +319,38 @@ def test_versions_above_the_range_warn_and_proceed() -> None:
 def test_unparseable_versions_warn() -> None:
     assert parse_major("vUNKNOWN") is None
     assert "cannot read" in (check_version(None).warning or "")
+
+
+def test_an_answer_is_kept_as_sent_apart_from_the_model_made_of_it() -> None:
+    answer = json.loads((RECORDED / "dashboard/2.json").read_text())
+    dashboard = Dashboard.model_validate(answer)
+    assert dashboard.raw == answer
+    card = next(d.card for d in dashboard.dashcards if d.card is not None)
+    card.visualization_settings.setdefault("graph.dimensions", []).append("changed")
+    answer["dashcards"][0]["size_x"] = -1
+    kept = json.loads((RECORDED / "dashboard/2.json").read_text())
+    assert dashboard.raw == kept  # neither the model nor the answer shares anything with what was kept
+    assert card.raw == next(d["card"] for d in kept["dashcards"] if d.get("card"))
+    # what is not plain JSON is still copied (deep-copied instead)
+    unusual = Card.model_validate({**kept["dashcards"][0]["card"], "extra": OrderedDict(a=[1])})
+    assert unusual.raw["extra"] == {"a": [1]}
+
+
+def test_plain_copies_are_deep_and_keep_every_type() -> None:
+    import datetime as dt
+    from enum import StrEnum
+
+    from provisioner.mbql.normal import copy_plain
+
+    class Kind(StrEnum):
+        MODEL = "model"
+
+    shared = ["field", {"base-type": "type/Integer"}, ["orders", "id"]]
+    value = {"a": [shared, shared], "b": (1, 2.5, True, None), "c": {7: "x"}}
+    copied = copy_plain(value)
+    assert copied == value and copied["a"][0] is not shared and copied["a"][0][2] is not shared[2]
+    assert copied["a"][0] is copied["a"][1]  # shared stays shared, as with copy.deepcopy
+    assert copied["b"][2] is True and isinstance(copied["b"], tuple)
+    unusual = {"on": dt.date(2026, 1, 31), "kind": Kind.MODEL}  # what marshal cannot copy: deep-copied
+    again = copy_plain(unusual)
+    assert again == unusual and type(again["kind"]) is Kind and again is not unusual

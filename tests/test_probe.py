@@ -168,7 +168,9 @@ def test_the_probe_writes_its_cards_exactly_as_apply_writes_the_same_yaml(side: 
     apply_bodies = [r.json for r in side.fake.requests if r.method == "POST" and r.path == "/api/card"]
 
     def without_collection(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: v for k, v in body.items() if k != "collection_id"} for body in bodies]
+        # sorted by name: apply sends the two together, in either order
+        kept = [{k: v for k, v in body.items() if k != "collection_id"} for body in bodies]
+        return sorted(kept, key=lambda body: body["name"])
 
     assert len(apply_bodies) == 2
     assert without_collection(probe_bodies) == without_collection(apply_bodies)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from provisioner.cli.context import JsonOption, output_for, settings_for
-from provisioner.cli.options import MetabaseAddressOption, TargetOption
+from provisioner.cli.options import ConcurrencyOption, MetabaseAddressOption, TargetOption
 from provisioner.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -115,13 +115,14 @@ def plan_command(
             "updated, archived).",
         ),
     ] = PlanFormat.text,
+    concurrency: ConcurrencyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show what `apply` would change; changes nothing. Exit 2 when changes are pending."""
     from provisioner import dashboards
 
     output = output_for(ctx, json_output or output_format == PlanFormat.json)
-    settings = settings_for(metabase_url=metabase_url, target=target)
+    settings = settings_for(metabase_url=metabase_url, target=target, concurrency=concurrency)
     plan = dashboards.plan(
         settings,
         _paths(paths, settings),
@@ -169,6 +170,7 @@ def apply_command(
     backup_dir: BackupDirOption = None,
     metabase_url: MetabaseAddressOption = None,
     target: TargetOption = None,
+    concurrency: ConcurrencyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create or update collections, cards and dashboards; unchanged objects are not touched.
@@ -178,7 +180,7 @@ def apply_command(
     from provisioner import dashboards
 
     output = output_for(ctx, json_output)
-    settings = settings_for(metabase_url=metabase_url, target=target)
+    settings = settings_for(metabase_url=metabase_url, target=target, concurrency=concurrency)
     result = dashboards.apply(
         settings,
         _paths(paths, settings),

@@ -9,6 +9,7 @@ import typer
 from provisioner.cli.context import JsonOption, output_for
 from provisioner.cli.options import (
     AsOfOption,
+    ConcurrencyOption,
     DatabaseUrlOption,
     MetabaseAddressOption,
     MetabaseCommandOption,
@@ -52,6 +53,7 @@ def demo_command(
     database_url: DatabaseUrlOption = None,
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
+    concurrency: ConcurrencyOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """One command, a working demo: start, seed, set up Metabase, connect, apply the dashboards."""
@@ -69,6 +71,7 @@ def demo_command(
         database_url=database_url,
         metabase_jar=metabase_jar,
         metabase_command=metabase_command,
+        concurrency=concurrency,
     )
     result = run_demo(
         settings,

@@ -77,6 +77,15 @@ MetabaseCommandOption = Annotated[
     ),
 ]
 
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        help="Requests sent to Metabase at once, 1 to 64 (default 8; env PROVISION_CONCURRENCY).",
+        show_default=False,
+    ),
+]
+
 
 TargetOption = Annotated[
     str | None,

@@ -1,23 +1,32 @@
 """HTTP only: one method per Metabase endpoint, typed in and out, every failure a MetabaseError.
 
 One `requests.Session` per client, a timeout on every call, retries with backoff only where a
-repeat is harmless (GET/PUT/DELETE on a dropped connection or 502/503/504), never a POST.
+repeat is harmless: GET/PUT/DELETE on a dropped connection or a 429/502/503/504 answer, and any method
+on a 429 (see `_may_retry`). A `Retry-After` header sets the wait. The client may be shared by
+threads (observe.py and apply.py read and write in parallel): it never has more than `concurrency`
+requests in flight, its connection pool holds that many connections, its request counters are kept
+under a lock.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
 from typing import Any, TypeVar
 
 import requests
 from pydantic import BaseModel, SecretStr, ValidationError
+from requests.adapters import HTTPAdapter
 
+from provisioner.config import DEFAULT_CONCURRENCY
 from provisioner.errors import (
     MetabaseAuthError,
     MetabaseError,
@@ -67,7 +76,15 @@ M = TypeVar("M", bound=BaseModel)
 
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-RETRY_STATUSES = frozenset({502, 503, 504})
+# "Not now" answers: Metabase still starting (503), a proxy in front of it (502, 504), rate limiting (429).
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A 429 is given by a rate limiter before the request reaches any handler (Metabase's own, or a proxy's):
+# nothing was applied, so a POST answered 429 is retried too. A 502/503/504 to a POST is not: a proxy may
+# give up on Metabase (504) or lose its answer (502) after the change was made, and a 503 cannot be told
+# from those; re-running converges instead (plan finds what was made).
+NOT_APPLIED_STATUSES = frozenset({429})
+# The longest wait a `Retry-After` may ask for: a run should fail with a clear error, not hang for an hour.
+MAX_RETRY_AFTER_S = 30.0
 # Keys whose values in a request body are secrets: collected so no error message can echo them.
 _SECRET_KEYS = frozenset({"password", "token", "unmasked_key", "api_key", "key"})
 _MAX_MESSAGE_CHARS = 400
@@ -84,13 +101,24 @@ class MetabaseClient:
         retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         backoff_s: float = 0.5,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        # How many requests the core may have in flight at once through this client (parallel.py).
+        self.concurrency = concurrency
         self._sleep = sleep
+        self._wall_clock = wall_clock  # reads a `Retry-After` given as an HTTP date
         self._session = requests.Session()
+        # requests keeps 10 connections per host by default; more threads would open and drop extra ones.
+        adapter = HTTPAdapter(pool_maxsize=max(10, concurrency))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         self._session.headers.update({"Accept": "application/json"})
         # Setup and login also set a `metabase.SESSION` cookie; keeping it would authenticate
         # requests meant to use only the API key. Auth is by header alone.
@@ -99,6 +127,9 @@ class MetabaseClient:
         # HTTP requests actually sent (retries included), for tests and benchmarks.
         self.request_count = 0
         self.request_counts: Counter[str] = Counter()
+        self._counting = threading.Lock()
+        # However many threads share the client, at most `concurrency` requests are in flight at once.
+        self._slots = _Slots(concurrency)
 
     # --- lifecycle and auth ---
 
@@ -131,6 +162,18 @@ class MetabaseClient:
 
     # --- transport ---
 
+    def _count(self, method: str) -> None:
+        with self._counting:
+            self.request_count += 1
+            self.request_counts[method] += 1
+
+    def _wait_s(self, response: requests.Response | None, attempt: int) -> float:
+        """How long to wait before the next attempt: the answer's `Retry-After` (capped), else backoff."""
+        asked = None if response is None else retry_after_s(response, self._wall_clock())
+        if asked is None:
+            return float(self.backoff_s * 2**attempt)
+        return min(asked, MAX_RETRY_AFTER_S)
+
     def _request(
         self,
         method: str,
@@ -144,27 +187,28 @@ class MetabaseClient:
         payload = None if body is None else body.model_dump(mode="json", exclude_none=True)
         secrets = self._secrets | set(_secret_values(payload))
         url = f"{self.base_url}{path}"
-        attempts = 1 + (self.retries if method in IDEMPOTENT_METHODS else 0)
+        attempts = 1 + self.retries
         for attempt in range(attempts):
             last = attempt == attempts - 1
-            self.request_count += 1
-            self.request_counts[method] += 1
+            self._count(method)
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    json=payload,
-                    params=params,
-                    timeout=self.timeout_s,
-                    allow_redirects=False,  # see error_for_response: a redirect is a wrong address
-                )
+                with self._slots:
+                    response = self._session.request(
+                        method,
+                        url,
+                        json=payload,
+                        params=params,
+                        timeout=self.timeout_s,
+                        allow_redirects=False,  # see error_for_response: a redirect is a wrong address
+                    )
             except requests.RequestException as exc:
-                if not last:
-                    self._sleep(self.backoff_s * 2**attempt)
+                # A POST whose connection broke may have been applied: never sent twice.
+                if not last and method in IDEMPOTENT_METHODS:
+                    self._sleep(self._wait_s(None, attempt))
                     continue
                 raise _unreachable(self.base_url, method, path, exc, secrets) from exc
-            if response.status_code in RETRY_STATUSES and not last:
-                self._sleep(self.backoff_s * 2**attempt)
+            if not last and _may_retry(method, response.status_code):
+                self._sleep(self._wait_s(response, attempt))
                 continue
             if response.status_code >= 300:
                 raise error_for_response(response, method, path, secrets)
@@ -191,12 +235,12 @@ class MetabaseClient:
         """Health of the server: "ok" or "initializing"; raises MetabaseUnreachable if nothing answers."""
         path = "/api/health"
         # 503 with a JSON status is an answer here, not an error: read it without retrying.
-        self.request_count += 1
-        self.request_counts["GET"] += 1
+        self._count("GET")
         try:
-            response = self._session.get(
-                f"{self.base_url}{path}", timeout=self.timeout_s, allow_redirects=False
-            )
+            with self._slots:
+                response = self._session.get(
+                    f"{self.base_url}{path}", timeout=self.timeout_s, allow_redirects=False
+                )
         except requests.RequestException as exc:
             raise _unreachable(self.base_url, "GET", path, exc, self._secrets) from exc
         if response.status_code == 503:
@@ -361,7 +405,72 @@ class MetabaseClient:
         self._request("DELETE", f"/api/dashboard/{dashboard_id}")
 
 
-# --- error mapping (module level: tests and other adapters use it) -----------------------------
+class _Slots:
+    """At most `size` holders at once, each slot granted in the order it was asked for.
+
+    `threading.Semaphore` lets a thread that has just released take the slot back ahead of those waiting:
+    a thread of a busy pool would get every slot in turn, and a read made beside the pool (the metadata
+    planning needs first) would wait until the pool has nothing left to do. Here a slot released goes
+    straight to the longest waiter.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._lock = threading.Lock()
+        self._free = size
+        self._waiting: deque[threading.Lock] = deque()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting.append(gate)
+        try:
+            gate.acquire()  # released by the holder that hands its slot over
+        except BaseException:  # interrupted while waiting: leave the queue, or give back the slot handed
+            with self._lock:
+                if gate in self._waiting:
+                    self._waiting.remove(gate)
+                    raise
+            self.__exit__()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._free += 1
+
+
+# --- retries and error mapping (module level: tests and other adapters use them) ---------------
+
+
+def _may_retry(method: str, status: int) -> bool:
+    """Whether an answer of `status` may be retried: any "not now" answer to a repeatable method, and a
+    rate limit's 429 to any method (nothing was applied)."""
+    if status not in RETRY_STATUSES:
+        return False
+    return method in IDEMPOTENT_METHODS or status in NOT_APPLIED_STATUSES
+
+
+def retry_after_s(response: requests.Response, now_s: float) -> float | None:
+    """The seconds an answer's `Retry-After` asks to wait (a number of seconds, or an HTTP date, RFC 9110
+    10.2.3) from `now_s` (Unix time); None when it has none or it cannot be read."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now_s)
 
 
 def _secret_values(payload: Any) -> Iterable[str]:
@@ -551,6 +660,13 @@ def error_for_response(
             )
         return MetabaseNotFound(
             message, hint="the object does not exist (deleted in Metabase?); re-run to recreate it", **common
+        )
+    if status == 429:
+        return MetabaseUnreachable(
+            message,
+            hint="Metabase (or a proxy in front of it) is limiting how many requests it takes: wait a "
+            "minute and re-run, or send fewer at once with --concurrency (or PROVISION_CONCURRENCY)",
+            **common,
         )
     if status == 402:
         return MetabaseError(message, hint="this is an Enterprise-only feature of Metabase", **common)

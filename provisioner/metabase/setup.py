@@ -276,7 +276,12 @@ def _open(
     create_key: bool = True,
     refused_is_final: bool = False,
 ) -> AuthenticatedClient:
-    client = MetabaseClient(settings.metabase_url, timeout_s=settings.http_timeout_s, sleep=sleep)
+    client = MetabaseClient(
+        settings.metabase_url,
+        timeout_s=settings.http_timeout_s,
+        sleep=sleep,
+        concurrency=settings.concurrency,
+    )
     try:
         wait_for_health(
             client,

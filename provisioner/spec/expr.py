@@ -22,7 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+
+from provisioner.mbql.normal import copy_plain
 
 Expr = Any  # a literal (str, int, float, bool, None) or a clause list [tag, {options}, *args]
 
@@ -319,6 +322,13 @@ class _Parser:
 
 def parse(text: str) -> Expr:
     """The clause tree of `text`; raises ExprError naming the character offset of the problem."""
+    # A copy of the tree kept for the text: every question is compiled twice (checked alone, then against
+    # the database's metadata), and dashboards repeat their expressions.
+    return copy_plain(_parse(text))
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Expr:
     return _Parser(text).parse()
 
 

@@ -1,5 +1,7 @@
 """Run the fake Metabase as a separate process: `python -m tests.fake_metabase --port P [--state-file F]`.
 
+`--latency-ms N` makes every answer wait N ms, as a Metabase far away on the network would.
+
 Serves until killed. With `--state-file`, state is loaded at start and saved atomically after every mutating
 request, so a killed and restarted fake keeps its data like a real Metabase with its application DB.
 """
@@ -27,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sync-polls", type=int, default=1, help="GETs of a new database before sync completes"
     )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0, help="wait this long before answering each request"
+    )
     args = parser.parse_args(argv)
     fake = FakeMetabase(
         version=args.version,
@@ -35,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         state_file=args.state_file,
         host=args.host,
         port=args.port,
+        latency_ms=args.latency_ms,
     )
     fake.start()
     # The URL only: ids, tokens and passwords never go to the console.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import marshal
 import re
 import threading
+import time
 import traceback
 import urllib.parse
 import uuid
@@ -102,8 +104,11 @@ class FakeMetabase:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        latency_ms: float = 0,
     ) -> None:
         self.version = version
+        # Every request waits this long before it is answered, as over a network to a distant Metabase.
+        self.latency_s = latency_ms / 1000
         self.sync_polls = sync_polls
         self.state_file = Path(state_file) if state_file else None
         self.host, self.port = host, port
@@ -114,20 +119,23 @@ class FakeMetabase:
         self._rewrites: list[tuple[str, re.Pattern[str], Callable[[Any], None]]] = []
         self._login_failures: dict[str, int] = {}
         self.requests: list[RecordedRequest] = []
+        # Requests being answered at once now, and the most there ever were: how far a client overlaps them.
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self.write_gate: WriteGate | None = None  # test hook: hold the next writes until they race
         if self.state_file and self.state_file.exists():
             self.state = FakeState.load(self.state_file)
         else:
             self.state = new_state()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> FakeMetabase:
         """Start serving in a daemon thread; return self."""
         handler = type("_Handler", (_RequestHandler,), {"fake": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        self._server.daemon_threads = True
+        self._server = _Server((self.host, self.port), handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -165,9 +173,11 @@ class FakeMetabase:
         return [r for r in self.requests if r.method in MUTATING_METHODS]
 
     def clear_requests(self) -> None:
-        """Forget the recorded requests (faults already injected stay armed)."""
+        """Forget the recorded requests and the most in flight at once (injected faults stay armed)."""
         with self._lock:
             self.requests.clear()
+        with self._in_flight_lock:
+            self.max_in_flight = self.in_flight
 
     def inject_fault(self, at_mutation: int, kind: FaultKind) -> None:
         """Make the `at_mutation`-th mutating request from now (1 = the next one) fail.
@@ -287,7 +297,21 @@ class FakeMetabase:
     def handle(
         self, method: str, raw_path: str, body_bytes: bytes, headers: dict[str, str]
     ) -> Response | None:
-        """Answer one request; None means drop the connection without a response."""
+        """Answer one request (after the latency); None means drop the connection without a response."""
+        with self._in_flight_lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency_s > 0:
+                time.sleep(self.latency_s)  # outside the state lock: requests in flight overlap
+            return self._handle(method, raw_path, body_bytes, headers)
+        finally:
+            with self._in_flight_lock:
+                self.in_flight -= 1
+
+    def _handle(
+        self, method: str, raw_path: str, body_bytes: bytes, headers: dict[str, str]
+    ) -> Response | None:
         parsed = urllib.parse.urlsplit(raw_path)
         path = parsed.path.rstrip("/") or "/"
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
@@ -342,7 +366,7 @@ class FakeMetabase:
             ctx = Ctx(
                 self.state, body, query, user, self.version, self.sync_polls, headers, self._login_failures
             )
-            backup = copy.deepcopy(self.state) if method in MUTATING_METHODS else None
+            backup = _snapshot(self.state) if method in MUTATING_METHODS else None
             try:
                 response = handler(ctx, **match.groupdict())
             except ApiError as error:
@@ -364,6 +388,15 @@ class FakeMetabase:
     def _restore(self, backup: FakeState | None) -> None:
         if backup is not None:
             self.state.__dict__.update(backup.__dict__)
+
+
+def _snapshot(state: FakeState) -> FakeState:
+    """A deep copy of the state, put back if the request fails. The state is plain data (it round-trips
+    through JSON), which marshal copies in C: `copy.deepcopy` made each write cost more as cards piled up."""
+    try:
+        return FakeState(**marshal.loads(marshal.dumps(state.__dict__)))
+    except ValueError:  # something marshal cannot copy: copy it the slow way
+        return copy.deepcopy(state)
 
 
 def _by_id(obj: dict) -> int:
@@ -397,6 +430,13 @@ class WriteGate:
             self._left -= 1
         with contextlib.suppress(threading.BrokenBarrierError):  # the other party never came: go on
             self._barrier.wait()
+
+
+class _Server(ThreadingHTTPServer):
+    # Jetty's accept queue is deep; socketserver's default of 5 would make a client that opens several
+    # connections at once wait a second for a SYN retransmit.
+    request_queue_size = 128
+    daemon_threads = True
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
