@@ -8,8 +8,10 @@ import decimal
 import hashlib
 import re
 import tempfile
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,23 +77,91 @@ class QueryFailed(Exception):
     """A native query could not run; the message goes into the 202 `failed` body."""
 
 
+def _connect_args(details: dict) -> dict[str, Any]:
+    return {
+        "host": str(details.get("host") or "localhost"),
+        "port": details.get("port") or 5432,
+        "dbname": details.get("dbname") or details.get("db") or "",
+        "user": details.get("user") or "",
+        "password": details.get("password") or "",
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        **_ssl_options(details),
+        "prepare_threshold": _prepare_threshold(details),
+    }
+
+
 def connect(details: dict) -> psycopg.Connection:
     """Return a connection to the warehouse `details` name; raises ConnectionFailed like Metabase."""
-    host = str(details.get("host") or "localhost")
-    port = details.get("port") or 5432
+    args = _connect_args(details)
     try:
-        return psycopg.connect(
-            host=host,
-            port=int(port),
-            dbname=details.get("dbname") or details.get("db") or "",
-            user=details.get("user") or "",
-            password=details.get("password") or "",
-            connect_timeout=CONNECT_TIMEOUT_S,
-            **_ssl_options(details),
-            prepare_threshold=_prepare_threshold(details),
-        )
+        return psycopg.connect(**{**args, "port": int(args["port"])})
     except (ValueError, psycopg.Error) as exc:
-        raise ConnectionFailed(_humanize(str(exc), host, port)) from exc
+        raise ConnectionFailed(_humanize(str(exc), args["host"], args["port"])) from exc
+
+
+class _Pool:
+    """Idle warehouse connections kept for the next query, as Metabase keeps a c3p0 pool per database.
+
+    A connection goes back only when it is idle and healthy after a rollback; connection tests and sync
+    always open their own (as Metabase's do). Keyed by every connection argument, so a database whose
+    details change gets new connections. `close()` drops them all (the fake calls it when it stops).
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self._size = size
+        self._idle: dict[str, list[psycopg.Connection]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self, details: dict) -> Iterator[psycopg.Connection]:
+        """A connection to `details`: an idle one that still answers, else a new one."""
+        key = repr(sorted(_connect_args(details).items()))
+        conn = self._take(key)
+        if conn is None:
+            conn = connect(details)
+        try:
+            yield conn
+        finally:
+            self._release(key, conn)
+
+    def _take(self, key: str) -> psycopg.Connection | None:
+        while True:
+            with self._lock:
+                idle = self._idle.get(key, [])
+                conn = idle.pop() if idle else None
+            if conn is None:
+                return None
+            try:  # the server may have gone or closed it since (c3p0 tests a connection on checkout)
+                conn.execute("select 1", prepare=False)
+                conn.rollback()
+                return conn
+            except psycopg.Error:
+                conn.close()
+
+    def _release(self, key: str, conn: psycopg.Connection) -> None:
+        try:
+            conn.rollback()
+        except psycopg.Error:
+            conn.close()
+        if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.close()
+            return
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self._size:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for conn in connections:
+                conn.close()
+
+
+POOL = _Pool()
 
 
 def _ssl_options(details: dict) -> dict[str, str]:
@@ -593,23 +663,23 @@ def _json_value(value: Any) -> Any:
 def run_native(details: dict, sql: str, max_rows: int = 2000) -> dict:
     """Return `{"rows", "cols"}` of `sql` run read-only; raises QueryFailed with PostgreSQL's message."""
     try:
-        conn = connect(details)
+        with POOL.connection(details) as conn:
+            conn.read_only = True
+            try:
+                conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                cursor = conn.execute(sql.rstrip().rstrip(";"))
+                if cursor.description is None:
+                    return {"rows": [], "cols": []}
+                rows = cursor.fetchmany(max_rows)
+                description = list(cursor.description)
+                type_names = []
+                for column in description:
+                    info = conn.adapters.types.get(column.type_code)
+                    type_names.append(info.name if info else "unknown")
+            except psycopg.Error as exc:
+                raise QueryFailed(str(exc).strip()) from exc
     except ConnectionFailed as exc:
         raise QueryFailed(exc.body["message"]) from exc
-    with conn:
-        conn.read_only = True
-        try:
-            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
-            cursor = conn.execute(sql.rstrip().rstrip(";"))
-            if cursor.description is None:
-                return {"rows": [], "cols": []}
-            rows = cursor.fetchmany(max_rows)
-            type_names = []
-            for column in cursor.description:
-                info = conn.adapters.types.get(column.type_code)
-                type_names.append(info.name if info else "unknown")
-        except psycopg.Error as exc:
-            raise QueryFailed(str(exc).strip()) from exc
     cols = [
         {
             "name": column.name,
@@ -620,6 +690,6 @@ def run_native(details: dict, sql: str, max_rows: int = 2000) -> dict:
             "source": "native",
             "field_ref": ["field", column.name, {"base-type": base_type_for(type_name)}],
         }
-        for column, type_name in zip(cursor.description, type_names, strict=True)
+        for column, type_name in zip(description, type_names, strict=True)
     ]
     return {"rows": [[_json_value(v) for v in row] for row in rows], "cols": cols}
