@@ -90,12 +90,13 @@ class SpecErrors(ProvisionError):
     kind = "spec"
 
     def __init__(self, errors: list[SpecError]) -> None:
-        lines = "\n".join(e.message for e in errors)
-        noun = "problem" if len(errors) == 1 else "problems"
-        super().__init__(
-            f"{len(errors)} {noun} in dashboard files:\n{lines}",
-            hint="fix each file:line above, then run `provision dashboards validate` again",
-        )
+        if len(errors) == 1:  # one problem is one line: `error: file:line:col: field: problem`
+            message, hint = errors[0].message, "fix it, then run `provision dashboards validate` again"
+        else:
+            lines = "\n".join(e.message for e in errors)
+            message = f"{len(errors)} problems in dashboard files:\n{lines}"
+            hint = "fix each file:line above, then run `provision dashboards validate` again"
+        super().__init__(message, hint=hint)
         self.errors = errors
 
     def to_dict(self) -> dict[str, object]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from provisioner.db.hosted import role_of_login
+from provisioner.db.hosted import require_plain_schema, role_of_login
 from provisioner.db.roles import READER_ROLE
 from provisioner.db.seed import SeedResult, check_scale, seed_database
 from provisioner.progress import NullProgress, Progress
@@ -42,6 +42,8 @@ def seed(
     """
     if scale is not None:
         check_scale(scale)
+    if schema is not None:
+        require_plain_schema(schema)
     progress = progress or NullProgress()
     warehouse = resolve_warehouse(settings, port=port, progress=progress)
     state = StateDir(settings.home)

@@ -75,6 +75,14 @@ COMMAND_LINE = {
     "connect-option-without-its-value": Case(
         ["metabase", "connect", "--database-url"], USAGE, "--database-url"
     ),
+    "seed-scale-zero": Case(["seed", "--scale", "0"], CONFIG, "--scale"),
+    "seed-scale-beyond-the-limit": Case(["seed", "--scale", "5000000"], CONFIG, "--scale"),
+    # Refused before the embedded PostgreSQL is started for it.
+    "seed-schema-not-an-identifier": Case(["seed", "--schema", "1bad-name"], CONFIG, "schema name"),
+    "seed-into-a-system-schema": Case(["seed", "--schema", "pg_catalog"], CONFIG, "schema name"),
+    "demo-schema-not-an-identifier": Case(
+        ["demo", "--runtime", "external", "--schema", "Sales Data"], CONFIG, "schema name"
+    ),
     "as-of-month-13": Case(["seed", "--as-of", "2026-13-01"], CONFIG, "--as-of"),
     "as-of-a-word": Case(["seed", "--as-of", "yesterday"], CONFIG, "--as-of"),
     "as-of-day-first": Case(["demo", "--as-of", "31/01/2026"], CONFIG, "--as-of"),
@@ -272,3 +280,84 @@ def test_seeding_as_a_user_without_create_is_told_what_to_grant(pg_server: PgSer
     finally:
         with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
             conn.execute(f"DROP ROLE {role}")
+
+
+# --- dashboard YAML, through `dashboards apply`: refused before Metabase is asked anything ----------
+
+GOOD_YAML = """\
+key: sales
+name: Sales
+collection: Demo
+filters:
+  - {key: region, name: Region, type: category}
+cards:
+  - key: total
+    name: Total sales
+    display: scalar
+    sql: SELECT count(*) AS total FROM sales WHERE true [[AND {{region}}]]
+    tags: {region: {field: sales.region}}
+    filters: {region: region}
+    at: {row: 0, col: 0, width: 6, height: 3}
+  - key: by-region
+    name: Sales by region
+    display: bar
+    query:
+      source: sales
+      summarize: [count]
+      group_by: [region]
+    filters: {region: region}
+    at: {row: 0, col: 6, width: 18, height: 6}
+"""
+
+# Each: (what to replace in GOOD_YAML, its replacement, the line the error names, words it names)
+BAD_YAML = {
+    "display-not-a-choice": ("display: scalar", "display: tabel", 9, "cards[0].display"),
+    "unknown-field-on-a-card": ("    display: bar", "    colour: red\n    display: bar", 16, "colour"),
+    "indentation": ("    display: scalar", "  display: scalar", 9, "indentation"),
+    "card-wider-than-the-grid": ("width: 18", "width: 30", 22, "width"),
+    "cards-overlap": ("col: 6, width: 18", "col: 4, width: 18", 22, "overlaps"),
+    "duplicate-card-key": ("key: by-region", "key: total", 14, "total"),
+    "filter-of-an-unknown-type": ("type: category}", "type: colour}", 5, "filters[0].type"),
+    "card-wired-to-an-unknown-filter": (
+        "filters: {region: region}\n    at: {row: 0, col: 6",
+        ("filters: {region: regoin}\n    at: {row: 0, col: 6"),
+        21,
+        "regoin",
+    ),
+    "summary-of-an-unknown-function": ("summarize: [count]", "summarize: [tally(amount)]", 19, "tally"),
+    "group-by-with-a-bad-temporal-unit": (
+        "group_by: [region]",
+        "group_by: [region:fortnight]",
+        20,
+        "group_by[0]",
+    ),
+    "card-with-both-sql-and-query": (
+        "    display: bar\n",
+        "    display: bar\n    sql: SELECT 1\n",
+        14,
+        "sql",
+    ),
+    "tag-of-a-field-without-a-table": ("field: sales.region", "field: region", 11, "tags.region.field"),
+    "a-list-where-a-file-is-a-mapping": (GOOD_YAML, "- key: sales\n", 1, "mapping"),
+    "a-tab-character": ("    display: scalar", "\tdisplay: scalar", 9, "tab"),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "line", "names"), BAD_YAML.values(), ids=BAD_YAML.keys())
+def test_a_bad_dashboard_file_is_one_error_line_naming_file_and_line_and_writes_nothing(
+    tmp_path: Path, old: str, new: str, line: int, names: str
+) -> None:
+    assert old in GOOD_YAML
+    (tmp_path / "sales.yaml").write_text(GOOD_YAML.replace(old, new, 1))
+    before = _tree(tmp_path)
+    # Nothing listens on port 9: the file must be refused before any request.
+    result = _run(["dashboards", "apply", "sales.yaml", "--metabase-url", "http://127.0.0.1:9"])
+    error = _assert_one_error_line(result, CONFIG, names)
+    assert error.startswith(f"error: sales.yaml:{line}:"), error
+    assert _tree(tmp_path) == before
+
+
+def test_the_good_dashboard_file_of_those_cases_is_valid(tmp_path: Path) -> None:
+    (tmp_path / "sales.yaml").write_text(GOOD_YAML)
+    result = _run(["dashboards", "validate", "sales.yaml"])
+    assert result.exit_code == 0, result.stderr  # type: ignore[attr-defined]
