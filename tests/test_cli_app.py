@@ -9,8 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from provisioner.cli.app import _log_http_requests, _RendersProvisionErrors
+from provisioner.cli.app import _RendersProvisionErrors
 from provisioner.cli.context import output_for
+from provisioner.cli.http_log import log_http_requests
 from provisioner.errors import DatabaseError
 
 
@@ -66,7 +67,7 @@ def test_any_other_exception_is_not_dressed_up_as_handled() -> None:
 @pytest.fixture
 def http_log() -> logging.Logger:
     logger = logging.getLogger("urllib3.connectionpool")
-    _log_http_requests()
+    log_http_requests()
     yield logger
     for handler in list(logger.handlers):
         logger.removeHandler(handler)

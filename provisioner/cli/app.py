@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -91,30 +90,9 @@ def root(
     """Metabase-as-code: a one-command analytics demo, and dashboards kept as YAML."""
     output_for(ctx, json_output)
     if verbose:
-        _log_http_requests()
+        from provisioner.cli.http_log import log_http_requests  # logging costs --help 10 ms
 
-
-class _RedactingFilter(logging.Filter):
-    """Formats each record once and redacts it: a URL's password or an API key never reaches stderr."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from provisioner.redact import redact
-
-        message = record.getMessage()
-        if '"' not in message:  # connection bookkeeping, not a request line
-            return False
-        record.msg, record.args = redact(message), None
-        return True
-
-
-def _log_http_requests() -> None:
-    """Send urllib3's one line per request (method, path, status) to stderr; bodies are never logged."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("  http: %(message)s"))
-    handler.addFilter(_RedactingFilter())
-    logger = logging.getLogger("urllib3.connectionpool")
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
+        log_http_requests()
 
 
 def _register() -> None:
