@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,7 @@ from provisioner.mbql.normal import canonical, from_wire
 from provisioner.metabase.models import DatabaseMetadata
 from provisioner.spec.raw import RawError, decode, encode
 from provisioner.translate import MetadataSchema, TranslateError, to_ids, to_names
-
-RECORDED = Path(__file__).resolve().parents[2] / "shared" / "metabase-fixtures" / "recorded"
+from tests.paths import RECORDED
 
 METADATA = DatabaseMetadata.model_validate(
     {

@@ -92,11 +92,11 @@ def _connect_args(details: dict) -> dict[str, Any]:
 
 def connect(details: dict) -> psycopg.Connection:
     """Return a connection to the warehouse `details` name; raises ConnectionFailed like Metabase."""
-    args = _connect_args(details)
+    host, port = str(details.get("host") or "localhost"), details.get("port") or 5432
     try:
-        return psycopg.connect(**{**args, "port": int(args["port"])})
+        return psycopg.connect(**{**_connect_args(details), "port": int(port)})
     except (ValueError, psycopg.Error) as exc:
-        raise ConnectionFailed(_humanize(str(exc), args["host"], args["port"])) from exc
+        raise ConnectionFailed(_humanize(str(exc), host, port)) from exc
 
 
 class _Pool:
@@ -115,8 +115,11 @@ class _Pool:
     @contextmanager
     def connection(self, details: dict) -> Iterator[psycopg.Connection]:
         """A connection to `details`: an idle one that still answers, else a new one."""
-        key = repr(sorted(_connect_args(details).items()))
-        conn = self._take(key)
+        try:
+            key = repr(sorted(_connect_args(details).items()))
+        except ValueError:  # details connect() refuses as Metabase does
+            key = ""
+        conn = self._take(key) if key else None
         if conn is None:
             conn = connect(details)
         try:
@@ -139,6 +142,9 @@ class _Pool:
                 conn.close()
 
     def _release(self, key: str, conn: psycopg.Connection) -> None:
+        if not key:
+            conn.close()
+            return
         try:
             conn.rollback()
         except psycopg.Error:
