@@ -40,6 +40,7 @@ from provisioner.demo import DemoResult, run_demo
 from provisioner.errors import ProvisionError
 from provisioner.progress import RecordingProgress
 from provisioner.runtime.external import ExternalRuntime
+from provisioner.seeding import seed
 from tests.conftest import PgServer
 from tests.fake_metabase.server import MUTATING_METHODS, FakeMetabase, RecordedRequest, new_state
 
@@ -133,20 +134,18 @@ def sweep_fake() -> Iterator[FakeMetabase]:
 def reference(
     pg_server: PgServer, sweep_fake: FakeMetabase, tmp_path_factory: pytest.TempPathFactory
 ) -> Reference:
-    """A clean demo (which also seeds the module's database, once) and what it wrote."""
+    """The module's database, seeded once, and what a clean demo on it writes."""
     dsn = pg_server.create_database("sweep")
     dashboards = tmp_path_factory.mktemp("sweep-dashboards")
     for name in DASHBOARDS:
         shutil.copy(REPO / "dashboards" / name, dashboards / name)
+    home = tmp_path_factory.mktemp("sweep-reference")
+    seed(_settings(sweep_fake, dsn, home), as_of=None, reset=False, force=False, port=None)
     sweep_fake.state = new_state()
     sweep_fake.clear_requests()
-    first = _demo(_settings(sweep_fake, dsn, tmp_path_factory.mktemp("sweep-reference")), dashboards)
+    first = _demo(_settings(sweep_fake, dsn, home), dashboards)
     assert first.failed_cards == []
-    # Run it again on a brand-new Metabase: the database is seeded now, so this run is what every
-    # position's run does.
-    sweep_fake.state = new_state()
-    sweep_fake.clear_requests()
-    _demo(_settings(sweep_fake, dsn, tmp_path_factory.mktemp("sweep-reference")), dashboards)
+    assert [s.name for s in first.steps if s.changed] == ["setup", "connect", "dashboards"]  # seeded
     mutations = [_label(r) for r in sweep_fake.requests if r.method in MUTATING_METHODS]
     return Reference(dsn, dashboards, mutations, _content(sweep_fake))
 
