@@ -4,6 +4,8 @@ The demo is the real one with its dashboards cut to the eight models and the Loc
 step and every kind of write of a full demo (setup, API key, tracking setting, database, schema filter,
 collections, models, query-builder questions, a text card, the dashboard and its filters, the apply lock),
 in about a third of the positions; the full demo repeats the same writes for four more dashboards.
+`SWEEP_FULL_DEMO=1 pytest -n 4 tests/test_fault_sweep.py` sweeps the whole demo (about ten minutes on
+two cores, too long for every `make test`).
 
 The reference is a clean demo against a brand-new fake Metabase, one request at a time
 (`--concurrency 1`), so that "the n-th write" names the same request in every run; faults inside a wave
@@ -25,6 +27,7 @@ The positions are split into chunks so that pytest-xdist spreads them over its w
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import time
@@ -50,6 +53,8 @@ KINDS = ("500", "drop-after-commit")
 CHUNKS = 6
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = ("0-models.yaml", "5-locations.yaml")
+if os.environ.get("SWEEP_FULL_DEMO") == "1":
+    DASHBOARDS = tuple(sorted(p.name for p in (REPO / "dashboards").glob("*.yaml")))
 _QUERY = re.compile(r"POST /api/card/:id/query|POST /api/dataset")  # on labels
 _ID = re.compile(r"/\d+")
 _PER_RUN = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?")  # key and user ids

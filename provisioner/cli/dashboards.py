@@ -103,7 +103,9 @@ def plan_command(
     prune: PruneOption = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Save the plan (and the files it was made from) for `apply FILE`."),
+        typer.Option(
+            "--out", metavar="FILE", help="Save the plan (and the files it was made from) for `apply FILE`."
+        ),
     ] = None,
     metabase_url: MetabaseAddressOption = None,
     target: TargetOption = None,
@@ -148,7 +150,10 @@ def plan_command(
 BackupDirOption = Annotated[
     Path | None,
     typer.Option(
-        "--backup-dir", help="Keep backups here instead of .provision/backups/.", show_default=False
+        "--backup-dir",
+        metavar="DIR",
+        help="Keep backups here instead of .provision/backups/.",
+        show_default=False,
     ),
 ]
 
@@ -199,7 +204,8 @@ def apply_command(
 def restore_command(
     ctx: typer.Context,
     backup: Annotated[
-        Path, typer.Argument(help="A backup directory an apply wrote (.provision/backups/...).")
+        Path,
+        typer.Argument(metavar="BACKUP", help="A backup directory an apply wrote (.provision/backups/...)."),
     ],
     backup_dir: BackupDirOption = None,
     metabase_url: MetabaseAddressOption = None,

@@ -93,7 +93,10 @@ def connect_command(
 def check_command(
     ctx: typer.Context,
     database: Annotated[
-        str | None, typer.Option("--database", help="The database to read (default: the first one added).")
+        str | None,
+        typer.Option(
+            "--database", metavar="NAME", help="The database to read (default: the first one added)."
+        ),
     ] = None,
     metabase_url: MetabaseAddressOption = None,
     json_output: JsonOption = False,

@@ -81,6 +81,7 @@ ConcurrencyOption = Annotated[
     int | None,
     typer.Option(
         "--concurrency",
+        metavar="N",
         help="Requests sent to Metabase at once, 1 to 64 (default 8; env PROVISION_CONCURRENCY).",
         show_default=False,
     ),
@@ -131,6 +132,7 @@ SchemaOption = Annotated[
     str | None,
     typer.Option(
         "--schema",
+        metavar="NAME",
         # The Supabase default is db.hosted.DEDICATED_SCHEMA, named here: importing it would slow --help.
         help="Schema for the demo objects, created when missing (default: where the demo already is; "
         "on Supabase `asset_finance`; else the current schema, normally public).",
