@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 import typer
@@ -191,6 +192,28 @@ def test_help_shows_plain_placeholders_and_whole_choices() -> None:
     assert "--runtime <auto|docker|local|external>" in text
     assert "--metabase-url URL" in text and "--database-url DSN" in text and "--as-of DATE" in text
     assert "<bool>" not in CliRunner().invoke(app, ["--help"]).stdout
+
+
+def test_no_option_of_any_command_shows_a_type_placeholder() -> None:
+    import re
+
+    import typer.main
+
+    from provisioner.cli.app import app
+
+    def commands(group: Any, path: list[str]) -> list[list[str]]:
+        found = [path]
+        if hasattr(group, "commands"):  # a group (typer's own click)
+            for name, command in group.commands.items():
+                found += commands(command, [*path, name])
+        return found
+
+    placeholder = re.compile(r"^\s+--[a-z-]+ <(str|int|bool|path|float)>", re.MULTILINE)
+    every = commands(typer.main.get_command(app), [])
+    assert len(every) > 20
+    for path in every:
+        text = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).stdout
+        assert placeholder.search(text) is None, (path, placeholder.findall(text))
 
 
 def test_version_prints_the_package_version() -> None:
