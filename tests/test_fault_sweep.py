@@ -4,8 +4,8 @@ The demo is the real one with its dashboards cut to the eight models and the Loc
 step and every kind of write of a full demo (setup, API key, tracking setting, database, schema filter,
 collections, models, query-builder questions, a text card, the dashboard and its filters, the apply lock),
 in about a third of the positions; the full demo repeats the same writes for four more dashboards.
-`SWEEP_FULL_DEMO=1 pytest -n 4 tests/test_fault_sweep.py` sweeps the whole demo (about ten minutes on
-two cores, too long for every `make test`).
+`SWEEP_FULL_DEMO=1 pytest -n 3 tests/test_fault_sweep.py` sweeps the whole demo: 57 writes, about two
+minutes on two cores, which every `make test` cannot afford.
 
 The reference is a clean demo against a brand-new fake Metabase, one request at a time
 (`--concurrency 1`), so that "the n-th write" names the same request in every run; faults inside a wave
