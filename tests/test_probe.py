@@ -472,6 +472,25 @@ def test_doctor_without_the_probe_writes_nothing(side: Side, doctor_settings: Se
     assert side.probe_collections() == []
 
 
+def test_doctor_command_with_no_probe_only_reads(side: Side, clean_environ: Path) -> None:
+    env = {
+        "METABASE_ADMIN_EMAIL": ADMIN_EMAIL,
+        "METABASE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "PROVISION_HOME": str(clean_environ),
+    }
+    args = ["doctor", "--runtime", "external", "--metabase-url", side.fake.url, "--json"]
+    side.fake.clear_requests()
+    result = CliRunner().invoke(app, [*args, "--no-probe"], env=env)
+    names = [check["name"] for check in json.loads(result.stdout)["checks"]]
+    assert "credentials" in names and "metabase check" not in names
+    assert {r.path for r in side.fake.mutating_requests()} == {"/api/session"}  # logins, nothing else
+    assert side.probe_collections() == []
+
+    probed = CliRunner().invoke(app, args, env=env)  # without the flag, doctor runs the check
+    assert "metabase check" in [check["name"] for check in json.loads(probed.stdout)["checks"]]
+    assert len(side.probe_collections()) == 1
+
+
 def test_doctor_skips_the_check_when_it_cannot_log_in(side: Side, clean_environ: Path) -> None:
     settings = Settings.load({}, home=clean_environ, metabase_url=side.fake.url)  # no credentials
     checks = _doctor(settings)

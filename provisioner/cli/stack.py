@@ -159,6 +159,13 @@ def doctor_command(
     metabase_jar: MetabaseJarOption = None,
     metabase_command: MetabaseCommandOption = None,
     target: TargetOption = None,
+    no_probe: Annotated[
+        bool,
+        typer.Option(
+            "--no-probe",
+            help="Skip `metabase check` (its scratch question, archived at once): doctor then only reads.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Check Docker/Java, ports, disk, Metabase, credentials, database and dashboards; exit 1 on a failure."""
@@ -175,7 +182,7 @@ def doctor_command(
         target=target,
         use_target=True,
     )
-    checks = run_doctor(settings, progress=output.progress)
+    checks = run_doctor(settings, progress=output.progress, probe=not no_probe)
     ok = all(check.ok for check in checks)
 
     def text() -> str:
