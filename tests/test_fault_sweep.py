@@ -1,7 +1,7 @@
 """A fault at every write position of `provision demo`, of both kinds, and then a re-run converges.
 
 The demo is the real one with its dashboards cut to the eight models and the Locations dashboard: every
-step and every kind of write of a full demo (setup, API key, tracking setting, database, schema filter,
+step and every kind of write of a full demo (setup, API key, tracking setting, database,
 collections, models, query-builder questions, a text card, the dashboard and its filters, the apply lock),
 in about a third of the positions; the full demo repeats the same writes for four more dashboards.
 `SWEEP_FULL_DEMO=1 pytest -n 3 tests/test_fault_sweep.py` sweeps the whole demo: 57 writes, about two
