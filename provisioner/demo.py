@@ -98,18 +98,14 @@ def run_demo(
     """
     from provisioner import dashboards
     from provisioner.connect import connect_database
-    from provisioner.db.hosted import require_plain_schema
-    from provisioner.db.seed import check_scale
+    from provisioner.db.seed import check_seed_options
     from provisioner.metabase.setup import prepare_metabase, setup_result
     from provisioner.seeding import seed
     from provisioner.workspace import remember_demo
 
     # Refused before anything starts or is written: bad options, the runtime's own checks (before the
     # lock, which creates the state directory).
-    if scale is not None:
-        check_scale(scale)
-    if schema is not None:
-        require_plain_schema(schema)
+    check_seed_options(schema=schema, scale=scale)
     runtime.check()
     # One demo command at a time per state directory: two would race to start the same processes.
     with StateDir(settings.home).exclusive("demo --fresh" if fresh else "demo"):

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from provisioner.db.hosted import require_plain_schema, role_of_login
+from provisioner.db.hosted import role_of_login
 from provisioner.db.roles import READER_ROLE
-from provisioner.db.seed import SeedResult, check_scale, seed_database
+from provisioner.db.seed import SeedResult, check_seed_options, seed_database
 from provisioner.progress import NullProgress, Progress
 from provisioner.runtime.warehouse import resolve_warehouse
 from provisioner.state import ReaderLogin, StateDir
@@ -40,10 +40,7 @@ def seed(
     (see `seed_database`). Raises ConfigError (a bad schema name or scale, before anything starts),
     DatabaseError, OwnershipError, EnvironmentProblem (embedded port in use).
     """
-    if scale is not None:
-        check_scale(scale)
-    if schema is not None:
-        require_plain_schema(schema)
+    check_seed_options(schema=schema, scale=scale)
     progress = progress or NullProgress()
     warehouse = resolve_warehouse(settings, port=port, progress=progress)
     state = StateDir(settings.home)

@@ -152,8 +152,7 @@ def seed_database(
     """
     import psycopg
 
-    if scale is not None:
-        check_scale(scale)
+    check_seed_options(schema=schema, scale=scale)
     progress = progress or NullProgress()
     where = redact_dsn(dsn)
     progress.step(f"Seeding the demo warehouse in {where} (as of {as_of})")
@@ -195,6 +194,15 @@ def seed_database(
         data_api=data_api,
         scale=scale,
     )
+
+
+def check_seed_options(*, schema: str | None, scale: int | None) -> None:
+    """Refuse a schema name or a scale the demo cannot have (ConfigError), before anything connects or
+    starts: callers that start a server first call it themselves."""
+    if scale is not None:
+        check_scale(scale)
+    if schema is not None:
+        require_plain_schema(schema)
 
 
 def check_scale(scale: object) -> int:
