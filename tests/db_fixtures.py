@@ -14,6 +14,8 @@ from provisioner.db.roles import with_credentials
 from provisioner.db.seed import SeedResult, seed_database
 
 if TYPE_CHECKING:
+    import psycopg
+
     from tests.conftest import PgServer
 
 # A fixed as-of date: every test sees the same dates and the same checksum.
@@ -51,3 +53,30 @@ def seeded_database(pg_server: PgServer) -> SeededDatabase:
         reader_role=role,
         result=result,
     )
+
+
+def weekly_utilisation_mismatches(conn: psycopg.Connection) -> tuple[int, list[tuple]]:
+    """(how many utilisation metric values there are, those that disagree with the telemetry snapshot).
+
+    `utilisation_pct` must be this week's and last week's utilisation of `asset_current_state`, and
+    `utilisation_change_pct` their change in percent, to one decimal.
+    """
+    rows = conn.execute(
+        """
+        SELECT s.asset_id, md.code, mv.value, mv.baseline_value,
+               s.utilisation_7d_pct, s.utilisation_prior_7d_pct
+        FROM asset_current_state s
+        JOIN metric_values mv ON mv.asset_id = s.asset_id
+        JOIN metric_definitions md ON md.id = mv.metric_definition_id
+        WHERE md.code IN ('utilisation_pct', 'utilisation_change_pct')
+        """
+    ).fetchall()
+    wrong = []
+    for asset_id, code, value, baseline, this_week, last_week in rows:
+        if code == "utilisation_pct":
+            expected, actual = (this_week, last_week), (value, baseline)
+        else:
+            expected, actual = round((this_week / last_week - 1) * 100, 1), value
+        if actual != expected:
+            wrong.append((asset_id, code, actual, expected))
+    return len(rows), wrong

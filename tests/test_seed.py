@@ -16,7 +16,7 @@ import pytest
 
 from provisioner.db.schema import DATABASE_DIR, TABLES, VIEWS
 from provisioner.db.seed import seed_status
-from tests.db_fixtures import SeededDatabase
+from tests.db_fixtures import SeededDatabase, weekly_utilisation_mismatches
 
 
 @pytest.fixture(scope="module")
@@ -451,28 +451,7 @@ def test_exposure_is_below_the_financed_amount_once_instalments_are_paid(owner) 
 
 
 def test_weekly_utilisation_metrics_agree_with_the_telemetry_snapshot(owner) -> None:
-    rows = owner.execute(
-        """
-        SELECT s.asset_id, md.code, mv.value, mv.baseline_value,
-               s.utilisation_7d_pct, s.utilisation_prior_7d_pct
-        FROM asset_current_state s
-        JOIN metric_values mv ON mv.asset_id = s.asset_id
-        JOIN metric_definitions md ON md.id = mv.metric_definition_id
-        WHERE md.code IN ('utilisation_pct', 'utilisation_change_pct')
-        """
-    ).fetchall()
-    assert len(rows) == 25
-    wrong = []
-    for asset_id, code, value, baseline, this_week, last_week in rows:
-        if code == "utilisation_pct":
-            expected = (this_week, last_week)
-            actual = (value, baseline)
-        else:
-            expected = round((this_week / last_week - 1) * 100, 1)
-            actual = value
-        if actual != expected:
-            wrong.append((asset_id, code, actual, expected))
-    assert wrong == []
+    assert weekly_utilisation_mismatches(owner) == (25, [])
 
 
 def test_an_events_metric_evidence_is_the_metric_value_shown_for_its_asset(owner) -> None:
