@@ -165,6 +165,7 @@ def run_demo(
                     sleep=sleep,
                     metabase_dsn=_metabase_dsn(settings, endpoints),
                     authed=authed,
+                    schema=seeded.schema_name,  # known from the seed: no second look in the warehouse
                 )
                 out["changed"] = connected.action != "unchanged"
 
