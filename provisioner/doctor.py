@@ -353,7 +353,7 @@ def check_warehouse_ssl(dsn: SecretStr) -> Check | None:
         return Check(name="warehouse ssl", ok=False, detail=exc.message, hint=exc.hint)
     if parts.host in _LOCAL_HOSTS or parts.host.startswith("/"):
         return None
-    if parts.sslmode in ("require", "verify-ca", "verify-full"):
+    if parts.encrypted:
         return Check(name="warehouse ssl", ok=True, detail=f"sslmode={parts.sslmode} to {parts.host}")
     problem = "sets no sslmode" if parts.sslmode is None else f"sets sslmode={parts.sslmode}"
     return Check(

@@ -31,6 +31,16 @@ class DsnParts:
     # libpq allows lists of hosts and ports (failover); Metabase and the tool's checks need exactly one.
     single_host: bool
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether the sslmode requires SSL (`require`, `verify-ca`, `verify-full`)."""
+        return self.sslmode in ("require", "verify-ca", "verify-full")
+
+    @property
+    def verifies_server(self) -> bool:
+        """Whether the sslmode also checks the server's certificate against a root (`verify-*`)."""
+        return self.sslmode in ("verify-ca", "verify-full")
+
 
 def parse_dsn(dsn: str, *, what: str = "the database URL") -> DsnParts:
     """The parts of `dsn`; raises ConfigError naming `what` if it does not parse or its port is no number."""

@@ -83,9 +83,6 @@ _COMPARED_DETAILS = (
 _SSL_DETAILS = ("ssl", "ssl-mode", "ssl-root-cert-options")
 # PUT merges the details sent over the stored ones: an option no longer wanted is sent as null.
 _CLEARED_WHEN_UNWANTED = ("schema-filters-patterns", "additional-options")
-# libpq's sslmode values that encrypt; the verify ones also check the server's certificate.
-_SSL_MODES = ("require", "verify-ca", "verify-full")
-_VERIFYING_SSL_MODES = ("verify-ca", "verify-full")
 # Behind a transaction-mode pooler pgjdbc must not switch to server-side prepared statements, which it does
 # after 5 runs of one statement; 0 turns that off. Metabase's own placeholder for the field.
 POOLER_JDBC_OPTIONS = "prepareThreshold=0"
@@ -571,8 +568,8 @@ def postgres_details(
             f"the database URL given for Metabase needs one host and one port (got host {parts.host!r})",
             hint="use postgresql://user:password@host:5432/dbname",
         )
-    ssl = parts.sslmode in _SSL_MODES
-    root_certificate = _root_certificate(parts.sslrootcert) if parts.sslmode in _VERIFYING_SSL_MODES else None
+    ssl = parts.encrypted
+    root_certificate = _root_certificate(parts.sslrootcert) if parts.verifies_server else None
     return PostgresDetails.model_validate(
         {
             "host": parts.host,
